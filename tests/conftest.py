@@ -1,0 +1,61 @@
+"""Shared pytest fixtures and the skip policy.
+
+Tests that need root, eBPF or network namespaces run for real on our machines. They skip
+only where the capability is truly absent, and the skip reason says what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RBA = [sys.executable, "-m", "behavior.cli"]
+
+
+def _bpf_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "not root"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "bcc (python3-bpfcc) not importable"
+    if not Path(f"/lib/modules/{os.uname().release}/build").exists():
+        return (
+            f"no kernel headers at /lib/modules/{os.uname().release}/build (run scripts/setup.sh)"
+        )
+    return None
+
+
+BPF_MISSING = _bpf_unavailable_reason()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    netns_missing = None
+    if os.geteuid() != 0:
+        netns_missing = "not root"
+    elif shutil.which("ip") is None:
+        netns_missing = "iproute2 not installed"
+    for item in items:
+        if BPF_MISSING and "ebpf" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=f"eBPF unavailable: {BPF_MISSING}"))
+        if netns_missing and "netns" in item.keywords:
+            item.add_marker(
+                pytest.mark.skip(reason=f"network namespaces unavailable: {netns_missing}")
+            )
+        if os.geteuid() != 0 and "root" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="not root"))
+
+
+def run_rba(
+    *args: str, check: bool = False, timeout: float = 300, **kw: object
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``rba`` CLI in a subprocess and capture its output."""
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [*RBA, *args], capture_output=True, text=True, check=check, timeout=timeout, cwd=REPO, **kw
+    )
