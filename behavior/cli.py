@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("behavior.commands.rules", "list the rule catalogue"),
     "events": ("behavior.commands.events", "print events as they happen (debugging, demos)"),
     "daemon": ("behavior.commands.daemon", "run the privileged assessment daemon"),
+    "run": ("behavior.commands.run", "ask the daemon to start a run of a template now"),
+    "status": ("behavior.commands.status", "list the daemon's runs and its health"),
+    "stop": ("behavior.commands.stop", "ask the daemon to end a run early (kept, marked partial)"),
+    "findings": ("behavior.commands.findings", "fetch a daemon run's findings"),
 }
 
 
