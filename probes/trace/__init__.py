@@ -1,0 +1,31 @@
+"""Trace files: the self-contained, crash-safe record of an observation window.
+
+See docs/trace-format.md for the byte layout.
+"""
+
+from probes.trace.format import (
+    MAJOR,
+    MINOR,
+    ChunkType,
+    NotATraceError,
+    TraceError,
+    TraceVersionError,
+)
+from probes.trace.reader import EventChunk, TraceIndex, open_trace, read_events
+from probes.trace.redact import cmdline_redactor
+from probes.trace.writer import TraceWriter
+
+__all__ = [
+    "MAJOR",
+    "MINOR",
+    "ChunkType",
+    "EventChunk",
+    "NotATraceError",
+    "TraceError",
+    "TraceIndex",
+    "TraceVersionError",
+    "TraceWriter",
+    "cmdline_redactor",
+    "open_trace",
+    "read_events",
+]

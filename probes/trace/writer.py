@@ -1,0 +1,231 @@
+"""Appending a trace: buffered events, strings and JSON records, flushed and fsynced by a
+background thread at least every ``flush_interval`` seconds, so a capture killed at any
+moment leaves a readable trace of everything up to its last flush."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from probes.events import EVENT_SIZE, EventArray, Kind, StringTable
+from probes.trace.format import (
+    FILE_HEADER,
+    MAGIC,
+    MAJOR,
+    MINOR,
+    ChunkType,
+    TraceError,
+    encode_chunk,
+    encode_strings,
+)
+
+# Kinds whose str_b is a command line (see probes.events.Kind).
+CMDLINE_KINDS = (Kind.EXEC, Kind.PROC_SNAPSHOT)
+# An events chunk is cut at this many events even between timed flushes.
+CHUNK_EVENTS = 65536
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+class TraceWriter:
+    """Writes one trace file. Thread-safe: sources may add events while facts arrive.
+
+    ``redact`` (when given) maps a command line to its shareable form; it is applied to
+    the strings that events use as command lines before they reach the file.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        start: dict[str, Any],
+        strings: StringTable,
+        *,
+        compress: bool = True,
+        flush_interval: float = 0.5,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
+        self._strings = strings
+        self._compress = compress
+        self._redact = redact
+        self._pending_events: list[EventArray] = []
+        self._pending_count = 0
+        self._pending_records: list[bytes] = []
+        self._strings_written = 1  # id 0 is always the empty string
+        # With redaction the trace has its own string table (ids mapped from the live one).
+        self._own = StringTable()
+        self._plain_ids: dict[int, int] = {}
+        self._cmdline_ids: dict[int, int] = {}
+        self.events_written = 0
+        self.bytes_written = 0
+        self._error: OSError | None = None
+        self._buf_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = threading.Event()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC
+        except OSError as e:
+            raise TraceError(f"cannot create trace {path}: {e.strerror}") from e
+        self._file = os.fdopen(fd, "wb")
+        self._path = path
+        self._write(FILE_HEADER.pack(MAGIC, MAJOR, MINOR, 0))
+        self._write(encode_chunk(ChunkType.START, _dumps(start), compress=compress))
+        self._sync()
+        self._sync_directory()
+        self._flusher = threading.Thread(
+            target=self._flush_loop, args=(flush_interval,), name="trace-flush", daemon=True
+        )
+        self._flusher.start()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def add_events(self, batch: EventArray) -> None:
+        """Queue a batch (copied: sources may reuse their buffers)."""
+        if not len(batch):
+            return
+        self._raise_pending_error()
+        with self._buf_lock:
+            self._pending_events.append(np.array(batch, copy=True))
+            self._pending_count += len(batch)
+            full = self._pending_count >= CHUNK_EVENTS
+        if full:
+            self.flush(sync=False)
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        """Queue one JSON record (a fact, a notice, loss counters...)."""
+        self._raise_pending_error()
+        line = _dumps(record)
+        with self._buf_lock:
+            self._pending_records.append(line)
+
+    def flush(self, *, sync: bool = True) -> None:
+        """Write everything queued as chunks (strings first, so every id is defined
+        before an event uses it), then fsync when ``sync``."""
+        with self._write_lock:
+            if self._file.closed:
+                return
+            with self._buf_lock:
+                events, self._pending_events, self._pending_count = self._pending_events, [], 0
+                records, self._pending_records = self._pending_records, []
+            batch = np.concatenate(events) if events else None
+            if batch is not None and self._redact is not None:
+                batch = self._redacted(batch)
+            try:
+                self._write_strings(self._strings if self._redact is None else self._own)
+                if batch is not None:
+                    self._write_events(batch)
+                if records:
+                    raw = b"\n".join(records)
+                    self._write(encode_chunk(ChunkType.RECORDS, raw, compress=self._compress))
+                if sync:
+                    self._sync()
+            except OSError as e:
+                self._error = e
+                raise TraceError(f"cannot write trace {self._path}: {e.strerror}") from e
+
+    def close(self, end: dict[str, Any] | None) -> None:
+        """Flush, write the end marker (unless ``end`` is None: the trace then reads as
+        ended early), fsync and close. Safe to call twice."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._flusher.join()
+        try:
+            self.flush(sync=False)
+            with self._write_lock:
+                if end is not None:
+                    self._write(encode_chunk(ChunkType.END, _dumps(end), compress=False))
+                self._sync()
+        finally:
+            with self._write_lock:
+                self._file.close()
+
+    def _write_strings(self, table: StringTable) -> None:
+        new = table.since(self._strings_written)
+        if not new:
+            return
+        first = self._strings_written
+        raw = encode_strings(first, new)
+        self._write(encode_chunk(ChunkType.STRINGS, raw, compress=self._compress))
+        self._strings_written = first + len(new)
+
+    def _redacted(self, batch: EventArray) -> EventArray:
+        """``batch`` with its string ids moved to the trace's own table, where command
+        lines appear only in redacted form."""
+        assert self._redact is not None
+        out = batch.copy()
+        is_cmd = np.isin(batch["kind"], CMDLINE_KINDS)
+        for field in ("str_a", "str_b", "str_c"):
+            ids = batch[field]
+            plain = ~is_cmd if field == "str_b" else np.ones(len(batch), dtype=bool)
+            for mask, cache, transform in (
+                (plain, self._plain_ids, None),
+                (~plain, self._cmdline_ids, self._redact),
+            ):
+                if not mask.any():
+                    continue
+                uniq, inverse = np.unique(ids[mask], return_inverse=True)
+                mapped = np.array(
+                    [self._map_string(int(u), cache, transform) for u in uniq], dtype=np.uint32
+                )
+                out[field][mask] = mapped[inverse]
+        return out
+
+    def _map_string(
+        self, live_id: int, cache: dict[int, int], transform: Callable[[str], str] | None
+    ) -> int:
+        found = cache.get(live_id)
+        if found is None:
+            text = self._strings.get(live_id)
+            found = cache[live_id] = self._own.intern(transform(text) if transform else text)
+        return found
+
+    def _write_events(self, batch: EventArray) -> None:
+        for i in range(0, len(batch), CHUNK_EVENTS):
+            part = batch[i : i + CHUNK_EVENTS]
+            raw = part.tobytes()
+            assert len(raw) == len(part) * EVENT_SIZE
+            self._write(encode_chunk(ChunkType.EVENTS, raw, compress=self._compress))
+            self.events_written += len(part)
+
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
+        self.bytes_written += len(data)
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def _sync_directory(self) -> None:
+        try:
+            dfd = os.open(os.path.dirname(os.path.abspath(self._path)), os.O_RDONLY)
+        except OSError:
+            return  # the file itself is synced; a directory we cannot open is not fatal
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+    def _flush_loop(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            try:
+                self.flush()
+            except TraceError:
+                return  # kept in self._error; the next add_* or close reports it
+
+    def _raise_pending_error(self) -> None:
+        if self._error is not None:
+            raise TraceError(f"cannot write trace {self._path}: {self._error.strerror}")
