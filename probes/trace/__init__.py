@@ -12,20 +12,20 @@ from probes.trace.format import (
     TraceVersionError,
 )
 from probes.trace.reader import EventChunk, TraceIndex, open_trace, read_events
-from probes.trace.redact import cmdline_redactor
+from probes.trace.redact import CmdlineRedactor
 from probes.trace.writer import TraceWriter
 
 __all__ = [
     "MAJOR",
     "MINOR",
     "ChunkType",
+    "CmdlineRedactor",
     "EventChunk",
     "NotATraceError",
     "TraceError",
     "TraceIndex",
     "TraceVersionError",
     "TraceWriter",
-    "cmdline_redactor",
     "open_trace",
     "read_events",
 ]

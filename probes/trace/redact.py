@@ -5,24 +5,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Sequence
 
 
-def cmdline_redactor(key: bytes | None = None) -> Callable[[str], str]:
-    """A function that keeps a command line's program (first word) and replaces each
-    argument with ``#`` and 12 hex digits of an HMAC-SHA256 under ``key``.
+class CmdlineRedactor:
+    """Keeps a command line's program (first word) and replaces each argument with ``#``
+    and 12 hex digits of an HMAC-SHA256 under a key.
 
     The key is random per trace and never stored, so equal arguments stay recognisably
     equal within one trace while short secrets cannot be recovered by hashing guesses."""
-    secret = key if key is not None else os.urandom(32)
 
-    def redact(cmdline: str) -> str:
-        words = cmdline.split(" ")
-        return " ".join([words[0], *(_digest(secret, w) for w in words[1:])])
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key if key is not None else os.urandom(32)
 
-    return redact
+    def __call__(self, cmdline: str) -> str:
+        """Redact a space-joined command line (the form events carry)."""
+        return " ".join(self.argv(cmdline.split(" ")))
 
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """Redact an argument vector: the program stays, each argument is hashed."""
+        return [*args[:1], *(self._digest(a) for a in args[1:])]
 
-def _digest(secret: bytes, word: str) -> str:
-    mac = hmac.new(secret, word.encode("utf-8", "surrogatepass"), hashlib.sha256)
-    return "#" + mac.hexdigest()[:12]
+    def _digest(self, word: str) -> str:
+        mac = hmac.new(self._key, word.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return "#" + mac.hexdigest()[:12]
