@@ -7,11 +7,19 @@ nothing else of ours.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 
 class BinaryParseError(Exception):
     """A file could not be parsed: truncated, corrupt or hostile. The message is one line."""
+
+
+class BinaryReadError(BinaryParseError):
+    """A file could not be read at all (missing, permission denied, not a regular file).
+
+    Unlike a parse error this says nothing about the file's content, so it is raised by
+    :func:`binanalysis.inspect` instead of being turned into facts (and never cached)."""
 
 
 class FileFormat(enum.StrEnum):
@@ -34,6 +42,18 @@ class Verdict:
     value: bool | None
     reason: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; :meth:`from_dict` restores it exactly."""
+        return {"value": self.value, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        """Inverse of :meth:`to_dict`. Raises ValueError on a malformed dict."""
+        value, reason = d["value"], d["reason"]
+        if value not in (True, False, None) or not isinstance(reason, str):
+            raise ValueError(f"malformed verdict: {d!r}")
+        return cls(value, reason)
+
 
 @dataclass(frozen=True)
 class BinaryFacts:
@@ -54,3 +74,42 @@ class BinaryFacts:
     relro_reason: str
     extra: dict[str, Verdict] = field(default_factory=dict)
     error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (only str, bool, None, dict). ``from_dict(to_dict())`` is equal
+        to the original and dumps to the same JSON bytes, so traces replay exactly."""
+        return {
+            "path": self.path,
+            "format": self.format.value,
+            "arch": self.arch,
+            "dep": self.dep.to_dict(),
+            "stack_cookies": self.stack_cookies.to_dict(),
+            "aslr": self.aslr.to_dict(),
+            "relro": None if self.relro is None else self.relro.value,
+            "relro_reason": self.relro_reason,
+            "extra": {name: v.to_dict() for name, v in self.extra.items()},
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BinaryFacts:
+        """Inverse of :meth:`to_dict`. Raises ValueError on a malformed dict."""
+        try:
+            return cls(
+                path=str(d["path"]),
+                format=FileFormat(d["format"]),
+                arch=None if d["arch"] is None else str(d["arch"]),
+                dep=Verdict.from_dict(d["dep"]),
+                stack_cookies=Verdict.from_dict(d["stack_cookies"]),
+                aslr=Verdict.from_dict(d["aslr"]),
+                relro=None if d["relro"] is None else Relro(d["relro"]),
+                relro_reason=str(d["relro_reason"]),
+                extra={str(k): Verdict.from_dict(v) for k, v in d["extra"].items()},
+                error=None if d["error"] is None else str(d["error"]),
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"malformed binary facts: {e!r}") from e
+
+    def with_path(self, path: str) -> BinaryFacts:
+        """The same facts for another name of the same file (hard link, cache hit)."""
+        return self if path == self.path else replace(self, path=path)

@@ -1,0 +1,82 @@
+"""Inspect many files at once: cache hits in this process, misses across worker processes.
+
+Hits cost one ``stat``. Misses are spread over ``jobs`` forked processes (parsing is
+CPU-bound Python, so threads would not help). Use from a single-threaded program such as the
+CLI; a long-running multi-threaded process should call :meth:`FactsCache.get_or_inspect`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+from binanalysis.cache import FactsCache
+from binanalysis.inspector import error_facts, inspect_keyed
+from binanalysis.interface import BinaryFacts, BinaryReadError, FileFormat
+from binanalysis.reader import CacheKey, stat_key
+
+# Below this many misses, forking workers costs more than it saves.
+MIN_PARALLEL = 48
+
+Result = BinaryFacts | BinaryReadError
+Progress = Callable[[int, int], None]
+
+
+def inspect_many(
+    paths: Sequence[str],
+    cache: FactsCache,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> list[Result]:
+    """Facts (or the read error) for each path, in order. New facts are added to ``cache``.
+
+    ``jobs`` defaults to the number of CPUs; ``progress(done, total)`` is called as files
+    finish."""
+    results: list[Result | None] = [None] * len(paths)
+    misses: list[int] = []
+    for i, path in enumerate(paths):
+        try:
+            key = stat_key(os.stat(path))
+        except OSError as e:
+            results[i] = BinaryReadError(f"cannot stat: {e.strerror or e}")
+            continue
+        results[i] = cache.lookup(key, path)
+        if results[i] is None:
+            misses.append(i)
+    done = len(paths) - len(misses)
+    if progress:
+        progress(done, len(paths))
+    workers = max(1, jobs or os.cpu_count() or 1)
+    for i, read_key, result in _inspect_all([paths[i] for i in misses], misses, workers):
+        results[i] = result
+        if read_key is not None and isinstance(result, BinaryFacts):
+            cache.put(read_key, result)
+        done += 1
+        if progress:
+            progress(done, len(paths))
+    return [r for r in results if r is not None]
+
+
+Outcome = tuple[int, CacheKey | None, Result]
+
+
+def _inspect_all(paths: list[str], indexes: list[int], workers: int) -> Iterator[Outcome]:
+    tasks = list(zip(indexes, paths, strict=True))
+    if workers == 1 or len(tasks) < MIN_PARALLEL:
+        yield from map(_inspect_one, tasks)
+        return
+    chunk = max(1, len(tasks) // (workers * 8))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap_unordered(_inspect_one, tasks, chunksize=chunk)
+
+
+def _inspect_one(task: tuple[int, str]) -> Outcome:
+    index, path = task
+    try:
+        key, facts = inspect_keyed(path)
+    except BinaryReadError as e:
+        return index, None, e
+    except Exception as e:  # a bug must cost one file's verdict, not the whole scan
+        return index, None, error_facts(path, FileFormat.OTHER, f"internal error: {e!r}")
+    return index, key, facts

@@ -1,0 +1,567 @@
+"""ELF mitigations, read straight from the headers the kernel and ld.so use.
+
+We read the ELF header, the program headers, the dynamic segment, the dynamic symbol hash
+tables, notes, and (only when those say nothing) the section headers, with ``struct`` on
+bytes from :class:`~binanalysis.reader.FileBytes`. pyelftools' high-level ``ELFFile`` costs
+~1 ms per file to construct and walks sections we do not need; reading only these
+structures is what makes a cold ``rba scan /usr/bin`` beat checksec by 50x (BENCHMARKS.md).
+The tests cross-check these readers against pyelftools on every built binary.
+
+Semantics (RULES.md):
+- DEP: the *last* ``PT_GNU_STACK`` decides (the kernel honours the last one); none means an
+  executable stack; a writable and executable ``PT_LOAD`` is reported as well.
+- Stack cookies: ``__stack_chk_fail``, ``__stack_chk_fail_local``, ``__stack_chk_guard`` or
+  ``__intel_security_cookie``, imported or defined, found through ``DT_GNU_HASH``/``DT_HASH``
+  (no section headers needed); then ``.symtab``; stripped static x86 binaries are judged by
+  the canary load (``%fs:0x28`` / ``%gs:0x14``) in their code.
+- ASLR: ET_DYN with ``PT_INTERP`` or ``DF_1_PIE`` (or a shared object); ET_EXEC is not.
+- RELRO: ``PT_GNU_RELRO`` plus BIND_NOW (``DT_BIND_NOW``, ``DF_BIND_NOW``, ``DF_1_NOW``) is full.
+
+Limits (beyond :mod:`binanalysis.reader`'s): at most :data:`MAX_HEADERS` program or section
+headers, :data:`MAX_DYN_ENTRIES` dynamic entries, :data:`MAX_SYMBOLS` symbols scanned per
+table and :data:`MAX_STRTAB` bytes of string table; larger counts are errors.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+
+from binanalysis.interface import BinaryFacts, BinaryParseError, FileFormat, Relro, Verdict
+from binanalysis.reader import FileBytes
+
+MAX_HEADERS = 65535
+MAX_DYN_ENTRIES = 1 << 16
+MAX_SYMBOLS = 1 << 22
+MAX_STRTAB = 64 << 20
+MAX_NOTES_BYTES = 1 << 16
+MAX_HASH_BUCKETS = 1 << 24
+
+COOKIE_SYMBOLS = (
+    b"__stack_chk_fail",
+    b"__stack_chk_fail_local",
+    b"__stack_chk_guard",
+    b"__intel_security_cookie",
+)
+
+ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4
+PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE = 1, 2, 3, 4
+PT_GNU_STACK, PT_GNU_RELRO, PT_GNU_PROPERTY = 0x6474E551, 0x6474E552, 0x6474E553
+PF_X, PF_W = 1, 2
+DT_NULL, DT_NEEDED, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 1, 4, 5, 6
+DT_STRSZ, DT_SYMENT, DT_BIND_NOW, DT_FLAGS = 10, 11, 24, 30
+DT_FLAGS_1, DT_GNU_HASH = 0x6FFFFFFB, 0x6FFFFEF5
+DF_BIND_NOW, DF_1_NOW, DF_1_PIE = 0x8, 0x1, 0x08000000
+SHT_SYMTAB, SHT_DYNSYM, SHF_EXECINSTR = 2, 11, 0x4
+SHN_UNDEF = 0
+NT_GO_BUILDID, NT_GNU_PROPERTY_TYPE_0 = 4, 5
+GNU_PROPERTY_X86_FEATURE_1_AND = 0xC0000002
+
+MACHINES = {
+    2: "sparc", 3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390x", 40: "arm",
+    42: "sh", 43: "sparc64", 50: "ia64", 62: "x86_64", 183: "aarch64", 243: "riscv",
+    258: "loongarch",
+}  # fmt: skip
+
+# The stack protector's canary load: x86_64 `mov|sub|xor %fs:0x28,%reg` and i386 the same
+# on %gs:0x14. Only used for stripped static binaries, which have no symbols to check.
+CANARY_CODE = {
+    "x86_64": re.compile(
+        rb"\x64[\x48\x4c][\x8b\x2b\x33][\x04\x0c\x14\x1c\x24\x2c\x34\x3c]\x25\x28\x00\x00\x00"
+    ),
+    "i386": re.compile(
+        rb"\x65(?:\xa1|[\x8b\x2b\x33][\x05\x0d\x15\x1d\x25\x2d\x35\x3d])\x14\x00\x00\x00"
+    ),
+}
+FORTIFIED = re.compile(rb"__([A-Za-z0-9_]+?)_chk\x00")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Struct layouts for one ELF class and byte order."""
+
+    ehdr: struct.Struct
+    phdr: struct.Struct
+    shdr: struct.Struct
+    dyn: struct.Struct
+    sym: struct.Struct  # (st_name, st_info, st_shndx) in both classes
+    sym_name: struct.Struct  # st_name only, padded to the entry size
+    u32: struct.Struct
+    word: int
+
+    @classmethod
+    def make(cls, is64: bool, endian: str) -> _Layout:
+        if is64:
+            return cls(
+                ehdr=struct.Struct(endian + "HHIQQQIHHHHHH"),
+                phdr=struct.Struct(endian + "IIQQQQQQ"),
+                shdr=struct.Struct(endian + "IIQQQQIIQQ"),
+                dyn=struct.Struct(endian + "qQ"),
+                sym=struct.Struct(endian + "IBxH16x"),
+                sym_name=struct.Struct(endian + "I20x"),
+                u32=struct.Struct(endian + "I"),
+                word=8,
+            )
+        return cls(
+            ehdr=struct.Struct(endian + "HHIIIIIHHHHHH"),
+            phdr=struct.Struct(endian + "IIIIIIII"),
+            shdr=struct.Struct(endian + "IIIIIIIIII"),
+            dyn=struct.Struct(endian + "iI"),
+            sym=struct.Struct(endian + "I8xBxH"),
+            sym_name=struct.Struct(endian + "I12x"),
+            u32=struct.Struct(endian + "I"),
+            word=4,
+        )
+
+
+_LAYOUTS = {(c, d): _Layout.make(c == 2, "<" if d == 1 else ">") for c in (1, 2) for d in (1, 2)}
+
+
+@dataclass(frozen=True)
+class _Segment:
+    type: int
+    flags: int
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    align: int
+
+
+@dataclass(frozen=True)
+class _Section:
+    name: int
+    type: int
+    flags: int
+    offset: int
+    size: int
+    link: int
+    entsize: int
+
+
+@dataclass
+class _Elf:
+    """The parsed headers of one ELF file."""
+
+    r: FileBytes
+    lay: _Layout
+    is64: bool
+    e_type: int
+    arch: str
+    segments: list[_Segment]
+    shoff: int
+    shentsize: int
+    shnum: int
+    shstrndx: int
+    dynamic: dict[int, list[int]] = field(default_factory=dict)
+    dynstr: bytes | None = None
+    dynstr_read: bool = False
+
+    def segs(self, p_type: int) -> list[_Segment]:
+        return [s for s in self.segments if s.type == p_type]
+
+    def dyn1(self, tag: int) -> int | None:
+        values = self.dynamic.get(tag)
+        return values[-1] if values else None
+
+    def offset_of(self, vaddr: int, what: str) -> int:
+        """File offset of a virtual address, through the PT_LOAD segments."""
+        for s in self.segments:
+            if s.type == PT_LOAD and s.vaddr <= vaddr < s.vaddr + s.filesz:
+                return vaddr - s.vaddr + s.offset
+        raise BinaryParseError(f"{what} address {vaddr:#x} is in no loaded segment")
+
+
+def _parse(r: FileBytes) -> _Elf:
+    ident = r.read(0, 16, "ELF identification")
+    ei_class, ei_data = ident[4], ident[5]
+    if (ei_class, ei_data) not in _LAYOUTS:
+        raise BinaryParseError(f"bad ELF class/data bytes {ei_class}/{ei_data}")
+    lay = _LAYOUTS[(ei_class, ei_data)]
+    (e_type, machine, _v, _entry, phoff, shoff, _flags, _ehsize, phentsize, phnum, shentsize,
+     shnum, shstrndx) = r.unpack(lay.ehdr, 16, "ELF header")  # fmt: skip
+    elf = _Elf(r, lay, ei_class == 2, e_type, MACHINES.get(machine, f"machine-{machine}"), [],
+               shoff, shentsize, shnum, shstrndx)  # fmt: skip
+    if phnum == 0xFFFF or (shnum == 0 and shoff):  # PN_XNUM / SHN_XINDEX: counts in section 0
+        sh0 = _section_at(elf, 0)
+        phnum = sh0.link if phnum == 0xFFFF else phnum  # sh_info is stored in .link slot below
+        elf.shnum = sh0.size if shnum == 0 else shnum
+    if phnum:
+        if phentsize < lay.phdr.size:
+            raise BinaryParseError(f"program header entry size {phentsize} is too small")
+        if phnum > MAX_HEADERS:
+            raise BinaryParseError(f"{phnum} program headers, above the {MAX_HEADERS} limit")
+        table = r.read(phoff, phentsize * phnum, "program header table")
+        for i in range(phnum):
+            elf.segments.append(_segment(lay, table, i * phentsize, ei_class == 2))
+    if elf.shnum > MAX_HEADERS:
+        raise BinaryParseError(f"{elf.shnum} section headers, above the {MAX_HEADERS} limit")
+    _read_dynamic(elf)
+    return elf
+
+
+def _segment(lay: _Layout, table: bytes, off: int, is64: bool) -> _Segment:
+    if is64:
+        p_type, flags, offset, vaddr, _pa, filesz, memsz, align = lay.phdr.unpack_from(table, off)
+    else:
+        p_type, offset, vaddr, _pa, filesz, memsz, flags, align = lay.phdr.unpack_from(table, off)
+    return _Segment(p_type, flags, offset, vaddr, filesz, memsz, align)
+
+
+def _section_at(elf: _Elf, index: int) -> _Section:
+    if elf.shentsize < elf.lay.shdr.size:
+        raise BinaryParseError(f"section header entry size {elf.shentsize} is too small")
+    v = elf.r.unpack(elf.lay.shdr, elf.shoff + index * elf.shentsize, f"section header {index}")
+    name, s_type, flags, _addr, offset, size, link, info, _align, entsize = v
+    # Section 0 carries the extended program header count in sh_info: keep it reachable.
+    return _Section(name, s_type, flags, offset, size, info if index == 0 else link, entsize)
+
+
+def _read_dynamic(elf: _Elf) -> None:
+    dyns = elf.segs(PT_DYNAMIC)
+    if not dyns:
+        return
+    seg = dyns[0]
+    size = elf.lay.dyn.size
+    count = min(seg.filesz // size, MAX_DYN_ENTRIES)
+    data = elf.r.read(seg.offset, count * size, "dynamic segment")
+    for tag, value in elf.lay.dyn.iter_unpack(data):
+        if tag == DT_NULL:
+            break
+        elf.dynamic.setdefault(tag, []).append(value)
+
+
+def inspect_elf(r: FileBytes) -> BinaryFacts:
+    """Facts about the ELF file behind ``r``. Raises BinaryParseError on corrupt input."""
+    elf = _parse(r)
+    if elf.e_type not in (ET_REL, ET_EXEC, ET_DYN):
+        na = Verdict(None, f"ELF type {elf.e_type} (core dump or unknown): not a program")
+        return BinaryFacts(r.path, FileFormat.ELF, elf.arch, na, na, na, None, na.reason)
+    relro, relro_reason = _relro(elf)
+    return BinaryFacts(
+        path=r.path,
+        format=FileFormat.ELF,
+        arch=elf.arch,
+        dep=_dep(elf),
+        stack_cookies=_stack_cookies(elf),
+        aslr=_aslr(elf),
+        relro=relro,
+        relro_reason=relro_reason,
+        extra=_extras(elf),
+    )
+
+
+def _dep(elf: _Elf) -> Verdict:
+    if elf.e_type == ET_REL or not elf.segments:
+        return Verdict(None, "no program headers (relocatable object): the linker decides")
+    stacks = elf.segs(PT_GNU_STACK)
+    wx = [i for i, s in enumerate(elf.segments) if s.type == PT_LOAD and s.flags & PF_W
+          and s.flags & PF_X]  # fmt: skip
+    wx_note = f"; PT_LOAD #{wx[0]} is writable and executable" if wx else ""
+    if not stacks:
+        return Verdict(False, "no PT_GNU_STACK: the kernel maps the stack executable" + wx_note)
+    which = f"last of {len(stacks)} PT_GNU_STACK" if len(stacks) > 1 else "PT_GNU_STACK"
+    if stacks[-1].flags & PF_X:
+        return Verdict(False, f"{which} is executable (RWX stack)" + wx_note)
+    if wx:
+        return Verdict(False, f"{which} is non-executable, but PT_LOAD #{wx[0]} is W+X")
+    return Verdict(True, f"{which} is non-executable, no W+X PT_LOAD")
+
+
+def _aslr(elf: _Elf) -> Verdict:
+    if elf.e_type == ET_EXEC:
+        return Verdict(False, "ET_EXEC: loaded at a fixed address (not PIE)")
+    if elf.e_type == ET_REL:
+        return Verdict(None, "relocatable object: not loadable by itself")
+    flags_1 = elf.dyn1(DT_FLAGS_1) or 0
+    if elf.segs(PT_INTERP):
+        return Verdict(True, "PIE: ET_DYN with PT_INTERP")
+    if flags_1 & DF_1_PIE:
+        return Verdict(True, "PIE: ET_DYN with DF_1_PIE (static-pie)")
+    return Verdict(True, "shared object (ET_DYN): loaded at a random base")
+
+
+def _relro(elf: _Elf) -> tuple[Relro | None, str]:
+    if elf.e_type == ET_REL or not elf.segments:
+        return None, "no program headers (relocatable object): the linker decides"
+    if not elf.segs(PT_GNU_RELRO):
+        return Relro.NONE, "no PT_GNU_RELRO"
+    if DT_BIND_NOW in elf.dynamic:
+        return Relro.FULL, "PT_GNU_RELRO and DT_BIND_NOW"
+    if (elf.dyn1(DT_FLAGS) or 0) & DF_BIND_NOW:
+        return Relro.FULL, "PT_GNU_RELRO and DF_BIND_NOW"
+    if (elf.dyn1(DT_FLAGS_1) or 0) & DF_1_NOW:
+        return Relro.FULL, "PT_GNU_RELRO and DF_1_NOW"
+    return Relro.PARTIAL, "PT_GNU_RELRO without BIND_NOW (lazy binding: GOT stays writable)"
+
+
+# ---------------------------------------------------------------- stack cookies
+
+
+def _stack_cookies(elf: _Elf) -> Verdict:
+    if elf.segments and not any(s.type == PT_LOAD and s.flags & PF_X for s in elf.segments):
+        return Verdict(None, "no executable PT_LOAD: no code to protect")
+    dynstr = _dynstr(elf)
+    if dynstr is not None:
+        found = _dynamic_cookie(elf, dynstr)
+        if found:
+            return Verdict(True, found)
+    sections = _sections(elf)
+    if elf.e_type == ET_REL and not any(s.flags & SHF_EXECINSTR and s.size for s in sections):
+        return Verdict(None, "no executable sections: no code to protect")
+    tables = [s for s in sections if s.type in (SHT_SYMTAB, SHT_DYNSYM)]
+    for table in tables:
+        found = _section_cookie(elf, table, sections)
+        if found:
+            return Verdict(True, found)
+    if _is_go(elf, sections):
+        return Verdict(None, "Go binary: the Go runtime checks stack bounds, no cookies needed")
+    names = ", ".join(n.decode() for n in COOKIE_SYMBOLS[:3])
+    self_contained = DT_NEEDED not in elf.dynamic and not elf.segs(PT_INTERP)
+    if self_contained and elf.segments and not any(s.type == SHT_SYMTAB for s in tables):
+        # A static binary imports nothing, so without .symtab its code is the only evidence.
+        return _code_cookie(elf)
+    where = "the dynamic symbols" if dynstr is not None else "the symbol tables"
+    return Verdict(False, f"none of {names}, ... in {where}")
+
+
+def _dynstr(elf: _Elf) -> bytes | None:
+    if elf.dynstr_read:
+        return elf.dynstr
+    elf.dynstr_read, elf.dynstr = True, _read_dynstr(elf)
+    return elf.dynstr
+
+
+def _read_dynstr(elf: _Elf) -> bytes | None:
+    strtab, strsz = elf.dyn1(DT_STRTAB), elf.dyn1(DT_STRSZ)
+    if strtab is None or strsz is None or elf.dyn1(DT_SYMTAB) is None:
+        return None
+    if strsz > MAX_STRTAB:
+        raise BinaryParseError(f"DT_STRSZ {strsz} is above the {MAX_STRTAB >> 20} MiB limit")
+    return elf.r.read(elf.offset_of(strtab, "DT_STRTAB"), strsz, "dynamic string table")
+
+
+def _name_offsets(strtab: bytes) -> dict[int, bytes]:
+    """st_name values that would name a cookie symbol (suffix-merged strings included)."""
+    found: dict[int, bytes] = {}
+    for name in COOKIE_SYMBOLS:
+        needle = name + b"\0"
+        pos = strtab.find(needle)
+        while pos >= 0:
+            found[pos] = name
+            pos = strtab.find(needle, pos + 1)
+    return found
+
+
+def _dynamic_cookie(elf: _Elf, dynstr: bytes) -> str | None:
+    """Reason text if a dynamic symbol names a cookie symbol, found via the hash tables."""
+    offsets = _name_offsets(dynstr)
+    if not offsets:
+        return None
+    symtab = elf.offset_of(elf.dyn1(DT_SYMTAB) or 0, "DT_SYMTAB")
+    syment = elf.dyn1(DT_SYMENT) or elf.lay.sym_name.size
+    if syment < elf.lay.sym_name.size:
+        raise BinaryParseError(f"DT_SYMENT {syment} is too small")
+    gnu, sysv = elf.dyn1(DT_GNU_HASH), elf.dyn1(DT_HASH)
+    if gnu is not None:
+        return _gnu_hash_cookie(elf, elf.offset_of(gnu, "DT_GNU_HASH"), symtab, syment, offsets)
+    if sysv is not None:
+        return _sysv_hash_cookie(elf, elf.offset_of(sysv, "DT_HASH"), symtab, syment, offsets)
+    name = next(iter(offsets.values())).decode()
+    return f"{name} in .dynstr (no hash table to confirm the symbol)"
+
+
+def _describe(elf: _Elf, symtab: int, syment: int, index: int, name: bytes, *, table: str) -> str:
+    _st_name, _info, shndx = elf.r.unpack(elf.lay.sym, symtab + index * syment, "symbol")
+    how = "imported" if shndx == SHN_UNDEF else "defined"
+    return f"{name.decode()} {how} ({table})"
+
+
+def _gnu_hash_cookie(
+    elf: _Elf, off: int, symtab: int, syment: int, offsets: dict[int, bytes]
+) -> str | None:
+    u32 = elf.lay.u32
+    nbuckets, symoffset, bloom_size, _shift = struct.unpack(
+        u32.format[0] + "4I", elf.r.read(off, 16, "DT_GNU_HASH header")
+    )
+    if nbuckets > MAX_HASH_BUCKETS or symoffset > MAX_SYMBOLS or bloom_size > MAX_HASH_BUCKETS:
+        raise BinaryParseError("DT_GNU_HASH counts are absurd")
+    # Imports are never hashed: they sit below symoffset, so scan that (small) block.
+    if symoffset:
+        block = elf.r.read(symtab, symoffset * syment, "unhashed dynamic symbols")
+        step = struct.Struct(u32.format[0] + f"I{syment - 4}x")
+        for index, (st_name,) in enumerate(step.iter_unpack(block)):
+            if st_name in offsets:
+                return _describe(elf, symtab, syment, index, offsets[st_name], table=".dynsym")
+    buckets = off + 16 + bloom_size * elf.lay.word
+    chains = buckets + nbuckets * 4
+    for name in set(offsets.values()):
+        h = _gnu_hash(name)
+        (index,) = elf.r.unpack(u32, buckets + (h % nbuckets) * 4, "DT_GNU_HASH bucket")
+        if index == 0:
+            continue
+        if index < symoffset:
+            raise BinaryParseError("DT_GNU_HASH bucket points below symoffset")
+        for _ in range(MAX_SYMBOLS):
+            (chain,) = elf.r.unpack(u32, chains + (index - symoffset) * 4, "DT_GNU_HASH chain")
+            if chain | 1 == h | 1:
+                (st_name,) = elf.r.unpack(u32, symtab + index * syment, "dynamic symbol")
+                if offsets.get(st_name) == name:
+                    return _describe(elf, symtab, syment, index, name, table=".dynsym, DT_GNU_HASH")
+            if chain & 1:
+                break
+            index += 1
+    return None
+
+
+def _sysv_hash_cookie(
+    elf: _Elf, off: int, symtab: int, syment: int, offsets: dict[int, bytes]
+) -> str | None:
+    u32 = elf.lay.u32
+    nbucket, nchain = struct.unpack(u32.format[0] + "2I", elf.r.read(off, 8, "DT_HASH header"))
+    if not nbucket or nbucket > MAX_HASH_BUCKETS or nchain > MAX_SYMBOLS:
+        raise BinaryParseError("DT_HASH counts are absurd")
+    for name in set(offsets.values()):
+        h = _sysv_hash(name)
+        (index,) = elf.r.unpack(u32, off + 8 + (h % nbucket) * 4, "DT_HASH bucket")
+        for _ in range(nchain + 1):
+            if index == 0:
+                break
+            if index >= nchain:
+                raise BinaryParseError("DT_HASH chain index out of range")
+            (st_name,) = elf.r.unpack(u32, symtab + index * syment, "dynamic symbol")
+            if offsets.get(st_name) == name:
+                return _describe(elf, symtab, syment, index, name, table=".dynsym, DT_HASH")
+            (index,) = elf.r.unpack(u32, off + 8 + (nbucket + index) * 4, "DT_HASH chain")
+    return None
+
+
+def _gnu_hash(name: bytes) -> int:
+    h = 5381
+    for c in name:
+        h = (h * 33 + c) & 0xFFFFFFFF
+    return h
+
+
+def _sysv_hash(name: bytes) -> int:
+    h = 0
+    for c in name:
+        h = (h << 4) + c
+        g = h & 0xF0000000
+        if g:
+            h ^= g >> 24
+        h &= ~g & 0xFFFFFFFF
+    return h
+
+
+def _sections(elf: _Elf) -> list[_Section]:
+    if not elf.shoff or not elf.shnum:
+        return []
+    return [_section_at(elf, i) for i in range(elf.shnum)]
+
+
+def _section_cookie(elf: _Elf, table: _Section, sections: list[_Section]) -> str | None:
+    if table.link >= len(sections):
+        raise BinaryParseError("symbol table links to a missing string table")
+    strsec = sections[table.link]
+    if strsec.size > MAX_STRTAB:
+        raise BinaryParseError(f"string table is above the {MAX_STRTAB >> 20} MiB limit")
+    offsets = _name_offsets(elf.r.read(strsec.offset, strsec.size, "string table"))
+    entsize = table.entsize or elf.lay.sym_name.size
+    if not offsets or entsize < elf.lay.sym_name.size:
+        return None
+    count = min(table.size // entsize, MAX_SYMBOLS)
+    data = elf.r.read(table.offset, count * entsize, "symbol table")
+    step = struct.Struct(elf.lay.u32.format[0] + f"I{entsize - 4}x")
+    label = ".symtab" if table.type == SHT_SYMTAB else ".dynsym"
+    for index, (st_name,) in enumerate(step.iter_unpack(data)):
+        if st_name in offsets:
+            return _describe(elf, table.offset, entsize, index, offsets[st_name], table=label)
+    return None
+
+
+def _code_cookie(elf: _Elf) -> Verdict:
+    pattern = CANARY_CODE.get(elf.arch)
+    if pattern is None:
+        return Verdict(None, f"self-contained {elf.arch} file without symbols: cannot tell")
+    reg = "%fs:0x28" if elf.arch == "x86_64" else "%gs:0x14"
+    for seg in elf.segments:
+        if seg.type == PT_LOAD and seg.flags & PF_X:
+            code = elf.r.read(seg.offset, seg.filesz, "code segment")
+            hit = pattern.search(code)
+            if hit:
+                at = seg.vaddr + hit.start()
+                return Verdict(True, f"no symbols, no DT_NEEDED; canary load from {reg} at {at:#x}")
+    return Verdict(False, f"no symbols, no DT_NEEDED; no canary load from {reg} in the code")
+
+
+def _notes(elf: _Elf, segment: _Segment) -> list[tuple[bytes, int, bytes]]:
+    """(name, type, desc) of the notes in one segment."""
+    size = min(segment.filesz, MAX_NOTES_BYTES)
+    data = elf.r.read(segment.offset, size, "note segment")
+    align = 8 if segment.align == 8 else 4
+    notes, pos, u32 = [], 0, elf.lay.u32
+    while pos + 12 <= size:
+        namesz, descsz, n_type = struct.unpack_from(u32.format[0] + "3I", data, pos)
+        name_end = pos + 12 + namesz
+        desc_start = name_end + (-name_end % align)
+        desc_end = desc_start + descsz
+        if desc_end > size:
+            raise BinaryParseError("note runs past its segment")
+        notes.append((data[pos + 12 : name_end].rstrip(b"\0"), n_type, data[desc_start:desc_end]))
+        pos = desc_end + (-desc_end % align)
+    return notes
+
+
+def _is_go(elf: _Elf, sections: list[_Section]) -> bool:
+    for seg in elf.segs(PT_NOTE):
+        if any(name == b"Go" and t == NT_GO_BUILDID for name, t, _d in _notes(elf, seg)):
+            return True
+    if sections and elf.shstrndx < len(sections):
+        names = sections[elf.shstrndx]
+        strtab = elf.r.read(names.offset, min(names.size, MAX_STRTAB), "section names")
+        return b".gopclntab\0" in strtab or b".go.buildinfo\0" in strtab
+    return False
+
+
+# ---------------------------------------------------------------- extras
+
+
+def _extras(elf: _Elf) -> dict[str, Verdict]:
+    extra: dict[str, Verdict] = {}
+    dynstr = _dynstr(elf)
+    if dynstr is not None:
+        chk = sorted({m.decode() for m in FORTIFIED.findall(dynstr)} - {"stack"})
+        if chk:
+            shown = ", ".join(f"__{n}_chk" for n in chk[:3])
+            extra["fortify"] = Verdict(True, f"{len(chk)} fortified functions ({shown}...)")
+        else:
+            extra["fortify"] = Verdict(False, "no __*_chk functions in the dynamic symbols")
+    if elf.arch in ("x86_64", "i386") and elf.segments:
+        features = _x86_features(elf)
+        for bit, key, what in ((1, "cet_ibt", "IBT"), (2, "cet_shstk", "SHSTK")):
+            ok = features is not None and bool(features & bit)
+            note = "GNU property X86_FEATURE_1_AND"
+            extra[key] = Verdict(ok, f"{what} {'marked' if ok else 'not marked'} in {note}")
+    return extra
+
+
+def _x86_features(elf: _Elf) -> int | None:
+    segments = elf.segs(PT_GNU_PROPERTY) or elf.segs(PT_NOTE)
+    for seg in segments:
+        for name, n_type, desc in _notes(elf, seg):
+            if name != b"GNU" or n_type != NT_GNU_PROPERTY_TYPE_0:
+                continue
+            pos, pad = 0, elf.lay.word
+            while pos + 8 <= len(desc):
+                pr_type, datasz = struct.unpack_from(elf.lay.u32.format[0] + "2I", desc, pos)
+                if (
+                    pr_type == GNU_PROPERTY_X86_FEATURE_1_AND
+                    and datasz >= 4
+                    and pos + 12 <= len(desc)
+                ):
+                    value: int = elf.lay.u32.unpack_from(desc, pos + 8)[0]
+                    return value
+                pos += 8 + datasz + (-(8 + datasz) % pad)
+    return None

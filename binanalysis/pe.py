@@ -1,0 +1,165 @@
+"""PE mitigations, parsed with pefile from bytes read through :mod:`binanalysis.reader`.
+
+- DEP: ``IMAGE_DLLCHARACTERISTICS_NX_COMPAT``; IL-only .NET assemblies get yes (the runtime
+  provides it).
+- Stack cookies: a load-config directory with ``SecurityCookie`` != 0 (the directory is read
+  by its own ``Size`` field, never by the data-directory size), or a mingw
+  ``__stack_chk_fail`` import.
+- ASLR: ``DYNAMIC_BASE`` with relocations not stripped.
+- Extras: high-entropy VA (64-bit), CFG, SafeSEH (32-bit), .NET IL-only.
+
+pefile is loaded with ``fast_load`` and asked only for the import directory. It raises a
+variety of exceptions on hostile input; all of them become BinaryParseError here, at the
+boundary. PE images are read whole, so they are bounded by :data:`MAX_PE_SIZE`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from binanalysis.interface import BinaryFacts, BinaryParseError, FileFormat, Verdict
+from binanalysis.reader import FileBytes
+
+MAX_PE_SIZE = 256 << 20
+
+MACHINES = {0x14C: "i386", 0x8664: "x86_64", 0x1C0: "arm", 0x1C4: "arm", 0xAA64: "aarch64"}
+PE32_PLUS = 0x20B
+RELOCS_STRIPPED = 0x1
+HIGH_ENTROPY_VA, DYNAMIC_BASE, NX_COMPAT, NO_SEH, GUARD_CF = 0x20, 0x40, 0x100, 0x400, 0x4000
+DIR_IMPORT, DIR_LOAD_CONFIG, DIR_CLR = 1, 10, 14
+COMIMAGE_FLAGS_ILONLY = 0x1
+CF_INSTRUMENTED = 0x100
+# (SecurityCookie, SEHandlerTable, SEHandlerCount, GuardFlags) offsets in the load config.
+LOAD_CONFIG_FIELDS = {False: (0x3C, 0x40, 0x44, 0x58), True: (0x58, 0x60, 0x68, 0x90)}
+MAX_LOAD_CONFIG = 0x400
+MINGW_COOKIE_IMPORTS = {b"__stack_chk_fail", b"__stack_chk_guard"}
+
+
+def inspect_pe(r: FileBytes) -> BinaryFacts:
+    """Facts about the PE file behind ``r``. Raises BinaryParseError on corrupt input."""
+    if r.size > MAX_PE_SIZE:
+        raise BinaryParseError(f"PE file is above the {MAX_PE_SIZE >> 20} MiB limit")
+    data = r.read(0, r.size, "PE image")
+    try:
+        return _inspect(r.path, data)
+    except BinaryParseError:
+        raise
+    except Exception as e:  # pefile raises many kinds of errors on hostile input
+        first_line = (str(e).splitlines() or [type(e).__name__])[0]
+        raise BinaryParseError(f"corrupt PE: {first_line}") from e
+
+
+def _inspect(path: str, data: bytes) -> BinaryFacts:
+    import pefile
+
+    pe = pefile.PE(data=data, fast_load=True)
+    is64 = pe.OPTIONAL_HEADER.Magic == PE32_PLUS
+    machine = pe.FILE_HEADER.Machine
+    dll_chars = pe.OPTIONAL_HEADER.DllCharacteristics
+    il_only = _il_only(pe)
+    cookie, safeseh, guard_flags = _load_config(pe, is64)
+    extra = {
+        "dotnet_il_only": Verdict(il_only, "CLR header flags" if il_only else "no IL-only CLR"),
+        "cfg": Verdict(
+            bool(dll_chars & GUARD_CF) and bool(guard_flags & CF_INSTRUMENTED),
+            f"GUARD_CF {'set' if dll_chars & GUARD_CF else 'not set'}, GuardFlags {guard_flags:#x}",
+        ),
+    }
+    if is64:
+        extra["high_entropy_va"] = Verdict(
+            bool(dll_chars & HIGH_ENTROPY_VA),
+            f"HIGH_ENTROPY_VA {'set' if dll_chars & HIGH_ENTROPY_VA else 'not set'}",
+        )
+    else:
+        extra["safeseh"] = _safeseh(dll_chars, safeseh)
+    return BinaryFacts(
+        path=path,
+        format=FileFormat.PE,
+        arch=MACHINES.get(machine, f"machine-{machine:#x}"),
+        dep=_dep(dll_chars, il_only),
+        stack_cookies=_cookies(pe, il_only, cookie),
+        aslr=_aslr(pe.FILE_HEADER.Characteristics, dll_chars),
+        relro=None,
+        relro_reason="RELRO is an ELF mitigation",
+        extra=extra,
+    )
+
+
+def _directory(pe: Any, index: int) -> tuple[int, int]:
+    dirs = pe.OPTIONAL_HEADER.DATA_DIRECTORY
+    if index >= len(dirs):
+        return 0, 0
+    return dirs[index].VirtualAddress, dirs[index].Size
+
+
+def _il_only(pe: Any) -> bool:
+    rva, size = _directory(pe, DIR_CLR)
+    if not rva or size < 20:
+        return False
+    (flags,) = struct.unpack("<I", pe.get_data(rva + 16, 4))
+    return bool(flags & COMIMAGE_FLAGS_ILONLY)
+
+
+def _load_config(pe: Any, is64: bool) -> tuple[int | None, tuple[int, int] | None, int]:
+    """(SecurityCookie, (SEHandlerTable, SEHandlerCount), GuardFlags), each only when the
+    load config's own ``Size`` covers the field; None/0 otherwise."""
+    rva, _dir_size = _directory(pe, DIR_LOAD_CONFIG)
+    if not rva:
+        return None, None, 0
+    (size,) = struct.unpack("<I", pe.get_data(rva, 4))
+    blob = pe.get_data(rva, min(size, MAX_LOAD_CONFIG))
+    cookie_at, seh_at, seh_count_at, guard_at = LOAD_CONFIG_FIELDS[is64]
+    word = "<Q" if is64 else "<I"
+    wsize = 8 if is64 else 4
+
+    def field(offset: int, fmt: str, width: int) -> int | None:
+        if offset + width > min(size, len(blob)):
+            return None
+        value: int = struct.unpack_from(fmt, blob, offset)[0]
+        return value
+
+    cookie = field(cookie_at, word, wsize)
+    table, count = field(seh_at, word, wsize), field(seh_count_at, word, wsize)
+    seh = (table, count) if table is not None and count is not None else None
+    return cookie, seh, field(guard_at, "<I", 4) or 0
+
+
+def _dep(dll_chars: int, il_only: bool) -> Verdict:
+    if dll_chars & NX_COMPAT:
+        return Verdict(True, "NX_COMPAT set")
+    if il_only:
+        return Verdict(True, "IL-only .NET assembly: the runtime provides DEP")
+    return Verdict(False, "NX_COMPAT not set")
+
+
+def _aslr(characteristics: int, dll_chars: int) -> Verdict:
+    if not dll_chars & DYNAMIC_BASE:
+        return Verdict(False, "DYNAMIC_BASE not set")
+    if characteristics & RELOCS_STRIPPED:
+        return Verdict(False, "DYNAMIC_BASE set but relocations stripped: cannot move")
+    return Verdict(True, "DYNAMIC_BASE set, relocations present")
+
+
+def _cookies(pe: Any, il_only: bool, cookie: int | None) -> Verdict:
+    if il_only:
+        return Verdict(None, "IL-only .NET assembly: no native code to protect")
+    if cookie:
+        return Verdict(True, f"load config SecurityCookie at {cookie:#x}")
+    pe.parse_data_directories(directories=[DIR_IMPORT])
+    for entry in getattr(pe, "DIRECTORY_ENTRY_IMPORT", []):
+        for imp in entry.imports:
+            if imp.name in MINGW_COOKIE_IMPORTS:
+                dll = entry.dll.decode("ascii", "replace")
+                return Verdict(True, f"imports {imp.name.decode()} from {dll}")
+    if cookie is None:
+        return Verdict(False, "no load config SecurityCookie and no __stack_chk_fail import")
+    return Verdict(False, "load config SecurityCookie is 0 and no __stack_chk_fail import")
+
+
+def _safeseh(dll_chars: int, seh: tuple[int, int] | None) -> Verdict:
+    if dll_chars & NO_SEH:
+        return Verdict(True, "NO_SEH set: the image has no exception handlers to hijack")
+    if seh and seh[0] and seh[1]:
+        return Verdict(True, f"SEHandlerTable with {seh[1]} handlers")
+    return Verdict(False, "no SEHandlerTable in the load config")
