@@ -1,0 +1,224 @@
+"""Run the real ``rba assess`` around a scenario and read its JSON report.
+
+Usage::
+
+    with AssessRun(workdir, duration=8, probes="ebpf") as run:
+        ...drive clients and servers...     # between start-of-window and its end
+    report = run.report                     # parsed JSON (DESIGN.md's contract)
+    report.select("insecure-client-login", pid=client.pid)
+
+Readiness: the scenario must start only once the window is open and the probes are
+attached, or short events would be missed. ``rba assess`` announces that with a notice
+line on stderr matching :data:`READY_LINE` (always printed, TTY or not). Until a build
+says so, two fallbacks apply: for eBPF, the assess process holding an attached BPF
+program (``anon_inode:bpf-prog`` among its fds) plus a short settle; for polling, a fixed
+delay after start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import RBA, REPO
+
+READY_LINE = re.compile(r"^rba: window (open|started)\b", re.IGNORECASE)
+BPF_SETTLE_S = 0.7  # from "program loaded" to "attached and read": a few hundred ms
+POLL_START_S = 2.5  # python start, psutil import, first full snapshot
+READY_TIMEOUT_S = 60.0  # bcc compiles its C at load: seconds on a busy 2-core machine
+EVAL_TIMEOUT_S = 90.0  # from the end of the window to the report on disk
+
+Finding = dict[str, Any]
+
+
+class AssessError(Exception):
+    """``rba assess`` failed, or the scenario did not fit its window."""
+
+
+def _holds_bpf_program(pid: int) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:bpf-prog":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def evidence_value(finding: Finding, key: str) -> Any:
+    """The evidence value at ``key``; a dotted key walks nested objects
+    (``"process.pid"``). Missing keys give None."""
+    value: Any = finding.get("evidence", {})
+    for part in key.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+@dataclass(frozen=True)
+class Report:
+    """A parsed ``rba assess --format json`` report."""
+
+    data: dict[str, Any]
+
+    @property
+    def run(self) -> dict[str, Any]:
+        """The run-level facts (``id``, ``sources``, ``events``, ``rules``...)."""
+        run: dict[str, Any] = self.data["run"]
+        return run
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding, as JSON objects."""
+        findings: list[Finding] = self.data["findings"]
+        return findings
+
+    def select(self, rule_id: str | None = None, **evidence: Any) -> list[Finding]:
+        """Findings of ``rule_id`` (any rule if None) whose evidence has every given
+        key/value; use ``__`` for nesting (``process__pid=42`` is ``process.pid``)."""
+        return [
+            f
+            for f in self.findings
+            if (rule_id is None or f["rule_id"] == rule_id)
+            and all(evidence_value(f, k.replace("__", ".")) == v for k, v in evidence.items())
+        ]
+
+    def summary(self) -> str:
+        """One line per finding, for assertion messages."""
+        return "\n".join(
+            f"{f['rule_id']} [{f['severity']}] {json.dumps(f.get('evidence'), sort_keys=True)}"
+            for f in self.findings
+        )
+
+
+class AssessRun:
+    """``rba assess --duration Ns --format json --output FILE`` in the background.
+
+    Entering starts it and returns once its window is open; leaving waits for the report
+    (or kills the process if the block raised)."""
+
+    def __init__(
+        self, workdir: Path, *, duration: float, probes: str = "auto", extra: tuple[str, ...] = ()
+    ) -> None:
+        self.duration = duration
+        self.probes = probes
+        self.output = workdir / f"assess-{probes}-{time.monotonic_ns()}.json"
+        self.argv = [*RBA, "assess", "--duration", f"{duration:g}s", "--format", "json"]
+        self.argv += ["--output", str(self.output), "--probes", probes, *extra]
+        self.proc: subprocess.Popen[str] | None = None
+        self.stderr_lines: list[str] = []
+        self._ready_line = threading.Event()
+        self.window_opened = 0.0  # monotonic time the window was seen open
+        self._report: Report | None = None
+
+    @property
+    def pid(self) -> int:
+        """The pid of the ``rba assess`` process."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> AssessRun:
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # one reader thread; the report goes to --output
+            text=True,
+        )
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self._kill()
+            raise
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self._kill()
+            return
+        scenario_end = time.monotonic()
+        overrun = scenario_end - (self.window_opened + self.duration)
+        self._finish()
+        if overrun > -0.5:
+            raise AssessError(
+                f"the scenario ended {overrun + 0.5:.1f}s too late for the {self.duration:g}s "
+                "window: lengthen the window or shorten the scenario"
+            )
+
+    @property
+    def report(self) -> Report:
+        """The parsed report (available after the ``with`` block)."""
+        if self._report is None:
+            raise AssessError("no report: the assessment has not finished")
+        return self._report
+
+    def stderr(self) -> str:
+        """Everything ``rba assess`` wrote on stderr (and stdout) so far."""
+        return "".join(self.stderr_lines)
+
+    def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.stderr_lines.append(line)
+            if READY_LINE.match(line.strip()):
+                self._ready_line.set()
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        started = time.monotonic()
+        bpf_seen = 0.0
+        while time.monotonic() - started < READY_TIMEOUT_S:
+            if self.proc.poll() is not None:
+                raise AssessError(
+                    f"rba assess exited early ({self.proc.returncode}): {self._describe()}"
+                )
+            now = time.monotonic()
+            if self._ready_line.is_set():
+                self.window_opened = now
+                return
+            if self.probes != "poll" and not bpf_seen and _holds_bpf_program(self.proc.pid):
+                bpf_seen = now
+            if bpf_seen and now - bpf_seen >= BPF_SETTLE_S:
+                self.window_opened = bpf_seen
+                return
+            if self.probes == "poll" and now - started >= POLL_START_S:
+                self.window_opened = started
+                return
+            time.sleep(0.05)
+        raise AssessError(f"no open window after {READY_TIMEOUT_S:g}s: {self._describe()}")
+
+    def _finish(self) -> None:
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout=self.duration + EVAL_TIMEOUT_S)
+        except subprocess.TimeoutExpired as e:
+            self._kill()
+            raise AssessError(f"rba assess did not end: {self._describe()}") from e
+        if self.proc.returncode not in (0, 1):  # 1: findings at/above --fail-on
+            raise AssessError(f"rba assess exited {self.proc.returncode}: {self._describe()}")
+        try:
+            self._report = Report(json.loads(self.output.read_text()))
+        except (OSError, ValueError) as e:
+            raise AssessError(f"unreadable report {self.output}: {e}; {self._describe()}") from e
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def _describe(self) -> str:
+        return f"argv={' '.join(self.argv)!r} stderr={self.stderr()[-2000:]!r}"
