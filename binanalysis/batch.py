@@ -7,7 +7,6 @@ CLI; a long-running multi-threaded process should call :meth:`FactsCache.get_or_
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 
@@ -66,6 +65,8 @@ def _inspect_all(paths: list[str], indexes: list[int], workers: int) -> Iterator
     if workers == 1 or len(tasks) < MIN_PARALLEL:
         yield from map(_inspect_one, tasks)
         return
+    import multiprocessing  # only cold scans pay for it
+
     chunk = max(1, len(tasks) // (workers * 8))
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         yield from pool.imap_unordered(_inspect_one, tasks, chunksize=chunk)

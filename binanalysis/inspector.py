@@ -7,9 +7,7 @@ None), so callers get a verdict for every file. Only a file that cannot be read 
 
 from __future__ import annotations
 
-from binanalysis.elf import inspect_elf
 from binanalysis.interface import BinaryFacts, BinaryParseError, FileFormat, Verdict
-from binanalysis.pe import inspect_pe
 from binanalysis.reader import CacheKey, FileBytes
 
 ELF_MAGIC = b"\x7fELF"
@@ -39,10 +37,15 @@ def _format_of(head: bytes) -> FileFormat:
 
 
 def _dispatch(r: FileBytes) -> BinaryFacts:
+    # The parsers are imported on first use: a cache-only (warm) scan never loads them.
     fmt = _format_of(r.head)
     if fmt is FileFormat.ELF:
+        from binanalysis.elf import inspect_elf
+
         return inspect_elf(r)
     if fmt is FileFormat.PE:
+        from binanalysis.pe import inspect_pe
+
         return inspect_pe(r)
     na = Verdict(None, "not an ELF or PE file")
     return BinaryFacts(r.path, FileFormat.OTHER, None, na, na, na, None, na.reason)

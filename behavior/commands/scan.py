@@ -1,0 +1,361 @@
+"""``rba scan``: DEP, stack cookies, ASLR and RELRO of ELF/PE files or running processes.
+
+Start-up matters here (a warm scan of /usr/bin takes ~100 ms), so this module imports only
+argparse at load time; everything else is imported inside :func:`run`. A warm scan never
+imports the parsers: it stats each file and finds it in the persistent cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from behavior.observer import Observer
+    from binanalysis import BinaryFacts, BinaryReadError, FactsCache
+
+CACHE_FILE_NAME = "binary-facts.json"
+
+
+def default_cache_path() -> str:
+    """``$XDG_CACHE_HOME/rba/binary-facts.json``, else ``~/.cache/rba/binary-facts.json``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "rba", CACHE_FILE_NAME)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rba scan``."""
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="files (or, with -r, dirs)")
+    parser.add_argument("-r", "--recursive", action="store_true", help="descend directories")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--output", metavar="FILE", help="write the report here (mode 0600)")
+    parser.add_argument(
+        "--jobs", type=int, default=None, metavar="N", help="worker processes (default: CPUs)"
+    )
+    parser.add_argument(
+        "--pid", type=int, action="append", default=[], metavar="PID",
+        help="scan this process's executable and mapped files (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--all-processes", action="store_true", help="scan every running process (like "
+        "checksec --proc-all)",
+    )  # fmt: skip
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--cache", metavar="FILE", default=None,
+        help=f"persistent facts cache (default: {default_cache_path()})",
+    )  # fmt: skip
+    cache.add_argument("--no-cache", action="store_true", help="use no persistent cache")
+
+
+@dataclass
+class Target:
+    """One file to inspect: the path shown, the path opened, the pids that use it."""
+
+    path: str
+    open_path: str
+    pids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Collected:
+    """What the inputs expanded to, plus what could not be looked at."""
+
+    targets: list[Target] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    explicit: set[str] = field(default_factory=set)  # paths named on the command line
+    gaps: list[str] = field(default_factory=list)  # processes we could not read
+    by_path: dict[str, Target] = field(default_factory=dict)  # process targets, deduplicated
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rba scan``."""
+    from behavior.errors import UsageError
+    from behavior.output import emit
+    from behavior.progress import TerminalObserver
+    from binanalysis import inspect_many
+
+    if not args.paths and not args.pid and not args.all_processes:
+        raise UsageError("give at least one PATH, --pid PID or --all-processes")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
+    observer = TerminalObserver()
+    collected = Collected()
+    for path in args.paths:
+        _collect_path(path, args.recursive, collected)
+    pids = _all_pids() if args.all_processes else args.pid
+    for pid in pids:
+        _collect_process(pid, collected, explicit=not args.all_processes)
+    cache_path = None if args.no_cache else (args.cache or default_cache_path())
+    cache = _load_cache(cache_path, observer)
+
+    def progress(done: int, total: int) -> None:
+        observer.progress(done, total, f"scanned {done}/{total} files")
+
+    open_paths = [t.open_path for t in collected.targets]
+    results = inspect_many(open_paths, cache, jobs=args.jobs, progress=progress)
+    observer.clear()
+    if cache_path and cache.changed:
+        _save_cache(cache, cache_path, observer)
+    for gap in collected.gaps:
+        observer.notice(gap)
+    report = build_report(collected, results)
+    to_tty = not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    text = render_json(report) if args.format == "json" else render_text(report, color=to_tty)
+    emit(text, args.output)
+    return 0
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _collect_path(path: str, recursive: bool, out: Collected) -> None:
+    from behavior.errors import UsageError
+
+    if not os.path.lexists(path):
+        raise UsageError(f"no such file or directory: {path}")
+    if os.path.isdir(path):
+        if not recursive:
+            raise UsageError(f"{path} is a directory (use --recursive)")
+        _walk(path, out)
+        return
+    out.explicit.add(path)
+    out.targets.append(Target(path, path))
+
+
+def _walk(top: str, out: Collected) -> None:
+    """Regular files below ``top`` (symlinks to files included, symlinked dirs not followed)."""
+    stack = [top]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as e:
+            out.unreadable.append((directory, f"cannot list: {e.strerror or e}"))
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.path)
+                elif entry.is_file():
+                    out.targets.append(Target(entry.path, entry.path))
+            except OSError as e:
+                out.unreadable.append((entry.path, f"cannot stat: {e.strerror or e}"))
+        stack.extend(reversed(subdirs))
+
+
+def _all_pids() -> list[int]:
+    return sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+
+
+def _collect_process(pid: int, out: Collected, *, explicit: bool) -> None:
+    """The executable and file-backed mappings of ``pid``. Vanished processes are skipped
+    (an error only for a pid the user named); denied reads are stated as gaps."""
+    from behavior.errors import UsageError
+
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            maps = f.read()
+    except (FileNotFoundError, ProcessLookupError) as e:
+        if explicit and not os.path.exists(f"/proc/{pid}"):
+            raise UsageError(f"no such process: {pid}") from e
+        return  # gone meanwhile, or a kernel thread (no exe)
+    except PermissionError:
+        out.gaps.append(f"pid {pid}: executable and maps not readable (permission denied)")
+        return
+    files = [exe]
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith(b"/"):
+            files.append(os.fsdecode(fields[5]))
+    for name in dict.fromkeys(files):
+        # A replaced executable is still readable through its /proc link.
+        deleted = name.endswith(" (deleted)")
+        open_path = f"/proc/{pid}/exe" if deleted and name == exe else name
+        target = out.by_path.get(name)
+        if target is None:
+            target = out.by_path[name] = Target(name, open_path)
+            out.targets.append(target)
+        target.pids.append(pid)
+
+
+# ---------------------------------------------------------------- cache file
+
+
+def _load_cache(path: str | None, observer: Observer) -> FactsCache:
+    from binanalysis import CacheFormatError, FactsCache
+
+    if path is None:
+        return FactsCache()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return FactsCache()
+    except (OSError, UnicodeDecodeError) as e:
+        observer.notice(f"ignoring unreadable cache {path}: {e}")
+        return FactsCache()
+    try:
+        return FactsCache.loads(text)
+    except CacheFormatError as e:
+        observer.notice(f"ignoring corrupt cache {path}: {e}")
+        return FactsCache()
+
+
+def _save_cache(cache: FactsCache, path: str, observer: Observer) -> None:
+    from behavior.errors import UsageError
+    from behavior.output import write_atomic
+
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        write_atomic(path, cache.dumps())
+    except (OSError, UsageError) as e:
+        observer.notice(f"cache not saved: {e}")
+
+
+# ---------------------------------------------------------------- report
+
+
+@dataclass
+class ScanReport:
+    """Rows to show plus the counts of the summary line."""
+
+    rows: list[tuple[Target, BinaryFacts]] = field(default_factory=list)
+    unreadable: list[tuple[Target, str]] = field(default_factory=list)
+    skipped_other: int = 0
+
+
+def build_report(collected: Collected, results: list[BinaryFacts | BinaryReadError]) -> ScanReport:
+    """Pair targets with results; non-ELF/PE files found by walking or in maps are skipped."""
+    from binanalysis import BinaryReadError, FileFormat
+
+    report = ScanReport()
+    report.unreadable = [(Target(p, p), reason) for p, reason in collected.unreadable]
+    for target, result in zip(collected.targets, results, strict=True):
+        if isinstance(result, BinaryReadError):
+            report.unreadable.append((target, str(result)))
+        elif result.format is FileFormat.OTHER and target.path not in collected.explicit:
+            report.skipped_other += 1
+        else:
+            report.rows.append((target, result.with_path(target.path)))
+    return report
+
+
+def summary_line(report: ScanReport) -> str:
+    """One line: how many files, how many lack each mitigation, what was skipped."""
+    from binanalysis import FileFormat, Relro
+
+    facts = [f for _t, f in report.rows if f.error is None and f.format is not FileFormat.OTHER]
+    errors = sum(1 for _t, f in report.rows if f.error is not None)
+    parts = [
+        f"{len(facts)} ELF/PE files",
+        f"{sum(f.dep.value is False for f in facts)} without DEP",
+        f"{sum(f.stack_cookies.value is False for f in facts)} without stack cookies",
+        f"{sum(f.aslr.value is False for f in facts)} without ASLR",
+        f"{sum(f.relro is Relro.NONE for f in facts)} without RELRO",
+        f"{errors} unparseable",
+        f"{len(report.unreadable)} unreadable",
+        f"{report.skipped_other} skipped (not ELF/PE)",
+    ]
+    others = sum(1 for _t, f in report.rows if f.format is FileFormat.OTHER)
+    if others:
+        parts.append(f"{others} named but not ELF/PE")
+    return "; ".join(parts)
+
+
+def render_json(report: ScanReport) -> str:
+    """DESIGN.md's ``rba scan --format json``: a list with one object per file."""
+    import json
+
+    items: list[dict[str, Any]] = []
+    for target, facts in report.rows:
+        item: dict[str, Any] = {
+            "path": facts.path,
+            "format": facts.format.value,
+            "arch": facts.arch,
+            "dep": facts.dep.value,
+            "stack_cookies": facts.stack_cookies.value,
+            "aslr": facts.aslr.value,
+            "relro": None if facts.relro is None else facts.relro.value,
+            "notes": {
+                "dep": facts.dep.reason,
+                "stack_cookies": facts.stack_cookies.reason,
+                "aslr": facts.aslr.reason,
+                "relro": facts.relro_reason,
+            },
+            "extra": {name: v.to_dict() for name, v in facts.extra.items()},
+            "error": facts.error,
+        }
+        if target.pids:
+            item["pids"] = target.pids
+        items.append(item)
+    for target, reason in report.unreadable:
+        na = {"dep": reason, "stack_cookies": reason, "aslr": reason, "relro": reason}
+        item = {"path": target.path, "format": "other", "arch": None, "dep": None,
+                "stack_cookies": None, "aslr": None, "relro": None, "notes": na, "extra": {},
+                "error": f"unreadable: {reason}"}  # fmt: skip
+        if target.pids:
+            item["pids"] = target.pids
+        items.append(item)
+    return json.dumps(items, indent=1)
+
+
+GREEN, RED, YELLOW, RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
+COLUMNS = (("RELRO", 13), ("STACK CANARY", 12), ("NX", 12), ("PIE", 12), ("FORTIFY", 9))
+
+
+def render_text(report: ScanReport, *, color: bool) -> str:
+    """A checksec-style table, one row per file, and the summary line."""
+    header = "  ".join(name.ljust(width) for name, width in COLUMNS) + "  FILE"
+    lines = [header]
+    for target, facts in report.rows:
+        lines.append(_text_row(target, facts, color))
+    for target, reason in report.unreadable:
+        lines.append(_paint(f"unreadable: {reason}", RED, color) + f"  {target.path}")
+    lines.append(summary_line(report))
+    return "\n".join(lines) + "\n"
+
+
+def _text_row(target: Target, facts: BinaryFacts, color: bool) -> str:
+    from binanalysis import FileFormat, Relro
+
+    if facts.error is not None:
+        return _paint(f"error: {facts.error}", RED, color) + f"  {target.path}"
+    if facts.format is FileFormat.OTHER:
+        return _paint("not an ELF or PE file", YELLOW, color) + f"  {target.path}"
+    relro = {Relro.FULL: ("Full RELRO", GREEN), Relro.PARTIAL: ("Partial RELRO", YELLOW),
+             Relro.NONE: ("No RELRO", RED), None: ("n/a", RESET)}[facts.relro]  # fmt: skip
+    fortify = facts.extra.get("fortify")
+    cells = [
+        relro,
+        _cell(facts.stack_cookies.value, "Canary found", "No canary"),
+        _cell(facts.dep.value, "NX enabled", "NX disabled"),
+        _cell(facts.aslr.value, "PIE enabled", "No PIE"),
+        _cell(None if fortify is None else fortify.value, "Yes", "No"),
+    ]
+    text = "  ".join(
+        _paint(label.ljust(width), hue, color)
+        for (label, hue), (_name, width) in zip(cells, COLUMNS, strict=True)
+    )
+    suffix = f" ({facts.format.value}, pids {_pids(target.pids)})" if target.pids else ""
+    return f"{text}  {target.path}{suffix}"
+
+
+def _cell(value: bool | None, yes: str, no: str) -> tuple[str, str]:
+    if value is None:
+        return "n/a", YELLOW
+    return (yes, GREEN) if value else (no, RED)
+
+
+def _pids(pids: list[int]) -> str:
+    shown = ",".join(str(p) for p in pids[:5])
+    return shown + (f",... ({len(pids)})" if len(pids) > 5 else "")
+
+
+def _paint(text: str, hue: str, color: bool) -> str:
+    return f"{hue}{text}{RESET}" if color and hue != RESET else text
