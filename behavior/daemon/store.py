@@ -1,0 +1,186 @@
+"""The results store: ``<state_dir>/runs/<run-id>/`` with ``state.json`` and ``report.json``.
+
+Both files are written atomically with mode 0600 (:func:`behavior.output.write_atomic`),
+the directories are 0700. The state file is written when a run starts and at each change
+of state, so a run that was still collecting or evaluating when the daemon died is found
+on the next start and marked failed with the reason. The report is written before the
+state says "completed", so a completed run always has its report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from behavior.errors import RbaError, UsageError
+from behavior.output import write_atomic
+
+log = logging.getLogger("rba.daemon")
+
+COLLECTING = "collecting"
+EVALUATING = "evaluating"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELED = "canceled"
+ACTIVE_STATES = (COLLECTING, EVALUATING)
+STATES = (COLLECTING, EVALUATING, COMPLETED, FAILED, CANCELED)
+STATE_FILE = "state.json"
+REPORT_FILE = "report.json"
+
+
+class StoreError(RbaError):
+    """The store cannot be read or written (the message names the path)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the store keeps about a run besides its report."""
+
+    id: str
+    template: str
+    state: str
+    started_at: str  # ISO 8601 UTC
+    duration_s: float
+    ends_at: str = ""  # planned end of the window
+    ended_at: str = ""
+    reason: str = ""  # why it failed, or how it ended early
+    partial: bool = False
+    events: int = 0
+    lost_events: int = 0
+    findings: int = 0
+
+    def with_changes(self, **changes: Any) -> RunRecord:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+class RunStore:
+    """One directory per run under ``<state_dir>/runs``."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.runs_dir = os.path.join(state_dir, "runs")
+
+    def open(self) -> None:
+        """Create the store's directories (mode 0700) if needed."""
+        try:
+            os.makedirs(self.runs_dir, mode=0o700, exist_ok=True)
+            os.chmod(self.runs_dir, 0o700)
+        except OSError as e:
+            raise StoreError(f"cannot create {self.runs_dir}: {e.strerror}") from e
+
+    def run_dir(self, run_id: str) -> str:
+        """The directory of ``run_id``."""
+        return os.path.join(self.runs_dir, run_id)
+
+    def save(self, record: RunRecord) -> None:
+        """Write ``record``'s state file (creating its directory)."""
+        directory = self.run_dir(record.id)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            write_atomic(os.path.join(directory, STATE_FILE), _dump(record))
+        except (OSError, UsageError) as e:
+            raise StoreError(f"cannot save the state of run {record.id}: {e}") from e
+
+    def save_report(self, run_id: str, text: str) -> None:
+        """Write the run's report (JSON text)."""
+        try:
+            write_atomic(os.path.join(self.run_dir(run_id), REPORT_FILE), text)
+        except UsageError as e:
+            raise StoreError(f"cannot save the report of run {run_id}: {e}") from e
+
+    def read_report(self, run_id: str) -> str | None:
+        """The stored report text, or None when the run has none."""
+        try:
+            with open(os.path.join(self.run_dir(run_id), REPORT_FILE), encoding="utf-8") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StoreError(f"cannot read the report of run {run_id}: {e.strerror}") from e
+
+    def load_all(self) -> list[RunRecord]:
+        """Every run in the store, oldest first. Unreadable entries are logged and skipped."""
+        records = []
+        try:
+            names = sorted(os.listdir(self.runs_dir))
+        except OSError as e:
+            raise StoreError(f"cannot list {self.runs_dir}: {e.strerror}") from e
+        for name in names:
+            path = os.path.join(self.runs_dir, name, STATE_FILE)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    records.append(_load(json.load(f)))
+            except (OSError, ValueError, TypeError, KeyError) as e:
+                log.warning("store: skipping %s: unreadable state file (%s)", name, e)
+        records.sort(key=lambda r: (r.started_at, r.id))
+        return records
+
+    def recover(self) -> list[RunRecord]:
+        """Load every run, marking those a dead daemon left active as failed (or as
+        completed when their report was written just before the crash)."""
+        records = []
+        for record in self.load_all():
+            settled = self._settle_interrupted(record) if record.state in ACTIVE_STATES else record
+            records.append(settled)
+        return records
+
+    def _settle_interrupted(self, record: RunRecord) -> RunRecord:
+        if record.state == EVALUATING and self.read_report(record.id) is not None:
+            settled = record.with_changes(state=COMPLETED)
+        else:
+            settled = record.with_changes(
+                state=FAILED,
+                reason=f"the daemon stopped while the run was {record.state} "
+                "(crash, kill or power loss); no report was written",
+            )
+        self.save(settled)
+        log.warning("store: run %s was interrupted: now %s", record.id, settled.state)
+        return settled
+
+    def enforce_retention(
+        self, records: list[RunRecord], *, max_runs: int, max_bytes: int, keep: Collection[str]
+    ) -> list[str]:
+        """Delete the oldest finished runs until at most ``max_runs`` finished runs remain
+        and the store uses at most ``max_bytes``. Runs in ``keep`` are never deleted.
+        Returns the deleted ids (``records`` is ordered oldest first)."""
+        finished = [r for r in records if r.state not in ACTIVE_STATES and r.id not in keep]
+        sizes = {r.id: self._size(r.id) for r in records}
+        total = sum(sizes.values())
+        removed: list[str] = []
+        for record in finished:
+            over_count = len(finished) - len(removed) > max_runs
+            if not over_count and total <= max_bytes:
+                break
+            shutil.rmtree(self.run_dir(record.id), ignore_errors=True)
+            total -= sizes[record.id]
+            removed.append(record.id)
+        return removed
+
+    def _size(self, run_id: str) -> int:
+        total = 0
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.run_dir(run_id)):
+                with contextlib.suppress(OSError):
+                    total += entry.stat(follow_symlinks=False).st_size
+        return total
+
+
+def _dump(record: RunRecord) -> str:
+    return json.dumps(dataclasses.asdict(record), indent=2) + "\n"
+
+
+def _load(data: Any) -> RunRecord:
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    fields = {f.name for f in dataclasses.fields(RunRecord)}
+    record = RunRecord(**{k: v for k, v in data.items() if k in fields})
+    if record.state not in STATES:
+        raise ValueError(f"unknown state {record.state!r}")
+    return record

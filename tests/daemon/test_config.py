@@ -1,0 +1,137 @@
+"""Configuration loading: valid files parse fully; every mistake names its key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from behavior.daemon.config import ConfigError, load_config
+
+FULL = """
+[daemon]
+state_dir = "/srv/rba"
+socket = "/srv/rba/control.sock"
+probes = "poll"
+poll_interval = "500ms"
+max_active_runs = 3
+
+[retention]
+max_runs = 10
+max_megabytes = 20
+
+[findings]
+directory = "/var/log/rba"
+formats = ["json", "text"]
+
+[[template]]
+name = "nightly"
+duration = "1h"
+rules = ["unused-listening-port", "insecure-client-login"]
+schedule = "daily 02:30"
+
+[[template]]
+name = "quick"
+duration = 20
+schedule = "every 6h"
+
+[[suppression]]
+rule = "unused-listening-port"
+port = 22
+reason = "reached via the bastion"
+expires = 2027-01-31
+"""
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "rba.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_full_config(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, FULL.replace('"500ms"', "0.5")))
+    assert cfg.state_dir == "/srv/rba" and cfg.socket == "/srv/rba/control.sock"
+    assert cfg.probes == "poll" and cfg.poll_interval_s == 0.5 and cfg.max_active_runs == 3
+    assert cfg.retention.max_runs == 10 and cfg.retention.max_bytes == 20 * 1024 * 1024
+    assert cfg.findings.directory == "/var/log/rba" and cfg.findings.formats == ("json", "text")
+    nightly, quick = cfg.templates
+    assert nightly.duration_s == 3600
+    assert nightly.rules == frozenset({"unused-listening-port", "insecure-client-login"})
+    assert nightly.schedule is not None and nightly.schedule.daily_at == dt.time(2, 30)
+    assert quick.duration_s == 20 and quick.rules is None
+    assert quick.schedule is not None and quick.schedule.every_s == 6 * 3600
+    (sup,) = cfg.suppressions
+    assert sup.rule == "unused-listening-port" and sup.match == (("port", 22),)
+    assert sup.expires == dt.date(2027, 1, 31)
+    assert cfg.template("quick") is quick and cfg.template("nope") is None
+
+
+def test_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, '[[template]]\nname = "t"\nduration = "15m"\n'))
+    assert cfg.state_dir == "/var/lib/rba" and cfg.socket == "/run/rba/control.sock"
+    assert cfg.probes == "auto" and cfg.poll_interval_s == 1.0
+    assert cfg.findings.directory is None and cfg.suppressions == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[daemon]\nsokcet = '/x'\n", "daemon.sokcet: unknown key"),
+        ("[daemon]\nprobes = 'kprobe'\n", "daemon.probes: 'kprobe' is not one of"),
+        ("[daemon]\nsocket = 'relative.sock'\n", "daemon.socket: must be an absolute path"),
+        ("[daemon]\npoll_interval = '2h'\n", "daemon.poll_interval: duration '2h' is outside"),
+        ("[daemon]\nmax_active_runs = 0\n", "daemon.max_active_runs: must be at least 1"),
+        ("[daemon]\nmax_active_runs = true\n", "daemon.max_active_runs: must be a int"),
+        ("[[template]]\nduration = '1h'\n", "template[0].name: required"),
+        ("[[template]]\nname = 'a b'\nduration = '1h'\n", "template[0].name: required, 1-64"),
+        ("[[template]]\nname = 'a'\n", "template[0].duration: required"),
+        ("[[template]]\nname = 'a'\nduration = '5d'\n", "template[0].duration: invalid duration"),
+        ("[[template]]\nname = 'a'\nduration = '25h'\n", "template[0].duration: duration '25h'"),
+        (
+            "[[template]]\nname = 'a'\nduration = '1h'\nschedule = 'weekly'\n",
+            "template[0].schedule: invalid schedule 'weekly'",
+        ),
+        (
+            "[[template]]\nname = 'a'\nduration = '1h'\nschedule = 'daily 25:00'\n",
+            "template[0].schedule: 'daily 25:00' is not a time of day",
+        ),
+        ("[[template]]\nname = 'a'\nduration = '1h'\nrules = []\n", "template[0].rules: must be"),
+        (
+            "[[template]]\nname='a'\nduration='1h'\n[[template]]\nname='a'\nduration='2h'\n",
+            "template: the name 'a' is used more than once",
+        ),
+        ("[[suppression]]\nrule = 'x'\n", "suppression[0].reason: required"),
+        ("[[suppression]]\nrule='x'\nreason='y'\nport=70000\n", "suppression[0].port: must be"),
+        ("[[suppression]]\nrule='x'\nreason='y'\nexpires='soon'\n", "suppression[0].expires"),
+        ("[[suppression]]\nrule='x'\nreason='y'\nuser='z'\n", "suppression[0].user: unknown key"),
+        ("[findings]\nformats = ['pdf']\n", "findings.formats: 'pdf' is not one of"),
+        ("[retention]\nmax_runs = -1\n", "retention.max_runs: must be at least 1"),
+        ("template = 3\n", "template: must be an array of tables"),
+        ("extra = 1\n", "extra: unknown key"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_rule_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "[[template]]\nname='a'\nduration='1h'\nrules=['no-such-rule']\n")
+    with pytest.raises(ConfigError, match=r"template\[0\].rules: unknown rule id 'no-such-rule'"):
+        load_config(path, known_rules=frozenset({"unused-listening-port"}))
+
+
+def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[daemon]\nsocket = \n")
+    with pytest.raises(ConfigError, match=r"not valid TOML: .*line 2"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(str(tmp_path / "absent.toml"))
