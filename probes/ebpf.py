@@ -1,0 +1,504 @@
+"""The eBPF source: tracepoint programs (``probes/ebpf_program.c``) loaded through bcc.
+
+The kernel side writes :data:`probes.events.EVENT_DTYPE` records into a BPF ring buffer
+and counts failed reserves per CPU. This side
+
+- stamps wall time (``ts_wall = ts_mono + offset``) and normalises v4-mapped addresses;
+- resolves each process-context event's network namespace through /proc/<pid>/ns/net;
+- reads /proc/<pid>/cmdline and status for exec events at receipt (cmdline, euid);
+- attributes softirq-context TCP transitions, which carry another task's pid: by socket
+  id to the process that connected or listened, and passive establishments by local port
+  (and address, and namespace) to the listener's owner.
+
+bcc compiles the program once per process; sessions reuse it (attach on start, detach
+on stop), because compiling costs a noticeable fraction of a second.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probes.common import BatchQueue, GapCounter, wall_offset_ns
+from probes.events import (
+    ADDR_LEN,
+    EVENT_SIZE,
+    EventArray,
+    Family,
+    Flag,
+    Kind,
+    StringTable,
+    comm_text,
+    empty,
+    is_loopback,
+)
+from probes.interface import (
+    Capabilities,
+    EventSource,
+    ProbeError,
+    ProbeUnavailableError,
+    SourceStats,
+)
+from probes.procfs import NetnsCache, read_cmdline, read_ids
+
+PROGRAM_PATH = Path(__file__).with_name("ebpf_program.c")
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+DEFAULT_RINGBUF_PAGES = 4096  # 16 MiB: a 20,000-connect burst fits even if we stall
+
+EBPF_CAPABILITIES = Capabilities(
+    sees_every_connection=True,
+    sees_short_processes=True,
+    sees_udp=True,
+    sees_logins=False,
+    counts_losses=True,
+)
+
+GAP_EXEC_GONE = "exec'd process gone before /proc was read (empty cmdline, euid = uid)"
+GAP_EXEC_AGAIN = "exec'd process exec'd again before /proc was read (empty cmdline)"
+GAP_UNKNOWN_SOCKET = "tcp event on a socket opened before the window (owner unknown)"
+GAP_NO_LISTENER = "passive connection whose listener is unknown (owner unknown)"
+GAP_AMBIGUOUS_LISTENER = "passive connection matching listeners in several namespaces"
+
+_V4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
+_RECENT_ACTIVE_MAX = 65536
+
+
+def tracefs_path() -> str | None:
+    """Where tracefs is mounted (None when it is not)."""
+    for path in TRACEFS_CANDIDATES:
+        if os.path.isdir(os.path.join(path, "events", "sched")):
+            return path
+    return None
+
+
+def ebpf_unavailable_reason() -> str | None:
+    """Why the eBPF source cannot run here, in a few words; None when it should."""
+    if os.geteuid() != 0:
+        return "not root"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "bcc (python3-bpfcc) is not importable"
+    if tracefs_path() is None:
+        return "tracefs is not mounted at /sys/kernel/tracing (run scripts/setup.sh)"
+    release = os.uname().release
+    if not (os.environ.get("BCC_KERNEL_SOURCE") or Path(f"/lib/modules/{release}/build").exists()):
+        return f"no kernel headers at /lib/modules/{release}/build (run scripts/setup.sh)"
+    if _kernel_version() < (5, 8):
+        return f"kernel {release} has no BPF ring buffer (needs 5.8+)"
+    return None
+
+
+def _kernel_version() -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+# ---- the compiled program, shared within a process ---------------------------------------
+
+
+class _Program:
+    """A compiled and loaded BPF program with its ring buffer; attached while in use."""
+
+    def __init__(self, ringbuf_pages: int) -> None:
+        import bcc
+
+        source = PROGRAM_PATH.read_text()
+        self.tracepoints = [
+            f"{cat}:{event}"
+            for cat, event in re.findall(r"TRACEPOINT_PROBE\((\w+), (\w+)\)", source)
+        ]
+        try:
+            self.bpf = bcc.BPF(text=source, cflags=[f"-DRBA_RINGBUF_PAGES={ringbuf_pages}"])
+        except Exception as e:  # bcc raises bare Exception on compile/load failure
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ProbeUnavailableError(f"BPF program failed to load: {first}") from e
+        self.attached = True  # bcc attaches TRACEPOINT_PROBEs on load; idle until start
+        self.detach()
+        self.records: list[bytes] = []
+        self.bpf["events"].open_ring_buffer(self._on_record)
+        self.in_use = False
+
+    def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
+        self.records.append(ctypes.string_at(data, size))
+        return 0
+
+    def attach(self) -> None:
+        if self.attached:
+            return
+        for tp in self.tracepoints:
+            cat, event = tp.split(":")
+            self.bpf.attach_tracepoint(
+                tp=tp.encode(), fn_name=f"tracepoint__{cat}__{event}".encode()
+            )
+        self.attached = True
+
+    def detach(self) -> None:
+        if not self.attached:
+            return
+        for tp in self.tracepoints:
+            self.bpf.detach_tracepoint(tp.encode())
+        self.attached = False
+
+    def poll(self, timeout_ms: int) -> list[bytes]:
+        """Records that arrived, waiting up to ``timeout_ms`` for the first."""
+        self.bpf.ring_buffer_poll(timeout_ms)
+        return self.take()
+
+    def drain(self) -> list[bytes]:
+        """Every record still in the ring buffer, without waiting."""
+        self.bpf.ring_buffer_consume()
+        return self.take()
+
+    def take(self) -> list[bytes]:
+        records, self.records = self.records, []
+        return records
+
+    def lost_total(self) -> int:
+        return int(sum(self.bpf["lost"][0]))
+
+
+_program_lock = threading.Lock()
+_idle_programs: list[_Program] = []
+
+
+def _acquire_program(ringbuf_pages: int) -> _Program:
+    with _program_lock:
+        if _idle_programs and ringbuf_pages == DEFAULT_RINGBUF_PAGES:
+            program = _idle_programs.pop()
+            program.in_use = True
+            return program
+    program = _Program(ringbuf_pages)
+    program.in_use = True
+    return program
+
+
+def _release_program(program: _Program, ringbuf_pages: int) -> None:
+    program.detach()
+    program.drain()
+    program.in_use = False
+    if ringbuf_pages == DEFAULT_RINGBUF_PAGES:
+        with _program_lock:
+            _idle_programs.append(program)
+    else:
+        program.bpf.cleanup()
+
+
+# ---- attribution ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process a socket belongs to."""
+
+    pid: int
+    uid: int
+    netns: int
+    comm: bytes
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listening socket and its owner."""
+
+    sock: int
+    family: int
+    addr: bytes
+    port: int
+    owner: Owner
+
+    def accepts(self, family: int, addr: bytes) -> bool:
+        """Could a connection to (family, addr) on our port have arrived here?"""
+        if self.addr == bytes(ADDR_LEN):  # wildcard; a v6 wildcard is dual-stack
+            return self.family in (Family.INET6, family)
+        return self.family == family and self.addr == addr
+
+
+class Attributor:
+    """Turns raw kernel records into complete events: strings, netns and owners."""
+
+    def __init__(self, strings: StringTable, netns: NetnsCache, gaps: GapCounter) -> None:
+        self.strings = strings
+        self.netns = netns
+        self.gaps = gaps
+        self.wall_offset = wall_offset_ns()
+        self.sockets: dict[int, Owner] = {}
+        self.listeners: dict[int, list[Listener]] = collections.defaultdict(list)
+        self.recent_active: collections.OrderedDict[tuple[bytes, int, bytes, int], int] = (
+            collections.OrderedDict()
+        )
+
+    def seed_listeners(self, batch: EventArray) -> None:
+        """Learn the listeners open at window start (TCP_LISTEN rows of a snapshot)."""
+        for row in batch[batch["kind"] == Kind.TCP_LISTEN]:
+            owner = Owner(int(row["pid"]), int(row["uid"]), int(row["netns"]), bytes(row["comm"]))
+            self._add_listener(
+                int(row["sock"]), int(row["family"]), bytes(row["saddr"]), int(row["sport"]), owner
+            )
+
+    def decode(self, records: list[bytes]) -> EventArray:
+        """One batch from ring-buffer records (exec records carry a filename after)."""
+        if not records:
+            return empty()
+        batch = np.frombuffer(b"".join(r[:EVENT_SIZE] for r in records), dtype=empty().dtype)
+        batch = batch.copy()
+        batch["ts_wall"] = batch["ts_mono"] + np.uint64(self.wall_offset)
+        _unmap_v4(batch)
+        self._attribute(batch, records)
+        return batch
+
+    def _attribute(self, batch: EventArray, records: list[bytes]) -> None:
+        kinds = batch["kind"].tolist()
+        pids = batch["pid"].tolist()
+        socks = batch["sock"].tolist()
+        flags = batch["flags"].tolist()
+        saddr = batch["saddr"].tobytes()
+        daddr = batch["daddr"].tobytes()
+        for i, kind in enumerate(kinds):
+            pid = pids[i]
+            if kind == Kind.EXEC:
+                self._exec(batch, i, records[i][EVENT_SIZE:])
+            elif kind == Kind.FORK:
+                self.netns.inherit(pid, int(batch["ppid"][i]))
+                batch["netns"][i] = self.netns.resolve(pid)
+            elif kind == Kind.EXIT:
+                batch["netns"][i] = self.netns.forget(pid) or 0
+            elif kind in (Kind.TCP_CONNECT, Kind.TCP_LISTEN, Kind.UDP_SEND):
+                owner = self._owner_here(batch, i)
+                if kind != Kind.UDP_SEND:
+                    self.sockets[socks[i]] = owner
+                if kind == Kind.TCP_LISTEN:
+                    a = saddr[i * 16 : i * 16 + 16]
+                    self._add_listener(
+                        socks[i], int(batch["family"][i]), a, int(batch["sport"][i]), owner
+                    )
+            elif kind == Kind.TCP_ESTABLISHED:
+                s, d = saddr[i * 16 : i * 16 + 16], daddr[i * 16 : i * 16 + 16]
+                self._established(batch, i, socks[i], flags[i], (s, d))
+            elif kind == Kind.TCP_CLOSE:
+                self._close(batch, i, socks[i], flags[i], saddr[i * 16 : i * 16 + 16])
+
+    def _owner_here(self, batch: EventArray, i: int) -> Owner:
+        pid = int(batch["pid"][i])
+        netns = self.netns.resolve(pid)
+        batch["netns"][i] = netns
+        return Owner(pid, int(batch["uid"][i]), netns, bytes(batch["comm"][i]))
+
+    def _exec(self, batch: EventArray, i: int, tail: bytes) -> None:
+        pid = int(batch["pid"][i])
+        filename = tail.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+        self.netns.forget(pid)
+        ids = read_ids(pid)
+        cmdline = read_cmdline(pid) if ids is not None else None
+        if ids is not None and ids.name != comm_text(bytes(batch["comm"][i])):
+            ids = cmdline = None  # it has exec'd again since: what /proc says is not ours
+            self.gaps.add(GAP_EXEC_AGAIN)
+        elif ids is None or cmdline is None:
+            self.gaps.add(GAP_EXEC_GONE)
+        if ids is not None:
+            batch["netns"][i] = self.netns.resolve(pid)
+            if not batch["ppid"][i]:
+                batch["ppid"][i] = ids.ppid
+            batch["euid"][i] = ids.euid
+        else:
+            batch["euid"][i] = batch["uid"][i]
+        batch["str_a"][i] = self.strings.intern(filename)
+        batch["str_b"][i] = self.strings.intern(cmdline or "")
+
+    def _established(
+        self, batch: EventArray, i: int, sock: int, flag: int, addrs: tuple[bytes, bytes]
+    ) -> None:
+        saddr, daddr = addrs
+        sport, dport = int(batch["sport"][i]), int(batch["dport"][i])
+        family = int(batch["family"][i])
+        if flag & Flag.ACTIVE:
+            owner = self.sockets.get(sock)
+            if owner is not None:
+                self.recent_active[(saddr, sport, daddr, dport)] = owner.netns
+                if len(self.recent_active) > _RECENT_ACTIVE_MAX:
+                    self.recent_active.popitem(last=False)
+        else:
+            owner = self._listener_owner(family, saddr, sport, daddr, dport)
+            if owner is not None:
+                self.sockets[sock] = owner
+        self._fill(batch, i, owner, GAP_UNKNOWN_SOCKET if flag & Flag.ACTIVE else None)
+
+    def _close(self, batch: EventArray, i: int, sock: int, flag: int, saddr: bytes) -> None:
+        owner = self.sockets.pop(sock, None)
+        if flag & Flag.LISTENER:
+            port = int(batch["sport"][i])
+            family = int(batch["family"][i])
+            kept = [
+                lst
+                for lst in self.listeners.get(port, [])
+                if lst.sock != sock
+                and not (owner is None and lst.addr == saddr and lst.family == family)
+            ]
+            self.listeners[port] = kept
+        self._fill(batch, i, owner, GAP_UNKNOWN_SOCKET)
+
+    def _fill(self, batch: EventArray, i: int, owner: Owner | None, gap: str | None) -> None:
+        if owner is None:
+            if gap:
+                self.gaps.add(gap)
+            return
+        batch["pid"][i] = owner.pid
+        batch["uid"][i] = owner.uid
+        batch["netns"][i] = owner.netns
+        batch["comm"][i] = owner.comm
+
+    def _add_listener(self, sock: int, family: int, addr: bytes, port: int, owner: Owner) -> None:
+        entries = [lst for lst in self.listeners[port] if lst.sock != sock]
+        entries.append(Listener(sock, family, addr, port, owner))
+        self.listeners[port] = entries
+
+    def _listener_owner(
+        self, family: int, laddr: bytes, port: int, raddr: bytes, rport: int
+    ) -> Owner | None:
+        candidates = [lst for lst in self.listeners.get(port, []) if lst.accepts(family, laddr)]
+        exact = [lst for lst in candidates if lst.addr == laddr]
+        pool = exact or candidates
+        if len({lst.owner.netns for lst in pool}) > 1:
+            # Loopback never leaves a namespace: the connecting side tells which one.
+            client_ns = self.recent_active.pop((raddr, rport, laddr, port), None)
+            if is_loopback(family, laddr) and client_ns is not None:
+                pool = [lst for lst in pool if lst.owner.netns == client_ns]
+            else:
+                self.gaps.add(GAP_AMBIGUOUS_LISTENER)
+                return None
+        if not pool:
+            self.gaps.add(GAP_NO_LISTENER)
+            return None
+        return pool[-1].owner
+
+
+def _unmap_v4(batch: EventArray) -> None:
+    """Rewrite IPv4-mapped IPv6 addresses as IPv4 (family INET), in place."""
+    v6 = batch["family"] == Family.INET6
+    if not v6.any():
+        return
+    s_mapped = (batch["saddr"][:, :12] == _V4_MAPPED).all(axis=1)
+    d_mapped = (batch["daddr"][:, :12] == _V4_MAPPED).all(axis=1)
+    rows = v6 & (s_mapped | d_mapped)
+    if not rows.any():
+        return
+    for field, mapped in (("saddr", s_mapped), ("daddr", d_mapped)):
+        sel = rows & mapped
+        column = batch[field]
+        column[sel, :4] = column[sel, 12:16]
+        column[sel, 4:] = 0
+    batch["family"][rows] = Family.INET
+
+
+# ---- the source -----------------------------------------------------------------------
+
+
+class EbpfSource(EventSource):
+    """Tracepoint programs through bcc; a reader thread drains the ring buffer."""
+
+    name = "ebpf"
+    capabilities = EBPF_CAPABILITIES
+
+    def __init__(
+        self,
+        *,
+        netns: NetnsCache | None = None,
+        wait_for_seed: bool = False,
+        ringbuf_pages: int = DEFAULT_RINGBUF_PAGES,
+        poll_ms: int = 20,
+    ) -> None:
+        reason = ebpf_unavailable_reason()
+        if reason:
+            raise ProbeUnavailableError(reason)
+        self._gaps = GapCounter()
+        self._netns = netns or NetnsCache(self._gaps)
+        self._pages = ringbuf_pages
+        self._poll_ms = poll_ms
+        self._program: _Program | None = _acquire_program(ringbuf_pages)
+        self._queue = BatchQueue()
+        self._stop = threading.Event()
+        self._seeded = threading.Event()
+        if not wait_for_seed:
+            self._seeded.set()
+        self._thread: threading.Thread | None = None
+        self._attributor: Attributor | None = None
+        self._events = 0
+        self._lost_base = 0
+        self._lost_final: int | None = None
+        self._error: BaseException | None = None
+
+    def start(self, strings: StringTable) -> None:
+        program = self._live_program()
+        self._attributor = Attributor(strings, self._netns, self._gaps)
+        program.drain()  # leftovers from a previous session using this program
+        self._lost_base = program.lost_total()
+        try:
+            program.attach()
+        except Exception as e:
+            raise ProbeError(f"cannot attach tracepoints: {e}") from e
+        self._thread = threading.Thread(target=self._loop, name="rba-ebpf", daemon=True)
+        self._thread.start()
+
+    def seed_listeners(self, snapshot: EventArray) -> None:
+        """Listeners open at window start, so passive connections to them are attributed."""
+        if self._attributor is not None:
+            self._attributor.seed_listeners(snapshot)
+        self._seeded.set()
+
+    def read(self, timeout: float) -> EventArray:
+        if self._error is not None:
+            raise ProbeError(f"eBPF reader failed: {self._error}") from self._error
+        return self._queue.take(timeout)
+
+    def stop(self) -> None:
+        program = self._program
+        if program is None:
+            return
+        self._stop.set()
+        self._seeded.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        program.detach()
+        self._deliver(program.drain())
+        self._lost_final = program.lost_total() - self._lost_base
+        _release_program(program, self._pages)
+        self._program = None
+
+    def stats(self) -> SourceStats:
+        if self._lost_final is not None:
+            lost = self._lost_final
+        elif self._program is not None:
+            lost = self._program.lost_total() - self._lost_base
+        else:
+            lost = 0
+        return SourceStats(events=self._events, lost=lost, gaps=self._gaps.statements())
+
+    def _live_program(self) -> _Program:
+        if self._program is None:
+            raise ProbeError("eBPF source already stopped")
+        return self._program
+
+    def _loop(self) -> None:
+        program = self._live_program()
+        self._seeded.wait()
+        try:
+            while not self._stop.is_set():
+                self._deliver(program.poll(self._poll_ms))
+        except Exception as e:  # surfaced by read(); the thread must not die silently
+            self._error = e
+
+    def _deliver(self, records: list[bytes]) -> None:
+        if not records or self._attributor is None:
+            return
+        batch = self._attributor.decode(records)
+        self._events += len(batch)
+        self._queue.put(batch)

@@ -1,0 +1,104 @@
+"""Reading facts about a live process from /proc, tolerating processes that vanish."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from probes.common import GapCounter
+
+GAP_NETNS_GONE = "process gone before its network namespace could be read (netns 0)"
+GAP_NETNS_DENIED = "network namespace of a process not readable (netns 0)"
+
+
+def read_cmdline(pid: int) -> str | None:
+    """The space-joined command line, or None when the process is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return None
+    return raw.rstrip(b"\x00").replace(b"\x00", b" ").decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class ProcIds:
+    """Identity lines of /proc/<pid>/status."""
+
+    name: str  # the comm, at most 15 characters
+    ppid: int
+    uid: int
+    euid: int
+
+
+def read_ids(pid: int) -> ProcIds | None:
+    """Name, ppid, real and effective uid from /proc/<pid>/status, or None when gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            text = f.read(4096)
+    except OSError:
+        return None
+    ppid = uid = euid = -1
+    name = ""
+    for line in text.split(b"\n"):
+        if line.startswith(b"Name:"):
+            name = line[5:].strip().decode("utf-8", "replace")
+        elif line.startswith(b"PPid:"):
+            ppid = int(line.split()[1])
+        elif line.startswith(b"Uid:"):
+            fields = line.split()
+            uid, euid = int(fields[1]), int(fields[2])
+            break
+    if ppid < 0 or uid < 0:
+        return None
+    return ProcIds(name, ppid, uid, euid)
+
+
+def netns_inode(pid: int | str) -> int | None:
+    """The inode number of /proc/<pid>/ns/net; None when gone. PermissionError propagates."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+class NetnsCache:
+    """Network namespace of each pid, read once from /proc/<pid>/ns/net and cached.
+
+    The cache entry of a pid is dropped when it execs or exits (``forget``), because
+    ``ip netns exec`` and container runtimes switch namespace right before exec. A pid
+    that is already gone resolves to 0 and counts a gap."""
+
+    def __init__(self, gaps: GapCounter) -> None:
+        self._cache: dict[int, int] = {}
+        self._gaps = gaps
+        own = netns_inode("self")
+        self.own = own or 0
+
+    def resolve(self, pid: int) -> int:
+        """The netns inode of ``pid`` (0 when it cannot be known)."""
+        found = self._cache.get(pid)
+        if found is not None:
+            return found
+        if pid == 0:
+            return 0
+        try:
+            inode = netns_inode(pid)
+        except PermissionError:
+            self._gaps.add(GAP_NETNS_DENIED)
+            return 0
+        if inode is None:
+            self._gaps.add(GAP_NETNS_GONE)
+            return 0
+        self._cache[pid] = inode
+        return inode
+
+    def inherit(self, child: int, parent: int) -> None:
+        """A forked child starts in its parent's namespace (when the parent's is known)."""
+        known = self._cache.get(parent)
+        if known is not None:
+            self._cache[child] = known
+
+    def forget(self, pid: int) -> int | None:
+        """Drop ``pid``'s entry (exec or exit) and return what it was."""
+        return self._cache.pop(pid, None)
