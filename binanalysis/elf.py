@@ -197,8 +197,19 @@ def _parse(r: FileBytes) -> _Elf:
             elf.segments.append(_segment(lay, table, i * phentsize, ei_class == 2))
     if elf.shnum > MAX_HEADERS:
         raise BinaryParseError(f"{elf.shnum} section headers, above the {MAX_HEADERS} limit")
+    _check_complete(elf)
     _read_dynamic(elf)
     return elf
+
+
+def _check_complete(elf: _Elf) -> None:
+    """A truncated file is an error even where the bytes we need happen to survive."""
+    size = elf.r.size
+    for i, seg in enumerate(elf.segments):
+        if seg.type == PT_LOAD and seg.offset + seg.filesz > size:
+            raise BinaryParseError(f"truncated: PT_LOAD #{i} ends past the file's {size} bytes")
+    if elf.shoff and elf.shoff + elf.shnum * elf.shentsize > size:
+        raise BinaryParseError(f"truncated: section headers end past the file's {size} bytes")
 
 
 def _segment(lay: _Layout, table: bytes, off: int, is64: bool) -> _Segment:

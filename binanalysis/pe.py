@@ -54,6 +54,10 @@ def _inspect(path: str, data: bytes) -> BinaryFacts:
     import pefile
 
     pe = pefile.PE(data=data, fast_load=True)
+    for section in pe.sections:
+        if section.PointerToRawData + section.SizeOfRawData > len(data):
+            name = section.Name.rstrip(b"\0").decode("ascii", "replace")
+            raise BinaryParseError(f"truncated: section {name} ends past the file's end")
     is64 = pe.OPTIONAL_HEADER.Magic == PE32_PLUS
     machine = pe.FILE_HEADER.Machine
     dll_chars = pe.OPTIONAL_HEADER.DllCharacteristics

@@ -1,0 +1,180 @@
+"""ELF verdicts on a gcc-built matrix and on hand-made files, with exact expected values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from binanalysis import BinaryFacts, FileFormat, Relro, inspect
+from tests.binanalysis import craft
+from tests.binanalysis.craft import LOAD_RX, PF_R, PF_W, PF_X, PT_LOAD, STACK_RW, STACK_RWX
+
+T, F, NA = True, False, None
+FULL, PARTIAL, NONE = Relro.FULL, Relro.PARTIAL, Relro.NONE
+
+# name -> (dep, stack_cookies, aslr, relro, words in the stack-cookie reason)
+EXPECTED: dict[str, tuple[bool | None, bool | None, bool | None, Relro | None, str]] = {
+    "nosp": (T, F, T, FULL, "none of __stack_chk_fail"),
+    "sp": (T, T, T, FULL, "__stack_chk_fail imported"),
+    "sp_strong": (T, T, T, FULL, "__stack_chk_fail imported"),
+    "execstack": (F, T, T, FULL, "imported"),
+    "noexecstack": (T, T, T, FULL, "imported"),
+    "nopie": (T, T, F, FULL, "imported"),
+    "pie": (T, T, T, FULL, "imported"),
+    "norelro": (T, T, T, NONE, "imported"),
+    "partial_relro": (T, T, T, PARTIAL, "imported"),
+    "full_relro": (T, T, T, FULL, "imported"),
+    # Static binaries define the cookie symbols (glibc's own code is built with them).
+    # With no dynamic section there is no BIND_NOW flag to find: partial.
+    "static": (T, T, F, PARTIAL, "defined (.symtab)"),
+    "static_nosp": (T, T, F, PARTIAL, "defined (.symtab)"),
+    "static_pie": (T, T, T, FULL, "defined (.symtab)"),
+    "stripped": (T, T, T, FULL, "__stack_chk_fail imported (.dynsym)"),
+    "stripped_nosp": (T, F, T, FULL, "none of"),
+    "static_stripped": (T, T, F, PARTIAL, "canary load from %fs:0x28"),
+    "stack_size": (T, T, T, FULL, "imported"),
+    "shared": (T, T, T, FULL, "imported"),
+    "shared_nosp": (T, F, T, FULL, "none of"),
+    "object": (NA, T, NA, None, "__stack_chk_fail imported (.symtab)"),
+    "object_nosp": (NA, F, NA, None, "none of"),
+    "data_only": (T, NA, T, FULL, "no executable"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_gcc_matrix(gcc_built: dict[str, Path], name: str) -> None:
+    dep, cookies, aslr, relro, words = EXPECTED[name]
+    facts = inspect(str(gcc_built[name]))
+    assert facts.error is None
+    assert (facts.format, facts.arch) == (FileFormat.ELF, "x86_64")
+    got = (facts.dep.value, facts.stack_cookies.value, facts.aslr.value, facts.relro)
+    assert got == (dep, cookies, aslr, relro), _reasons(facts)
+    assert words in facts.stack_cookies.reason
+
+
+def _reasons(facts: BinaryFacts) -> str:
+    return f"{facts.dep.reason} | {facts.stack_cookies.reason} | {facts.aslr.reason}"
+
+
+def test_reasons_name_the_deciding_header(gcc_built: dict[str, Path]) -> None:
+    assert "executable" in inspect(str(gcc_built["execstack"])).dep.reason
+    assert "DF_1_PIE" in inspect(str(gcc_built["static_pie"])).aslr.reason
+    assert "ET_EXEC" in inspect(str(gcc_built["nopie"])).aslr.reason
+    assert "BIND_NOW" in inspect(str(gcc_built["full_relro"])).relro_reason
+    assert "shared object" in inspect(str(gcc_built["shared"])).aslr.reason
+
+
+def test_fortify_seen_in_imports(gcc_built: dict[str, Path], tmp_path: Path) -> None:
+    source = tmp_path / "f.c"
+    source.write_text(
+        '#include <stdio.h>\nint main(int c, char **v) { printf("%d", c); return 0; }\n'
+    )
+    import subprocess
+
+    fortified, plain = tmp_path / "fortified", tmp_path / "plain"
+    for out, flags in ((fortified, ["-O2", "-D_FORTIFY_SOURCE=2"]), (plain, ["-O0"])):
+        subprocess.run(["gcc", *flags, str(source), "-o", str(out)], check=True, timeout=60)
+    assert inspect(str(fortified)).extra["fortify"].value is True
+    assert "__printf_chk" in inspect(str(fortified)).extra["fortify"].reason
+    assert inspect(str(plain)).extra["fortify"].value is False
+
+
+def test_ldconfig_static_pie_has_stack_cookies() -> None:
+    """checksec 2.6 says "No canary" for this stripped static-pie: it only looks at symbols."""
+    path = "/usr/sbin/ldconfig"
+    if not Path(path).exists():
+        pytest.skip("no /usr/sbin/ldconfig")
+    facts = inspect(path)
+    assert facts.stack_cookies.value is True, facts.stack_cookies.reason
+    assert "canary load" in facts.stack_cookies.reason
+    assert facts.aslr.value is True
+
+
+# ---------------------------------------------------------------- hand-made files
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "crafted") -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize(("is64", "little"), [(True, True), (False, True), (True, False)])
+def test_last_gnu_stack_decides(tmp_path: Path, is64: bool, little: bool) -> None:
+    machine = craft.EM_X86_64 if is64 else craft.EM_386
+    kw = {"is64": is64, "little": little, "machine": machine}
+    last_x = inspect(_write(tmp_path, craft.make_elf([LOAD_RX, STACK_RW, STACK_RWX], **kw), "a"))
+    last_nx = inspect(_write(tmp_path, craft.make_elf([LOAD_RX, STACK_RWX, STACK_RW], **kw), "b"))
+    assert last_x.dep.value is False
+    assert "last of 2 PT_GNU_STACK is executable" in last_x.dep.reason
+    assert last_nx.dep.value is True
+    assert "last of 2" in last_nx.dep.reason
+    assert last_x.arch == ("x86_64" if is64 else "i386")
+
+
+def test_missing_gnu_stack_means_no_dep(tmp_path: Path) -> None:
+    facts = inspect(_write(tmp_path, craft.make_elf([LOAD_RX])))
+    assert facts.dep.value is False
+    assert "no PT_GNU_STACK" in facts.dep.reason
+
+
+def test_writable_executable_load_is_reported(tmp_path: Path) -> None:
+    wx = (PT_LOAD, PF_R | PF_W | PF_X, b"")
+    facts = inspect(_write(tmp_path, craft.make_elf([wx, STACK_RW])))
+    assert facts.dep.value is False
+    assert "W+X" in facts.dep.reason
+
+
+def test_no_program_headers_is_not_applicable(tmp_path: Path) -> None:
+    for e_type in (craft.ET_REL, craft.ET_EXEC):
+        facts = inspect(_write(tmp_path, craft.make_elf([], e_type=e_type), f"t{e_type}"))
+        assert facts.error is None
+        assert facts.dep.value is None
+        assert "no program headers" in facts.dep.reason
+
+
+def test_go_binary_cookies_not_applicable(tmp_path: Path) -> None:
+    go_note = (craft.PT_NOTE, PF_R, craft.note(b"Go", 4, b"build-id-0123"))
+    facts = inspect(_write(tmp_path, craft.make_elf([LOAD_RX, go_note, STACK_RW])))
+    assert facts.stack_cookies.value is None
+    assert "Go binary" in facts.stack_cookies.reason
+
+
+@pytest.mark.parametrize(
+    ("is64", "machine", "code", "expected"),
+    [
+        (True, craft.EM_X86_64, b"\x90\x64\x48\x8b\x04\x25\x28\x00\x00\x00\xc3", True),
+        (True, craft.EM_X86_64, b"\x64\x48\x2b\x14\x25\x28\x00\x00\x00", True),  # sub %fs:0x28
+        (True, craft.EM_X86_64, b"\x90" * 64, False),
+        (False, craft.EM_386, b"\x65\xa1\x14\x00\x00\x00", True),
+        (False, craft.EM_386, b"\x90" * 64, False),
+        (True, craft.EM_AARCH64, b"\x00" * 64, None),
+    ],
+)
+def test_symbolless_static_code_decides(
+    tmp_path: Path, is64: bool, machine: int, code: bytes, expected: bool | None
+) -> None:
+    text = (PT_LOAD, PF_R | PF_X, code)
+    data = craft.make_elf([text, STACK_RW], is64=is64, machine=machine)
+    assert inspect(_write(tmp_path, data)).stack_cookies.value is expected
+
+
+def test_no_executable_code_is_not_applicable(tmp_path: Path) -> None:
+    facts = inspect(_write(tmp_path, craft.make_elf([(PT_LOAD, PF_R, b""), STACK_RW])))
+    assert facts.stack_cookies.value is None
+    assert "no executable" in facts.stack_cookies.reason
+
+
+@pytest.mark.parametrize(("bits", "ibt", "shstk"), [(3, True, True), (1, True, False), (0, F, F)])
+def test_cet_property(tmp_path: Path, bits: int, ibt: bool, shstk: bool) -> None:
+    prop = (craft.PT_GNU_PROPERTY, PF_R, craft.x86_feature_property(bits))
+    facts = inspect(_write(tmp_path, craft.make_elf([LOAD_RX, prop, STACK_RW])))
+    assert (facts.extra["cet_ibt"].value, facts.extra["cet_shstk"].value) == (ibt, shstk)
+
+
+def test_not_elf_or_pe_is_other(tmp_path: Path) -> None:
+    facts = inspect(_write(tmp_path, b"#!/bin/sh\necho hi\n"))
+    assert facts.format is FileFormat.OTHER
+    assert facts.error is None
+    assert facts.dep.value is None
