@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 
 from behavior.daemon.client import add_socket_argument, call
-from behavior.daemon.protocol import Request
+from behavior.daemon.protocol import REQUEST_FORMATS, Request
 from behavior.output import emit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``rba findings``."""
     parser.add_argument("run", metavar="RUN", help="run id (see `rba status`)")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=REQUEST_FORMATS, default="text")
     parser.add_argument("--output", help="write to FILE (atomically, mode 0600)")
     add_socket_argument(parser)
 

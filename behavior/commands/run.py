@@ -6,7 +6,7 @@ import argparse
 import time
 
 from behavior.daemon.client import add_socket_argument, call
-from behavior.daemon.protocol import Request
+from behavior.daemon.protocol import REQUEST_FORMATS, Request
 
 ACTIVE = ("collecting", "evaluating")
 
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="wait for the run to finish, then print its findings",
     )
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=REQUEST_FORMATS, default="text")
     add_socket_argument(parser)
 
 

@@ -18,9 +18,11 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from behavior.formats import Format
+
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_REPLY_BYTES = 256 * 1024 * 1024
-REQUEST_FORMATS = ("json", "text")
+REQUEST_FORMATS: tuple[str, ...] = tuple(f.value for f in Format)
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _OPS: dict[str, tuple[str, ...]] = {
     "status": (),

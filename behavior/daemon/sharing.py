@@ -86,8 +86,11 @@ class Health:
 class SharedSession:
     """Opens sessions with ``opener`` on demand and fans their batches out."""
 
-    def __init__(self, opener: Callable[[], Session]) -> None:
+    def __init__(
+        self, opener: Callable[[], Session], snapshotter: Callable[[StringTable], EventArray]
+    ) -> None:
         self._opener = opener
+        self._snapshotter = snapshotter
         self._lock = threading.RLock()
         self._session: Session | None = None
         self._strings: StringTable | None = None
@@ -106,13 +109,21 @@ class SharedSession:
         self, key: str, make_sink: Callable[[StringTable], Sink], on_error: ErrorCallback
     ) -> Subscription:
         """Attach a run, opening the session if none is open. ``make_sink`` receives the
-        session's string table. Raises whatever opening the session raises."""
+        session's string table. Raises whatever opening the session or ``make_sink``
+        raises.
+
+        The first run gets the session's own start snapshot through its first read. A run
+        joining an open session first gets a fresh snapshot of its own, taken with the lock
+        held so that no batch is delivered between the snapshot and the attachment."""
         with self._lock:
-            if self._session is None:
+            late = self._session is not None
+            if not late:
                 self._open()
             assert self._session is not None and self._strings is not None
             try:
                 sink = make_sink(self._strings)
+                if late:
+                    sink(self._snapshotter(self._strings))
             except BaseException:
                 if not self._subs:
                     self._close()

@@ -88,17 +88,18 @@ class RunStore:
         except (OSError, UsageError) as e:
             raise StoreError(f"cannot save the state of run {record.id}: {e}") from e
 
-    def save_report(self, run_id: str, text: str) -> None:
-        """Write the run's report (JSON text)."""
+    def save_report(self, run_id: str, text: str, fmt: str = "json") -> None:
+        """Write the run's report rendered in ``fmt`` (``report.json``, ``report.text``...)."""
         try:
-            write_atomic(os.path.join(self.run_dir(run_id), REPORT_FILE), text)
+            write_atomic(os.path.join(self.run_dir(run_id), report_file(fmt)), text)
         except UsageError as e:
             raise StoreError(f"cannot save the report of run {run_id}: {e}") from e
 
-    def read_report(self, run_id: str) -> str | None:
-        """The stored report text, or None when the run has none."""
+    def read_report(self, run_id: str, fmt: str = "json") -> str | None:
+        """The stored report text in ``fmt``, or None when the run has none."""
         try:
-            with open(os.path.join(self.run_dir(run_id), REPORT_FILE), encoding="utf-8") as f:
+            path = os.path.join(self.run_dir(run_id), report_file(fmt))
+            with open(path, encoding="utf-8") as f:
                 return f.read()
         except FileNotFoundError:
             return None
@@ -170,6 +171,11 @@ class RunStore:
                 with contextlib.suppress(OSError):
                     total += entry.stat(follow_symlinks=False).st_size
         return total
+
+
+def report_file(fmt: str) -> str:
+    """The file name of a report in ``fmt``; JSON is the reference rendering."""
+    return REPORT_FILE if fmt == "json" else f"report.{fmt}"
 
 
 def _dump(record: RunRecord) -> str:

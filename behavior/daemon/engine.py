@@ -1,0 +1,137 @@
+"""The daemon's bridge to the assessment core, the probes and the formats.
+
+The daemon writes no second assessment: every run is a :class:`behavior.assess.Assessment`
+fed from the one shared probe session, and finished with the same ``finish`` that
+``rba assess`` uses. This module keeps those imports (bcc, numpy, psutil) out of the
+client commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from behavior.assess import AssessConfig, Assessment
+from behavior.daemon.config import DaemonConfig, Template
+from behavior.facts.interface import FactSource
+from behavior.formats import Format, render
+from behavior.report import Report
+from behavior.rules import RULE_IDS
+from probes.backend import ProbeSession, open_session
+from probes.events import EventArray, StringTable
+from probes.interface import ProbeError, SourceStats
+from probes.poll import PollSource
+
+log = logging.getLogger("rba.daemon")
+
+FORMATS: tuple[str, ...] = tuple(f.value for f in Format)
+
+
+class RunLogObserver:
+    """An :class:`behavior.observer.Observer` that logs a run's notices."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+
+    def progress(self, done: float, total: float, detail: str) -> None:
+        pass  # `rba status` shows progress; the log would only repeat it
+
+    def notice(self, message: str) -> None:
+        log.info("run %s: %s", self._run_id, message)
+
+
+@dataclass
+class DaemonRun:
+    """An assessment and the live fact source it owns."""
+
+    assessment: Assessment
+    facts: FactSource
+
+    def feed(self, events: EventArray) -> None:
+        """Fold a batch from the shared session into this run."""
+        self.assessment.feed(events)
+
+    def finish(
+        self,
+        *,
+        ended_at_ns: int,
+        partial: bool,
+        source_stats: Mapping[str, SourceStats],
+        sources: Sequence[str],
+        notices: Sequence[str],
+    ) -> Report:
+        """Evaluate the rules now and release the fact source."""
+        try:
+            return self.assessment.finish(
+                ended_at_ns=ended_at_ns,
+                partial=partial,
+                source_stats=source_stats,
+                sources=sources,
+                notices=notices,
+            )
+        finally:
+            self.facts.close()
+
+    def close(self) -> None:
+        """Release the fact source of a run that will not be finished."""
+        self.facts.close()
+
+
+def known_rules() -> frozenset[str]:
+    """Every rule id of the catalogue (to validate templates)."""
+    return frozenset(RULE_IDS)
+
+
+def new_run(
+    template: Template, config: DaemonConfig, *, strings: StringTable, run_id: str
+) -> DaemonRun:
+    """A fresh assessment window for ``template`` that interns into ``strings``."""
+    from behavior.facts.live import LiveFactSource, current_host
+
+    host = current_host()
+    facts = LiveFactSource(host=host)
+    assess_config = AssessConfig(
+        duration_s=template.duration_s,
+        rules=template.rules,
+        probes=config.probes,
+        poll_interval=config.poll_interval_s,
+    )
+    try:
+        assessment = Assessment(
+            assess_config,
+            strings=strings,
+            facts=facts,
+            observer=RunLogObserver(run_id),
+            run_id=run_id,
+            host=host,
+        )
+    except BaseException:
+        facts.close()
+        raise
+    return DaemonRun(assessment, facts)
+
+
+def open_probe_session(choice: str, poll_interval: float) -> ProbeSession:
+    """The one probe session runs share (see :mod:`behavior.daemon.sharing`)."""
+    return open_session(choice, poll_interval)
+
+
+def snapshot_now(strings: StringTable) -> EventArray:
+    """Window-start state (processes, listening sockets, logins) as of now, flagged
+    SNAPSHOT, for a run that joins a session other runs already opened: the session's
+    own start snapshot predates it."""
+    source = PollSource(1.0, complement=True)
+    try:
+        source.start(strings)
+        snapshot = source.snapshot
+    finally:
+        source.stop()
+    if snapshot is None:
+        raise ProbeError("no snapshot was taken")
+    return snapshot
+
+
+def render_report(report: Report, fmt: str) -> str:
+    """``report`` in format ``fmt`` (one of :data:`FORMATS`)."""
+    return render(Format(fmt), report)
