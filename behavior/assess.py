@@ -1,0 +1,339 @@
+"""The assessment core: one window of events and facts in, one :class:`Report` out.
+
+:class:`Assessment` is the window: feed it event batches, then :meth:`Assessment.finish`
+evaluates the rules. Several assessments may share one probe session (the daemon); a
+replay feeds one from a trace with recorded facts. :func:`run_assessment` is the whole
+live window for ``rba assess``: it opens the probes, runs the window (``stop.set()`` ends
+it early and the report says partial) and returns the report. The core never prints: it
+talks to an :class:`~behavior.observer.Observer`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from behavior.aggregate import Aggregator
+from behavior.durations import format_duration
+from behavior.errors import RbaError
+from behavior.facts.interface import (
+    GAP_FILE_UNREADABLE,
+    GAP_MAPS_DENIED,
+    GAP_MAPS_GONE,
+    Fact,
+    FactSet,
+    FactSource,
+    HostFact,
+)
+from behavior.observer import Observer
+from behavior.report import Finding, Report, RuleStatus, RunInfo
+from behavior.rules import RULES, select
+from behavior.rules.interface import RuleInput, iso_time
+from behavior.rules.protocols import CLIENT_TCP_PORTS, CLIENT_UDP_PORTS
+from probes.events import EventArray, StringTable
+from probes.interface import ProbeError, SourceStats
+
+READ_SLICE_S = 0.2  # how long one read may wait: bounds the reaction to stop and the deadline
+FACTS_TIMEOUT_S = 60.0  # waiting at the end of the window for facts still being gathered
+MAX_LISTED_GAPS = 5
+
+_GAP_TEXT = {
+    GAP_MAPS_GONE: "process(es) exited before their memory maps were read "
+    "(their executables were still checked)",
+    GAP_MAPS_DENIED: "process(es) whose memory maps could not be read (permission denied)",
+    GAP_FILE_UNREADABLE: "module file(s) could not be examined",
+}
+
+_CANDIDATE_TCP = frozenset(CLIENT_TCP_PORTS)
+_CANDIDATE_UDP = frozenset(CLIENT_UDP_PORTS)
+
+
+class AssessError(RbaError):
+    """The assessment could not run (the probes could not start, for example)."""
+
+
+@dataclass(frozen=True)
+class AssessConfig:
+    """What to assess: the window length, which rules (None = all), which probes."""
+
+    duration_s: float
+    rules: frozenset[str] | None = None
+    probes: str = "auto"
+    poll_interval: float = 1.0
+
+
+class WindowRecorder(Protocol):
+    """Receives everything a live window sees, for a trace (``rba capture``, ``--record``).
+
+    Call order: begin, then events and facts interleaved, then end."""
+
+    def begin(
+        self,
+        *,
+        run_id: str,
+        host: HostFact,
+        started_at_ns: int,
+        config: AssessConfig,
+        sources: tuple[str, ...],
+        strings: StringTable,
+    ) -> None:
+        """The window opened."""
+
+    def events(self, batch: EventArray) -> None:
+        """A batch of events, as fed to the assessment."""
+
+    def fact(self, fact: Fact) -> None:
+        """A fact the live fact source gathered (may come from another thread)."""
+
+    def end(
+        self,
+        *,
+        ended_at_ns: int,
+        partial: bool,
+        source_stats: Mapping[str, SourceStats],
+        notices: Sequence[str],
+    ) -> None:
+        """The window closed."""
+
+
+def new_run_id(started_at_ns: int) -> str:
+    """A sortable, unique run id: UTC start time plus random hex."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started_at_ns / 1e9))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+class Assessment:
+    """One assessment window. Several may share one probe session (the daemon)."""
+
+    def __init__(
+        self,
+        config: AssessConfig,
+        *,
+        strings: StringTable,
+        facts: FactSource,
+        observer: Observer,
+        run_id: str | None = None,
+        host: HostFact | None = None,
+        started_at_ns: int | None = None,
+    ) -> None:
+        try:
+            self._rules = select(config.rules)
+        except ValueError as e:
+            raise AssessError(str(e)) from e
+        self.config = config
+        self.strings = strings
+        self.started_at_ns = started_at_ns if started_at_ns is not None else time.time_ns()
+        self.run_id = run_id or new_run_id(self.started_at_ns)
+        self._facts = facts
+        self._observer = observer
+        self._host = host
+        self._aggregator = Aggregator(strings)
+        self._lock = threading.Lock()
+
+    @property
+    def events(self) -> int:
+        """Events fed so far."""
+        return self._aggregator.events
+
+    def feed(self, events: EventArray) -> None:
+        """Fold a batch of events into the window (and let the facts gatherer see it)."""
+        with self._lock:
+            self._facts.observe(events, self.strings)
+            self._aggregator.fold(events)
+
+    def progress_detail(self, seconds_left: float) -> str:
+        """One line for a progress display: time left, events, cleartext endpoints so far."""
+        with self._lock:
+            candidates = self._aggregator.candidate_count(_CANDIDATE_TCP, _CANDIDATE_UDP)
+        line = f"{format_duration(seconds_left)} left, {self.events} events"
+        if candidates:
+            line += f", {candidates} cleartext endpoint(s)"
+        return line
+
+    def finish(
+        self,
+        *,
+        ended_at_ns: int,
+        partial: bool,
+        source_stats: Mapping[str, SourceStats],
+        sources: Sequence[str],
+        notices: Sequence[str],
+    ) -> Report:
+        """Evaluate the rules over the window and return the report."""
+        facts = self._facts.facts(timeout=FACTS_TIMEOUT_S)
+        with self._lock:
+            obs = self._aggregator.observations(started_ns=self.started_at_ns, ended_ns=ended_at_ns)
+        inp = RuleInput(obs, facts, tuple(sources))
+        statuses: list[RuleStatus] = []
+        findings: list[Finding] = []
+        for rule in self._rules:
+            reason = rule.unavailable(inp)
+            if reason is not None:
+                statuses.append(RuleStatus(rule.info.id, ran=False, reason=reason))
+                continue
+            result = rule.evaluate(inp)
+            statuses.append(RuleStatus(rule.info.id, ran=True, reason=result.note))
+            findings.extend(result.findings)
+        host = self._host or facts.host
+        run = RunInfo(
+            id=self.run_id,
+            host=host.hostname if host else "",
+            started_at=iso_time(self.started_at_ns),
+            ended_at=iso_time(ended_at_ns),
+            duration_s=max(0, ended_at_ns - self.started_at_ns) / 1e9,
+            sources=tuple(sources),
+            events=obs.events,
+            lost_events=sum(s.lost for s in source_stats.values()),
+            rules=tuple(statuses),
+            partial=partial,
+            notes=tuple(_run_notes(notices, source_stats, facts)),
+        )
+        return Report(run=run, findings=tuple(sorted(findings, key=_finding_order)))
+
+
+_RULE_ORDER = {rule.info.id: i for i, rule in enumerate(RULES)}
+
+
+def _finding_order(f: Finding) -> tuple[int, int, str, str]:
+    evidence = json.dumps(f.evidence, sort_keys=True)
+    return (-f.severity.rank, _RULE_ORDER.get(f.rule_id, 99), f.first_seen, evidence)
+
+
+def _run_notes(
+    notices: Sequence[str], stats: Mapping[str, SourceStats], facts: FactSet
+) -> list[str]:
+    notes = list(notices)
+    for name in sorted(stats):
+        gaps = stats[name].gaps
+        listed = "; ".join(gaps[:MAX_LISTED_GAPS])
+        more = f" and {len(gaps) - MAX_LISTED_GAPS} more" if len(gaps) > MAX_LISTED_GAPS else ""
+        if gaps:
+            notes.append(f"{name}: {len(gaps)} gap(s): {listed}{more}")
+    for kind in sorted(facts.gaps):
+        subjects = sorted(facts.gaps[kind])
+        listed = ", ".join(subjects[:MAX_LISTED_GAPS])
+        more = ", ..." if len(subjects) > MAX_LISTED_GAPS else ""
+        notes.append(f"{len(subjects)} {_GAP_TEXT.get(kind, kind)}: {listed}{more}")
+    return notes
+
+
+def run_assessment(
+    config: AssessConfig,
+    observer: Observer,
+    stop: threading.Event,
+    *,
+    recorder: WindowRecorder | None = None,
+    run_id: str | None = None,
+) -> Report:
+    """Assess this host live for ``config.duration_s`` (or until ``stop`` is set).
+
+    Raises AssessError when the probes cannot start."""
+    from behavior.facts.live import LiveFactSource, current_host
+    from probes.backend import open_session
+
+    strings = StringTable()
+    try:
+        session = open_session(config.probes, config.poll_interval)
+    except (ProbeError, ValueError) as e:
+        raise AssessError(f"cannot start the probes: {e}") from e
+    for notice in session.notices:
+        observer.notice(notice)
+    host = current_host()
+    facts = LiveFactSource(host=host, sink=recorder.fact if recorder else None)
+    try:
+        try:
+            session.start(strings)
+        except ProbeError as e:
+            raise AssessError(f"cannot start the probes: {e}") from e
+        started = time.time_ns()
+        assessment = Assessment(
+            config,
+            strings=strings,
+            facts=facts,
+            observer=observer,
+            run_id=run_id,
+            host=host,
+            started_at_ns=started,
+        )
+        if recorder is not None:
+            recorder.begin(
+                run_id=assessment.run_id,
+                host=host,
+                started_at_ns=started,
+                config=config,
+                sources=tuple(session.sources),
+                strings=strings,
+            )
+        observer.notice(
+            f"window open for {format_duration(config.duration_s)} "
+            f"(probes: {', '.join(session.sources)}; pid {os.getpid()})"
+        )
+        try:
+            _run_window(
+                session,
+                assessment=assessment,
+                config=config,
+                observer=observer,
+                stop=stop,
+                recorder=recorder,
+            )
+        finally:
+            session.stop()
+        ended = time.time_ns()
+        partial = stop.is_set()
+        stats = session.stats()
+        if recorder is not None:
+            recorder.end(
+                ended_at_ns=ended, partial=partial, source_stats=stats, notices=session.notices
+            )
+        return assessment.finish(
+            ended_at_ns=ended,
+            partial=partial,
+            source_stats=stats,
+            sources=session.sources,
+            notices=session.notices,
+        )
+    finally:
+        facts.close()
+
+
+class _Session(Protocol):
+    def read(self, timeout: float) -> EventArray: ...
+
+
+def _run_window(
+    session: _Session,
+    *,
+    assessment: Assessment,
+    config: AssessConfig,
+    observer: Observer,
+    stop: threading.Event,
+    recorder: WindowRecorder | None,
+) -> None:
+    deadline = time.monotonic() + config.duration_s
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        batch = session.read(min(READ_SLICE_S, left))
+        if len(batch):
+            if recorder is not None:
+                recorder.events(batch)
+            assessment.feed(batch)
+        observer.progress(
+            config.duration_s - max(0.0, left),
+            config.duration_s,
+            assessment.progress_detail(max(0.0, left)),
+        )
+    # What the sources already hold belongs to the window.
+    batch = session.read(0.0)
+    if len(batch):
+        if recorder is not None:
+            recorder.events(batch)
+        assessment.feed(batch)

@@ -1,0 +1,107 @@
+"""``rba assess``: watch this host for a window, then report the findings."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+from behavior.durations import parse_duration
+from behavior.errors import RbaError, UsageError
+
+MIN_DURATION_S = 1.0
+DEFAULT_DURATION = "15m"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rba assess``."""
+    parser.add_argument(
+        "--duration",
+        default=DEFAULT_DURATION,
+        help="length of the window, 1s..24h (e.g. 90s, 15m, 1h; default 15m)",
+    )
+    parser.add_argument("--format", default="text", help="report format: text or json")
+    parser.add_argument("--output", metavar="FILE", help="write the report to FILE (mode 0600)")
+    parser.add_argument(
+        "--probes", default="auto", choices=("auto", "ebpf", "poll"), help="observation sources"
+    )
+    parser.add_argument(
+        "--poll-interval", default="1s", help="polling interval (default 1s)", metavar="D"
+    )
+    parser.add_argument(
+        "--rules", metavar="IDS", help="comma-separated rule ids to run (default: all)"
+    )
+    parser.add_argument(
+        "--fail-on",
+        metavar="SEVERITY",
+        help="exit 1 when a finding is at or above SEVERITY (high, medium, low, info)",
+    )
+
+
+@contextlib.contextmanager
+def _interrupts_end_window(stop: threading.Event) -> Iterator[None]:
+    """While the window runs, Ctrl-C and SIGTERM end it early instead of killing rba."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rba assess``; returns the exit status."""
+    from behavior.assess import AssessConfig, run_assessment
+    from behavior.formats import Format, render
+    from behavior.output import emit
+    from behavior.progress import TerminalObserver
+    from behavior.report import Severity
+    from behavior.rules import RULE_IDS
+
+    duration = parse_duration(args.duration, minimum=MIN_DURATION_S)
+    poll_interval = parse_duration(args.poll_interval, minimum=0.05, maximum=60)
+    try:
+        fmt = Format(args.format)
+    except ValueError:
+        raise UsageError(
+            f"unknown format {args.format!r}: use {', '.join(f.value for f in Format)}"
+        ) from None
+    fail_on = None
+    if args.fail_on:
+        try:
+            fail_on = Severity.parse(args.fail_on)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    rules = None
+    if args.rules:
+        rules = frozenset(r.strip() for r in args.rules.split(",") if r.strip())
+        unknown = sorted(rules - set(RULE_IDS))
+        if unknown:
+            raise UsageError(f"unknown rule id(s): {', '.join(unknown)} (see rba rules)")
+    config = AssessConfig(duration, rules, args.probes, poll_interval)
+    observer = TerminalObserver()
+    stop = threading.Event()
+    try:
+        with _interrupts_end_window(stop):
+            report = run_assessment(config, observer, stop)
+    except UsageError:
+        raise
+    except RbaError as e:
+        observer.clear()
+        print(f"rba assess: {e}", file=sys.stderr)
+        return 2
+    observer.clear()
+    if report.run.partial:
+        observer.notice("window ended early: the report is partial")
+    emit(render(fmt, report), args.output)
+    if fail_on is not None and any(f.severity.rank >= fail_on.rank for f in report.findings):
+        return 1
+    return 0

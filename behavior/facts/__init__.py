@@ -1,0 +1,1 @@
+"""Facts about processes and files that the rules use beyond the events (see interface)."""

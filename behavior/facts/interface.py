@@ -1,0 +1,288 @@
+"""The facts layer's interface: what the rules may know about processes and files.
+
+The rules never touch the live system. Everything they need beyond the event stream is a
+*fact*: a frozen, JSON-round-trippable record gathered while the window runs (a process's
+memory map read while it lived, the owner and mode of a file and of each directory on its
+path, the owning package, the binary verdicts). A :class:`FactSource` delivers facts; the
+live one gathers them from ``/proc`` and the file system, a recorded one serves them back
+from a trace. Every fact the live source gathers is also handed to an optional sink (the
+trace writer), so a replay sees exactly the facts the live run saw and reproduces its
+findings byte for byte.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from binanalysis.interface import BinaryFacts
+from probes.events import EventArray, StringTable
+
+
+class FactError(Exception):
+    """Base error of the facts layer (for example a malformed recorded fact)."""
+
+
+@dataclass(frozen=True)
+class PathStat:
+    """Owner, group and mode (``st_mode``, including the file type bits) of one path."""
+
+    uid: int
+    gid: int
+    mode: int
+
+
+@dataclass(frozen=True)
+class HostFact:
+    """Who the host is. ``netns`` is the host's network namespace inode: listeners in
+    other namespaces (containers, test peers) are not the host's own."""
+
+    hostname: str
+    kernel: str
+    netns: int
+
+
+@dataclass(frozen=True)
+class CoverageFact:
+    """What the fact gatherer could read on this machine; ``reason`` says why not."""
+
+    maps_readable: bool
+    binary_analysis: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessFact:
+    """One process image (a pid between two execs), read from ``/proc`` while it lived.
+
+    ``key`` identifies the image (pid and the time of the event that revealed it), so a
+    pid reused later in the window is a different key. ``modules`` holds the real paths of
+    the executable and of every executable file-backed mapping; several facts with the
+    same key merge (their modules unite), because libraries loaded later are re-read.
+    ``exec_stack`` is True when the ``[stack]`` mapping was executable, None when the
+    memory map could not be read (``modules`` then holds only the executable).
+    """
+
+    key: str
+    pid: int
+    ppid: int
+    uid: int
+    euid: int
+    exe: str
+    cmdline: tuple[str, ...]
+    script: str | None
+    modules: tuple[str, ...]
+    exec_stack: bool | None
+    seen_ns: int  # wall time of the event that revealed the process
+
+
+@dataclass(frozen=True)
+class FileFact:
+    """A module file: its permissions, owning package (None = unpackaged) and binary
+    verdicts (None when the file is not an executable format or was not analysed).
+    ``stat`` is None when the file could not be examined; ``error`` says why."""
+
+    path: str
+    stat: PathStat | None
+    package: str | None
+    binary: BinaryFacts | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DirFact:
+    """A directory on a module's path, with its permissions (None if unreadable)."""
+
+    path: str
+    stat: PathStat | None
+
+
+@dataclass(frozen=True)
+class UserFact:
+    """The name of a uid, as the host's user database gave it."""
+
+    uid: int
+    name: str
+
+
+@dataclass(frozen=True)
+class GapFact:
+    """Something the gatherer could not see, e.g. a process that exited before its memory
+    map was read. ``kind`` groups gaps for the report; ``subject`` names the instance."""
+
+    kind: str
+    subject: str
+
+
+Fact = HostFact | CoverageFact | ProcessFact | FileFact | DirFact | UserFact | GapFact
+FactSink = Callable[[Fact], None]
+
+GAP_MAPS_GONE = "maps-gone"
+GAP_MAPS_DENIED = "maps-denied"
+GAP_FILE_UNREADABLE = "file-unreadable"
+
+
+@dataclass
+class FactSet:
+    """All facts of a window, merged and indexed for the rules."""
+
+    host: HostFact | None = None
+    coverage: CoverageFact | None = None
+    processes: dict[str, ProcessFact] = field(default_factory=dict)
+    files: dict[str, FileFact] = field(default_factory=dict)
+    dirs: dict[str, DirFact] = field(default_factory=dict)
+    users: dict[int, str] = field(default_factory=dict)
+    gaps: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, fact: Fact) -> None:
+        """Merge one fact. Order-independent except that later host/coverage facts win."""
+        if isinstance(fact, ProcessFact):
+            self.processes[fact.key] = _merge_process(self.processes.get(fact.key), fact)
+        elif isinstance(fact, FileFact):
+            self.files[fact.path] = fact
+        elif isinstance(fact, DirFact):
+            self.dirs[fact.path] = fact
+        elif isinstance(fact, UserFact):
+            self.users[fact.uid] = fact.name
+        elif isinstance(fact, GapFact):
+            self.gaps.setdefault(fact.kind, set()).add(fact.subject)
+        elif isinstance(fact, HostFact):
+            self.host = fact
+        else:
+            self.coverage = fact
+
+    @classmethod
+    def of(cls, facts: Iterable[Fact]) -> FactSet:
+        """A fact set holding ``facts``."""
+        merged = cls()
+        for fact in facts:
+            merged.add(fact)
+        return merged
+
+    def user_name(self, uid: int) -> str:
+        """The user name of ``uid``, or the number as text when unknown."""
+        return self.users.get(uid, str(uid))
+
+
+def _merge_process(old: ProcessFact | None, new: ProcessFact) -> ProcessFact:
+    if old is None:
+        return new
+    modules = tuple(sorted(set(old.modules) | set(new.modules)))
+    if old.exec_stack is None:
+        exec_stack = new.exec_stack
+    else:
+        exec_stack = old.exec_stack or bool(new.exec_stack)
+    first = old if old.seen_ns <= new.seen_ns else new
+    return ProcessFact(
+        key=old.key,
+        pid=old.pid,
+        ppid=first.ppid,
+        uid=first.uid,
+        euid=min(old.euid, new.euid),  # effective uid 0 at any read matters
+        exe=first.exe,
+        cmdline=first.cmdline or old.cmdline or new.cmdline,
+        script=old.script or new.script,
+        modules=modules,
+        exec_stack=exec_stack,
+        seen_ns=first.seen_ns,
+    )
+
+
+class FactSource(abc.ABC):
+    """Delivers the facts of one window. Used as: observe() each batch, then facts()."""
+
+    @abc.abstractmethod
+    def observe(self, events: EventArray, strings: StringTable) -> None:
+        """Note a batch of events (a live source starts gathering for new processes)."""
+
+    @abc.abstractmethod
+    def facts(self, *, timeout: float = 30.0) -> FactSet:
+        """Every fact so far, after waiting up to ``timeout`` s for pending gathering."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing
+        """Release threads or files. Safe to call twice."""
+
+
+class RecordedFactSource(FactSource):
+    """Facts recorded earlier (by a trace), served back as they were."""
+
+    def __init__(self, facts: Iterable[Fact]) -> None:
+        self._facts = FactSet.of(facts)
+
+    def observe(self, events: EventArray, strings: StringTable) -> None:
+        pass
+
+    def facts(self, *, timeout: float = 30.0) -> FactSet:
+        return self._facts
+
+
+# --- JSON round trip -----------------------------------------------------------------
+
+_TYPES: dict[str, type[Any]] = {
+    "host": HostFact,
+    "coverage": CoverageFact,
+    "process": ProcessFact,
+    "file": FileFact,
+    "dir": DirFact,
+    "user": UserFact,
+    "gap": GapFact,
+}
+_NAMES = {cls: name for name, cls in _TYPES.items()}
+
+
+def _stat_to_dict(st: PathStat | None) -> list[int] | None:
+    return None if st is None else [st.uid, st.gid, st.mode]
+
+
+def _stat_from(value: Any) -> PathStat | None:
+    if value is None:
+        return None
+    uid, gid, mode = value
+    return PathStat(int(uid), int(gid), int(mode))
+
+
+def fact_to_dict(fact: Fact) -> dict[str, Any]:
+    """A JSON-ready dict for ``fact`` with a ``type`` tag; :func:`fact_from_dict` inverts it."""
+    out: dict[str, Any] = {"type": _NAMES[type(fact)]}
+    if isinstance(fact, FileFact):
+        out |= {
+            "path": fact.path,
+            "stat": _stat_to_dict(fact.stat),
+            "package": fact.package,
+            "binary": None if fact.binary is None else fact.binary.to_dict(),
+            "error": fact.error,
+        }
+    elif isinstance(fact, DirFact):
+        out |= {"path": fact.path, "stat": _stat_to_dict(fact.stat)}
+    elif isinstance(fact, ProcessFact):
+        out |= fact.__dict__ | {"cmdline": list(fact.cmdline), "modules": list(fact.modules)}
+    else:
+        out |= fact.__dict__
+    return out
+
+
+def fact_from_dict(data: Mapping[str, Any]) -> Fact:
+    """The fact that :func:`fact_to_dict` produced ``data`` from. Raises FactError."""
+    try:
+        kind = data["type"]
+        fields = {k: v for k, v in data.items() if k != "type"}
+        if kind == "file":
+            binary = fields["binary"]
+            return FileFact(
+                path=str(fields["path"]),
+                stat=_stat_from(fields["stat"]),
+                package=fields["package"],
+                binary=None if binary is None else BinaryFacts.from_dict(binary),
+                error=fields.get("error"),
+            )
+        if kind == "dir":
+            return DirFact(path=str(fields["path"]), stat=_stat_from(fields["stat"]))
+        if kind == "process":
+            fields["cmdline"] = tuple(fields["cmdline"])
+            fields["modules"] = tuple(fields["modules"])
+        fact: Fact = _TYPES[kind](**fields)
+        return fact
+    except (KeyError, TypeError, ValueError) as e:
+        raise FactError(f"malformed fact record: {e}") from e

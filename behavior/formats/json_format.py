@@ -1,0 +1,62 @@
+"""The JSON report: DESIGN.md's public contract (``schema_version``, ``run``, ``findings``).
+
+Keys keep a fixed order and floats a fixed rounding, so the same report always gives the
+same bytes (a replay is byte-identical to the live run apart from ``run.replayed``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from behavior.report import SCHEMA_VERSION, Finding, Report, RunInfo
+
+
+def run_to_dict(run: RunInfo) -> dict[str, Any]:
+    """The ``run`` object: window, sources, events, losses and which rules ran."""
+    return {
+        "id": run.id,
+        "host": run.host,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "duration_s": round(run.duration_s, 3),
+        "partial": run.partial,
+        "replayed": run.replayed,
+        "sources": list(run.sources),
+        "events": run.events,
+        "lost_events": run.lost_events,
+        "rules": {
+            "ran": [r.rule_id for r in run.rules if r.ran],
+            "not_run": [{"id": r.rule_id, "reason": r.reason} for r in run.rules if not r.ran],
+            "notes": [{"id": r.rule_id, "note": r.reason} for r in run.rules if r.ran and r.reason],
+        },
+        "notes": list(run.notes),
+    }
+
+
+def finding_to_dict(finding: Finding) -> dict[str, Any]:
+    """One finding as DESIGN.md lists its fields."""
+    return {
+        "rule_id": finding.rule_id,
+        "title": finding.title,
+        "severity": finding.severity.value,
+        "description": finding.description,
+        "recommendation": finding.recommendation,
+        "evidence": finding.evidence,
+        "count": finding.count,
+        "first_seen": finding.first_seen,
+        "last_seen": finding.last_seen,
+    }
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """The whole report as a JSON-ready dict."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": run_to_dict(report.run),
+        "findings": [finding_to_dict(f) for f in report.findings],
+    }
+
+
+def render_json(report: Report) -> str:
+    """The report as indented JSON text ending in a newline."""
+    return json.dumps(report_to_dict(report), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,53 @@
+"""Shared evaluation of the two client rules: cleartext outbound connections, one finding
+per (program, remote endpoint, transport), loopback peers excluded (RULES.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from behavior.observations import Connection
+from behavior.rules.interface import RuleInfo, RuleInput, RuleResult, finding, process_evidence
+from behavior.rules.protocols import classify_client, program_names
+
+POLLING_NOTE = (
+    "polling only: connections shorter than the poll interval and UDP sends can be missed"
+)
+
+
+def evaluate_clients(info: RuleInfo, inp: RuleInput, *, login: bool) -> RuleResult:
+    """Findings for cleartext client connections whose protocol carries logins (or not)."""
+    groups: dict[tuple[str, str, int, str], list[tuple[Connection, str, str]]] = {}
+    for conn in inp.obs.connections:
+        if conn.remote_loopback:
+            continue
+        proc = inp.obs.processes.get(conn.pid)
+        exe = proc.exe if proc else ""
+        names = program_names(conn.comm, exe, proc.cmdline if proc else "")
+        verdict = classify_client(conn.port, conn.transport, names)
+        if verdict is None or verdict[0].login != login:
+            continue
+        subject = (exe or conn.comm, conn.remote, conn.port, conn.transport)
+        groups.setdefault(subject, []).append((conn, verdict[0].name, verdict[1]))
+    findings = []
+    for members in groups.values():
+        first, protocol, basis = members[0]
+        evidence: dict[str, Any] = {
+            "process": process_evidence(inp, first.pid, uid=first.uid, comm=first.comm),
+            "pids": sorted({c.pid for c, _, _ in members}),
+            "remote": {"address": first.remote, "port": first.port},
+            "transport": first.transport,
+            "protocol": protocol,
+            "basis": basis,
+            "netns": first.netns,
+            "sources": sorted({s for c, _, _ in members for s in c.sources}),
+        }
+        findings.append(
+            finding(
+                info,
+                evidence,
+                count=sum(c.count for c, _, _ in members),
+                first_ns=min(c.first_ns for c, _, _ in members),
+                last_ns=max(c.last_ns for c, _, _ in members),
+            )
+        )
+    return RuleResult(tuple(findings), POLLING_NOTE if inp.polling_only else "")

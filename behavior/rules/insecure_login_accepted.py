@@ -1,0 +1,57 @@
+"""insecure-login-accepted (extended): this host accepted a cleartext remote login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from behavior.observations import LoginAccepted
+from behavior.report import Severity
+from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding
+
+INFO = RuleInfo(
+    id="insecure-login-accepted",
+    title="Insecure login accepted",
+    severity=Severity.MEDIUM,
+    description=(
+        "A login over telnet, rlogin, rsh or rexec was accepted by this host during the "
+        "window: the server started a login program (or a command) for a remote client."
+    ),
+    recommendation="Disable telnet, rlogin, rsh and rexec servers; use SSH.",
+    extended=True,
+)
+
+
+def evaluate(inp: RuleInput) -> RuleResult:
+    """One finding per (protocol, server program), counting the logins it started."""
+    groups: dict[tuple[str, str], list[LoginAccepted]] = {}
+    for accept in inp.obs.login_accepts:
+        groups.setdefault((accept.protocol, accept.server), []).append(accept)
+    sessions = {s.pid: s for s in inp.obs.logins if s.pid}
+    findings = []
+    for (protocol, server), members in groups.items():
+        first = members[0]
+        session = next((sessions[m.pid] for m in members if m.pid in sessions), None)
+        evidence: dict[str, Any] = {
+            "protocol": protocol,
+            "server": server,
+            "server_pid": first.server_pid,
+            "program": first.program,
+            "pids": sorted({m.pid for m in members}),
+            "basis": "program",
+        }
+        if session is not None:
+            evidence |= {"user": session.user, "tty": session.tty, "remote_host": session.host}
+        findings.append(
+            finding(
+                INFO,
+                evidence,
+                count=len(members),
+                first_ns=min(m.ts_ns for m in members),
+                last_ns=max(m.ts_ns for m in members),
+            )
+        )
+    note = "polling only: login programs shorter than the poll interval can be missed"
+    return RuleResult(tuple(findings), note if inp.polling_only else "")
+
+
+RULE = Rule(INFO, evaluate)

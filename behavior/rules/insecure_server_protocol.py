@@ -1,0 +1,61 @@
+"""insecure-server-protocol: a listening socket on this host serves a cleartext protocol."""
+
+from __future__ import annotations
+
+from behavior.report import Severity
+from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding
+from behavior.rules.listener_common import host_listeners_by_port, listener_evidence
+from behavior.rules.protocols import classify_server, program_names
+
+INFO = RuleInfo(
+    id="insecure-server-protocol",
+    title="Insecure server protocols",
+    severity=Severity.INFORMATIONAL,
+    description=(
+        "A listening socket on this host serves a cleartext protocol (FTP, Telnet, HTTP, "
+        "SMTP without TLS, POP3, IMAP, rsh, rlogin, rexec, TFTP, LDAP without TLS, VNC)."
+    ),
+    recommendation=(
+        "Replace telnet, rsh and rlogin with SSH; FTP with SFTP or FTPS; HTTP with HTTPS; "
+        "wrap IMAP, POP3 and SMTP in TLS or disable them; move SNMP to v3."
+    ),
+)
+
+
+def evaluate(inp: RuleInput) -> RuleResult:
+    """One finding per listening port whose port or program says cleartext."""
+    findings = []
+    for port, listeners in host_listeners_by_port(inp).items():
+        verdict = None
+        for s in listeners:
+            proc = inp.obs.processes.get(s.pid)
+            names = program_names(s.comm, s.exe, proc.cmdline if proc else "")
+            verdict = classify_server(port, names)
+            if verdict is not None:
+                break
+        if verdict is None:
+            continue
+        protocol, basis = verdict
+        accepted = sum(s.accepted for s in listeners)
+        evidence = listener_evidence(inp, listeners) | {
+            "protocol": protocol.name,
+            "basis": basis,
+            "usage": "used" if accepted else "supported",
+            "accepted": accepted,
+        }
+        first = min(s.started_ns for s in listeners)
+        last = max([s.last_accept_ns for s in listeners] + [first])
+        findings.append(
+            finding(
+                INFO,
+                evidence,
+                count=max(1, accepted),
+                first_ns=first,
+                last_ns=last,
+            )
+        )
+    note = "polling only: accepted-connection counts can miss short connections"
+    return RuleResult(tuple(findings), note if inp.polling_only else "")
+
+
+RULE = Rule(INFO, evaluate)

@@ -1,0 +1,114 @@
+"""The rules layer's interface: a rule is a pure function from (observations, facts) to
+findings, plus the metadata RULES.md gives it and a statement of when it cannot run.
+
+Rules never touch the live system: everything comes in through :class:`RuleInput`, so a
+replayed trace and a live run give the same findings by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from behavior.facts.interface import FactSet
+from behavior.observations import Observations
+from behavior.report import Finding, Severity
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """A rule's catalogue entry. ``id`` is part of the public interface: never rename."""
+
+    id: str
+    title: str
+    severity: Severity
+    description: str
+    recommendation: str
+    extended: bool = False
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    """What a rule may look at: the window's observations, its facts and its sources."""
+
+    obs: Observations
+    facts: FactSet
+    sources: tuple[str, ...]
+
+    @property
+    def polling_only(self) -> bool:
+        """True when no kernel probe watched the window (polling can miss short things)."""
+        return "ebpf" not in self.sources
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """A rule's findings, and a note on reduced coverage or confidence ('' when none)."""
+
+    findings: tuple[Finding, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: its entry, its evaluation, and why it could not run (None = it can)."""
+
+    info: RuleInfo
+    evaluate: Callable[[RuleInput], RuleResult]
+    unavailable: Callable[[RuleInput], str | None] = field(default=lambda _inp: None)
+
+
+def iso_time(ns: int) -> str:
+    """ISO 8601 UTC with milliseconds for a wall-clock time in nanoseconds."""
+    moment = datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def finding(
+    info: RuleInfo, evidence: dict[str, Any], *, count: int, first_ns: int, last_ns: int
+) -> Finding:
+    """A finding of rule ``info`` with its evidence and repeat counters."""
+    return Finding(
+        rule_id=info.id,
+        title=info.title,
+        severity=info.severity,
+        description=info.description,
+        recommendation=info.recommendation,
+        evidence=evidence,
+        count=count,
+        first_seen=iso_time(first_ns),
+        last_seen=iso_time(last_ns),
+    )
+
+
+def mode_text(mode: int) -> str:
+    """Permission bits as four octal digits, e.g. '0755' or '1777'."""
+    return f"{mode & 0o7777:04o}"
+
+
+def process_evidence(inp: RuleInput, pid: int, *, uid: int, comm: str = "") -> dict[str, Any]:
+    """Evidence about process ``pid``: what the events and facts say about it."""
+    proc = inp.obs.processes.get(pid)
+    exe, cmdline = (proc.exe, proc.cmdline) if proc else ("", "")
+    if not exe or not cmdline:
+        for fact in inp.facts.processes.values():
+            if fact.pid == pid:
+                exe = exe or fact.exe
+                cmdline = cmdline or " ".join(fact.cmdline)
+                break
+    return {
+        "pid": pid,
+        "exe": exe,
+        "cmdline": cmdline,
+        "comm": comm or (proc.comm if proc else ""),
+        "user": inp.facts.user_name(uid),
+        "uid": uid,
+    }
+
+
+def first_of(values: Sequence[int]) -> int:
+    """The smallest non-zero value, or 0."""
+    nonzero = [v for v in values if v]
+    return min(nonzero) if nonzero else 0

@@ -1,0 +1,31 @@
+"""Shared pieces of the listener rules: the host's own listeners, grouped by port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from behavior.observations import Listener
+from behavior.rules.interface import RuleInput, process_evidence
+
+
+def host_listeners_by_port(inp: RuleInput) -> dict[int, list[Listener]]:
+    """The host's listening sockets (not those of other network namespaces), by port."""
+    host_netns = inp.facts.host.netns if inp.facts.host else 0
+    groups: dict[int, list[Listener]] = {}
+    for listener in inp.obs.listeners:
+        if host_netns and listener.netns not in (0, host_netns):
+            continue
+        groups.setdefault(listener.port, []).append(listener)
+    return groups
+
+
+def listener_evidence(inp: RuleInput, listeners: list[Listener]) -> dict[str, Any]:
+    """Port, bind addresses, owning process and how it was observed."""
+    owner = next((s for s in listeners if s.pid), listeners[0])
+    return {
+        "port": owner.port,
+        "bind_addresses": sorted({s.address for s in listeners}),
+        "loopback_only": all(s.loopback_only for s in listeners),
+        "process": process_evidence(inp, owner.pid, uid=owner.uid, comm=owner.comm),
+        "sources": sorted({src for s in listeners for src in s.sources}),
+    }

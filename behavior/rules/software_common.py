@@ -1,0 +1,100 @@
+"""Shared pieces of the file rules: the population of files used by observed processes,
+and the evidence every file finding carries (path, package or ``unpackaged``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from behavior.facts.interface import FileFact, ProcessFact
+from behavior.rules.interface import RuleInfo, RuleInput, RuleResult, finding
+
+MAX_LISTED_PROCESSES = 5
+MAPS_NOTE = "process memory maps unreadable: only executables were checked"
+
+
+@dataclass(frozen=True)
+class FileUse:
+    """A module file and the process images that used it during the window."""
+
+    file: FileFact
+    processes: tuple[ProcessFact, ...]
+
+    @property
+    def is_executable(self) -> bool:
+        """True when some process ran this file as its executable (not only as a library)."""
+        return any(p.exe == self.file.path for p in self.processes)
+
+
+def file_uses(inp: RuleInput) -> list[FileUse]:
+    """Every analysed module file used by a process observed in the window, by path."""
+    users: dict[str, list[ProcessFact]] = {}
+    for proc in inp.facts.processes.values():
+        for path in proc.modules:
+            users.setdefault(path, []).append(proc)
+    uses = []
+    for path in sorted(users):
+        fact = inp.facts.files.get(path)
+        if fact is None or fact.binary is None or fact.binary.error:
+            continue
+        uses.append(FileUse(fact, tuple(sorted(users[path], key=lambda p: (p.seen_ns, p.key)))))
+    return uses
+
+
+def file_evidence(use: FileUse) -> dict[str, Any]:
+    """Path, owning package, format and the processes that used the file."""
+    binary = use.file.binary
+    return {
+        "path": use.file.path,
+        "package": use.file.package or "unpackaged",
+        "format": binary.format.value if binary else "other",
+        "processes": [{"pid": p.pid, "exe": p.exe} for p in use.processes[:MAX_LISTED_PROCESSES]],
+        "process_count": len(use.processes),
+    }
+
+
+def file_finding(info: RuleInfo, use: FileUse, extra: dict[str, Any]) -> Any:
+    """The finding for one file: count = process images that used it."""
+    return finding(
+        info,
+        file_evidence(use) | extra,
+        count=len(use.processes),
+        first_ns=min(p.seen_ns for p in use.processes),
+        last_ns=max(p.seen_ns for p in use.processes),
+    )
+
+
+def evaluate_verdict(
+    info: RuleInfo, inp: RuleInput, verdict_of: Callable[[FileUse], tuple[bool | None, str]]
+) -> RuleResult:
+    """Findings for files whose verdict is False; a note counts the undetermined ones."""
+    findings = []
+    unknown = 0
+    for use in file_uses(inp):
+        value, reason = verdict_of(use)
+        if value is False:
+            findings.append(file_finding(info, use, {"reason": reason}))
+        elif value is None:
+            unknown += 1
+    return RuleResult(tuple(findings), coverage_note(inp, unknown))
+
+
+def coverage_note(inp: RuleInput, unknown: int) -> str:
+    """States files with no verdict (not applicable or undeterminable) and missing maps."""
+    notes = []
+    if unknown:
+        notes.append(f"{unknown} file(s) not applicable or undeterminable (see rba scan)")
+    if inp.facts.coverage and not inp.facts.coverage.maps_readable:
+        notes.append(MAPS_NOTE)
+    return "; ".join(notes)
+
+
+def binary_analysis_unavailable(inp: RuleInput) -> str | None:
+    """Why the file rules cannot run (no binary analysis), or None."""
+    coverage = inp.facts.coverage
+    if coverage is None:
+        return "no process or file facts were gathered"
+    if not coverage.binary_analysis:
+        return coverage.reason or "binary analysis unavailable"
+    return None

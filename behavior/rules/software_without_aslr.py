@@ -1,0 +1,36 @@
+"""software-without-aslr (extended): executables that cannot be loaded at a random address."""
+
+from __future__ import annotations
+
+from behavior.report import Severity
+from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult
+from behavior.rules.software_common import (
+    FileUse,
+    binary_analysis_unavailable,
+    evaluate_verdict,
+)
+
+INFO = RuleInfo(
+    id="software-without-aslr",
+    title="Software without ASLR",
+    severity=Severity.MEDIUM,
+    description=(
+        "An executable used during the window cannot be loaded at a random address: an ELF "
+        "executable that is not PIE (ET_EXEC), or a PE without DYNAMICBASE."
+    ),
+    recommendation="Rebuild as a position-independent executable (PIE, /DYNAMICBASE).",
+    extended=True,
+)
+
+
+def _verdict(use: FileUse) -> tuple[bool | None, str]:
+    assert use.file.binary is not None
+    return use.file.binary.aslr.value, use.file.binary.aslr.reason
+
+
+def evaluate(inp: RuleInput) -> RuleResult:
+    """Files whose ASLR verdict is False."""
+    return evaluate_verdict(INFO, inp, _verdict)
+
+
+RULE = Rule(INFO, evaluate, binary_analysis_unavailable)
