@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SEVERITY",
         help="exit 1 when a finding is at or above SEVERITY (high, medium, low, info)",
     )
+    parser.add_argument(
+        "--record", metavar="TRACE", help="also record the window into TRACE for rba replay"
+    )
+    parser.add_argument(
+        "--redact-cmdline",
+        action="store_true",
+        help="with --record: replace command-line arguments in the trace with keyed hashes",
+    )
 
 
 @contextlib.contextmanager
@@ -63,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from behavior.formats import Format, render
     from behavior.output import emit
     from behavior.progress import TerminalObserver
+    from behavior.record import recorder_for
     from behavior.report import Severity
     from behavior.rules import RULE_IDS
 
@@ -87,11 +96,12 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"unknown rule id(s): {', '.join(unknown)} (see rba rules)")
     config = AssessConfig(duration, rules, args.probes, poll_interval)
+    recorder = recorder_for(args.record, purpose="assess", redact=args.redact_cmdline)
     observer = TerminalObserver()
     stop = threading.Event()
     try:
-        with _interrupts_end_window(stop):
-            report = run_assessment(config, observer, stop)
+        with _interrupts_end_window(stop), recorder or contextlib.nullcontext():
+            report = run_assessment(config, observer, stop, recorder=recorder)
     except UsageError:
         raise
     except RbaError as e:
