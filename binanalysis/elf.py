@@ -53,6 +53,8 @@ DT_NULL, DT_NEEDED, DT_HASH, DT_STRTAB, DT_SYMTAB = 0, 1, 4, 5, 6
 DT_STRSZ, DT_SYMENT, DT_BIND_NOW, DT_FLAGS = 10, 11, 24, 30
 DT_FLAGS_1, DT_GNU_HASH = 0x6FFFFFFB, 0x6FFFFEF5
 DF_BIND_NOW, DF_1_NOW, DF_1_PIE = 0x8, 0x1, 0x08000000
+DT_POINTERS = {DT_HASH: "DT_HASH", DT_STRTAB: "DT_STRTAB", DT_SYMTAB: "DT_SYMTAB",
+               DT_GNU_HASH: "DT_GNU_HASH"}  # fmt: skip
 SHT_SYMTAB, SHT_DYNSYM, SHF_EXECINSTR = 2, 11, 0x4
 SHN_UNDEF = 0
 NT_GO_BUILDID, NT_GNU_PROPERTY_TYPE_0 = 4, 5
@@ -185,11 +187,16 @@ def _parse(r: FileBytes) -> _Elf:
                shoff, shentsize, shnum, shstrndx)  # fmt: skip
     if phnum == 0xFFFF or (shnum == 0 and shoff):  # PN_XNUM / SHN_XINDEX: counts in section 0
         sh0 = _section_at(elf, 0)
-        phnum = sh0.link if phnum == 0xFFFF else phnum  # sh_info is stored in .link slot below
+        if phnum == 0xFFFF:
+            phnum = sh0.link  # section 0's sh_info, kept in the .link slot (see _section_at)
+            if phnum < 0xFFFF:
+                raise BinaryParseError(f"PN_XNUM with {phnum} program headers in section 0")
         elf.shnum = sh0.size if shnum == 0 else shnum
+    if shnum and shentsize != lay.shdr.size:
+        raise BinaryParseError(f"section header entry size {shentsize}, want {lay.shdr.size}")
     if phnum:
-        if phentsize < lay.phdr.size:
-            raise BinaryParseError(f"program header entry size {phentsize} is too small")
+        if phentsize != lay.phdr.size:  # the kernel refuses any other size too
+            raise BinaryParseError(f"program header entry size {phentsize}, want {lay.phdr.size}")
         if phnum > MAX_HEADERS:
             raise BinaryParseError(f"{phnum} program headers, above the {MAX_HEADERS} limit")
         table = r.read(phoff, phentsize * phnum, "program header table")
@@ -206,8 +213,8 @@ def _check_complete(elf: _Elf) -> None:
     """A truncated file is an error even where the bytes we need happen to survive."""
     size = elf.r.size
     for i, seg in enumerate(elf.segments):
-        if seg.type == PT_LOAD and seg.offset + seg.filesz > size:
-            raise BinaryParseError(f"truncated: PT_LOAD #{i} ends past the file's {size} bytes")
+        if seg.filesz and seg.offset + seg.filesz > size:
+            raise BinaryParseError(f"truncated: segment #{i} ends past the file's {size} bytes")
     if elf.shoff and elf.shoff + elf.shnum * elf.shentsize > size:
         raise BinaryParseError(f"truncated: section headers end past the file's {size} bytes")
 
@@ -241,6 +248,13 @@ def _read_dynamic(elf: _Elf) -> None:
         if tag == DT_NULL:
             break
         elf.dynamic.setdefault(tag, []).append(value)
+    # The tables ld.so itself would use must be where the loader could find them.
+    for tag, name in DT_POINTERS.items():
+        if tag in elf.dynamic:
+            elf.offset_of(elf.dynamic[tag][-1], name)
+    syment = elf.dyn1(DT_SYMENT)
+    if syment is not None and syment != elf.lay.sym_name.size:
+        raise BinaryParseError(f"DT_SYMENT {syment}, want {elf.lay.sym_name.size}")
 
 
 def inspect_elf(r: FileBytes) -> BinaryFacts:
@@ -371,9 +385,7 @@ def _dynamic_cookie(elf: _Elf, dynstr: bytes) -> str | None:
     if not offsets:
         return None
     symtab = elf.offset_of(elf.dyn1(DT_SYMTAB) or 0, "DT_SYMTAB")
-    syment = elf.dyn1(DT_SYMENT) or elf.lay.sym_name.size
-    if syment < elf.lay.sym_name.size:
-        raise BinaryParseError(f"DT_SYMENT {syment} is too small")
+    syment = elf.lay.sym_name.size  # checked against DT_SYMENT in _read_dynamic
     gnu, sysv = elf.dyn1(DT_GNU_HASH), elf.dyn1(DT_HASH)
     if gnu is not None:
         return _gnu_hash_cookie(elf, elf.offset_of(gnu, "DT_GNU_HASH"), symtab, syment, offsets)

@@ -27,7 +27,7 @@ MACHINES = {0x14C: "i386", 0x8664: "x86_64", 0x1C0: "arm", 0x1C4: "arm", 0xAA64:
 PE32_PLUS = 0x20B
 RELOCS_STRIPPED = 0x1
 HIGH_ENTROPY_VA, DYNAMIC_BASE, NX_COMPAT, NO_SEH, GUARD_CF = 0x20, 0x40, 0x100, 0x400, 0x4000
-DIR_IMPORT, DIR_LOAD_CONFIG, DIR_CLR = 1, 10, 14
+DIR_IMPORT, DIR_SECURITY, DIR_LOAD_CONFIG, DIR_CLR = 1, 4, 10, 14
 COMIMAGE_FLAGS_ILONLY = 0x1
 CF_INSTRUMENTED = 0x100
 # (SecurityCookie, SEHandlerTable, SEHandlerCount, GuardFlags) offsets in the load config.
@@ -54,10 +54,7 @@ def _inspect(path: str, data: bytes) -> BinaryFacts:
     import pefile
 
     pe = pefile.PE(data=data, fast_load=True)
-    for section in pe.sections:
-        if section.PointerToRawData + section.SizeOfRawData > len(data):
-            name = section.Name.rstrip(b"\0").decode("ascii", "replace")
-            raise BinaryParseError(f"truncated: section {name} ends past the file's end")
+    _check_complete(pe, data)
     is64 = pe.OPTIONAL_HEADER.Magic == PE32_PLUS
     machine = pe.FILE_HEADER.Machine
     dll_chars = pe.OPTIONAL_HEADER.DllCharacteristics
@@ -88,6 +85,25 @@ def _inspect(path: str, data: bytes) -> BinaryFacts:
         relro_reason="RELRO is an ELF mitigation",
         extra=extra,
     )
+
+
+def _check_complete(pe: Any, data: bytes) -> None:
+    """A truncated file is an error even where the headers we need happen to survive."""
+    for section in pe.sections:
+        if section.PointerToRawData + section.SizeOfRawData > len(data):
+            name = section.Name.rstrip(b"\0").decode("ascii", "replace")
+            raise BinaryParseError(f"truncated: section {name} ends past the file's end")
+    symbols = pe.FILE_HEADER.PointerToSymbolTable
+    if symbols:  # COFF symbols (mingw leaves them in), then the string table's size
+        strings = symbols + pe.FILE_HEADER.NumberOfSymbols * 18
+        if strings + 4 > len(data):
+            raise BinaryParseError("truncated: COFF symbol table ends past the file's end")
+        (strings_size,) = struct.unpack_from("<I", data, strings)
+        if strings + strings_size > len(data):
+            raise BinaryParseError("truncated: COFF string table ends past the file's end")
+    offset, size = _directory(pe, DIR_SECURITY)  # a file offset, not an RVA
+    if offset and offset + size > len(data):
+        raise BinaryParseError("truncated: certificate table ends past the file's end")
 
 
 def _directory(pe: Any, index: int) -> tuple[int, int]:
