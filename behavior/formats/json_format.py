@@ -24,11 +24,9 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
         "sources": list(run.sources),
         "events": run.events,
         "lost_events": run.lost_events,
-        "rules": {
-            "ran": [r.rule_id for r in run.rules if r.ran],
-            "not_run": [{"id": r.rule_id, "reason": r.reason} for r in run.rules if not r.ran],
-            "notes": [{"id": r.rule_id, "note": r.reason} for r in run.rules if r.ran and r.reason],
-        },
+        "rules": [
+            {"rule_id": r.rule_id, "ran": r.ran, "reason": r.reason} for r in run.rules
+        ],
         "notes": list(run.notes),
     }
 

@@ -25,7 +25,7 @@ INFO = RuleInfo(
 def evaluate(inp: RuleInput) -> RuleResult:
     """One finding per listening port whose port or program says cleartext."""
     findings = []
-    for port, listeners in host_listeners_by_port(inp).items():
+    for (port, _pid), listeners in host_listeners_by_port(inp).items():
         verdict = None
         for s in listeners:
             proc = inp.obs.processes.get(s.pid)

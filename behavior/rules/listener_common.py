@@ -8,14 +8,15 @@ from behavior.observations import Listener
 from behavior.rules.interface import RuleInput, process_evidence
 
 
-def host_listeners_by_port(inp: RuleInput) -> dict[int, list[Listener]]:
-    """The host's listening sockets (not those of other network namespaces), by port."""
+def host_listeners_by_port(inp: RuleInput) -> dict[tuple[int, int], list[Listener]]:
+    """The host's listening sockets (not those of other network namespaces), grouped by
+    (port, owning pid): one service may listen on several addresses of one port."""
     host_netns = inp.facts.host.netns if inp.facts.host else 0
-    groups: dict[int, list[Listener]] = {}
+    groups: dict[tuple[int, int], list[Listener]] = {}
     for listener in inp.obs.listeners:
         if host_netns and listener.netns not in (0, host_netns):
             continue
-        groups.setdefault(listener.port, []).append(listener)
+        groups.setdefault((listener.port, listener.pid), []).append(listener)
     return groups
 
 
