@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 case "${1:-}" in
   assess)
     bash scripts/setup.sh
-    exec .venv/bin/rba scan --all-processes
+    exec .venv/bin/rba assess --duration 30s
     ;;
   test)
     bash scripts/setup.sh
