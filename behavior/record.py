@@ -35,10 +35,17 @@ from behavior.facts.interface import (
 )
 from behavior.observer import Observer
 from behavior.report import Report
-from probes.events import StringTable
+from probes.events import Kind, Source, StringTable
 from probes.interface import SourceStats
 from probes.replay import ReplaySource
-from probes.trace import CmdlineRedactor, TraceError, TraceIndex, TraceWriter, open_trace
+from probes.trace import (
+    CmdlineRedactor,
+    TraceError,
+    TraceIndex,
+    TraceWriter,
+    count_events,
+    open_trace,
+)
 
 TRACE_FORMAT = "rba-trace"
 STATS_EVERY_NS = 1_000_000_000
@@ -147,7 +154,6 @@ class TraceRecorder:
             early, self._early = self._early, []
         for record in early:
             writer.add_record(record)
-        self.fact(host)
 
     def events(self, batch: Any) -> None:
         assert self._writer is not None, "begin() first"
@@ -393,3 +399,68 @@ def replay(recording: Recording, observer: Observer) -> Report:
         notices=[*problems, *recording.notices],
     )
     return dataclasses.replace(report, run=dataclasses.replace(report.run, replayed=True))
+
+
+def describe(path: str) -> dict[str, Any]:
+    """What a trace holds, JSON-ready, for ``rba trace info``: header, window, event
+    counts by kind and source, losses, sources, records and integrity. Raises
+    RecordingError when the file is not a readable trace."""
+    try:
+        index = open_trace(path)
+        counts = count_events(index)
+    except TraceError as e:
+        raise RecordingError(str(e)) from e
+    start = index.start
+    facts: dict[str, int] = {}
+    others: dict[str, int] = {}
+    for record in index.records:
+        if record.get("type") == "fact" and isinstance(record.get("fact"), dict):
+            name = str(record["fact"].get("type"))
+            facts[name] = facts.get(name, 0) + 1
+        else:
+            others[str(record.get("type"))] = others.get(str(record.get("type")), 0) + 1
+    _, last_stats, problems = _read_records(index)
+    end = _read_end(index, problems)
+    window = start.get("window")
+    if not isinstance(window, dict):
+        window = {}
+    return {
+        "path": path,
+        "size": index.size,
+        "format_version": f"{index.version[0]}.{index.version[1]}",
+        "header": {k: start.get(k) for k in ("purpose", "rba_version", "run_id", "host")}
+        | {"kernel": start.get("kernel"), "options": start.get("options")},
+        "window": {
+            "started_at_ns": window.get("started_at_ns"),
+            "duration_s": window.get("duration_s"),
+            "ended_at_ns": end[0] if end else None,
+            "partial": end[1] if end else True,
+            "first_event_ns": counts.first_wall_ns,
+            "last_event_ns": counts.last_wall_ns,
+        },
+        "sources": start.get("sources"),
+        "events": index.events,
+        "bytes_per_event": round(index.size / index.events, 1) if index.events else None,
+        "events_by_kind": {_kind_name(k): n for k, n in sorted(counts.by_kind.items())},
+        "events_by_source": {_source_name(s): n for s, n in sorted(counts.by_source.items())},
+        "losses": _stats_to_dict(end[2] if end else last_stats),
+        "facts": dict(sorted(facts.items())),
+        "records": dict(sorted(others.items())),
+        "strings": len(index.strings),
+        "intact": index.damage is None and index.ended_cleanly,
+        "problems": problems,
+    }
+
+
+def _kind_name(kind: int) -> str:
+    try:
+        return Kind(kind).name.lower()
+    except ValueError:
+        return f"unknown-{kind}"
+
+
+def _source_name(source: int) -> str:
+    try:
+        return Source(source).label
+    except ValueError:
+        return f"unknown-{source}"

@@ -11,7 +11,14 @@ from probes.trace.format import (
     TraceError,
     TraceVersionError,
 )
-from probes.trace.reader import EventChunk, TraceIndex, open_trace, read_events
+from probes.trace.reader import (
+    EventChunk,
+    EventCounts,
+    TraceIndex,
+    count_events,
+    open_trace,
+    read_events,
+)
 from probes.trace.redact import CmdlineRedactor
 from probes.trace.writer import TraceWriter
 
@@ -21,11 +28,13 @@ __all__ = [
     "ChunkType",
     "CmdlineRedactor",
     "EventChunk",
+    "EventCounts",
     "NotATraceError",
     "TraceError",
     "TraceIndex",
     "TraceVersionError",
     "TraceWriter",
+    "count_events",
     "open_trace",
     "read_events",
 ]

@@ -235,3 +235,36 @@ def read_events(index: TraceIndex) -> Iterator[EventArray]:
                 yield np.frombuffer(raw, dtype=EVENT_DTYPE)
     except OSError as e:
         raise TraceError(f"cannot read trace {index.path}: {e.strerror}") from e
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    """How many events of each kind and source a trace holds, and their time span."""
+
+    by_kind: dict[int, int]
+    by_source: dict[int, int]
+    first_wall_ns: int | None
+    last_wall_ns: int | None
+
+
+def count_events(index: TraceIndex) -> EventCounts:
+    """Count the trace's events by kind and by source (streams; constant memory)."""
+    kinds = np.zeros(256, dtype=np.int64)
+    sources = np.zeros(256, dtype=np.int64)
+    first: int | None = None
+    last: int | None = None
+    for batch in read_events(index):
+        if not len(batch):
+            continue
+        kinds += np.bincount(batch["kind"], minlength=256)
+        sources += np.bincount(batch["source"], minlength=256)
+        wall = batch["ts_wall"]
+        lo, hi = int(wall.min()), int(wall.max())
+        first = lo if first is None else min(first, lo)
+        last = hi if last is None else max(last, hi)
+    return EventCounts(
+        by_kind={int(k): int(kinds[k]) for k in np.flatnonzero(kinds)},
+        by_source={int(s): int(sources[s]) for s in np.flatnonzero(sources)},
+        first_wall_ns=first,
+        last_wall_ns=last,
+    )

@@ -1,0 +1,108 @@
+"""``rba trace info TRACE``: what a trace holds, before replaying it.
+
+Prints the header (who recorded it, on which host and kernel, with which options), the
+window, event counts by kind and source, losses, the facts recorded, and whether the file
+is intact (and if not, how much of it is readable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rba trace``."""
+    sub = parser.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
+    info = sub.add_parser("info", help="print a trace's header, window, counts and losses")
+    info.add_argument("trace", metavar="TRACE")
+    info.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rba trace ACTION``."""
+    from behavior.errors import UsageError
+    from behavior.output import emit
+    from behavior.record import RecordingError, describe
+
+    try:
+        info = describe(args.trace)
+    except RecordingError as e:
+        raise UsageError(str(e)) from e
+    if args.format == "json":
+        emit(json.dumps(info, indent=2, sort_keys=True), None)
+    else:
+        emit(render_info(info), None)
+    return 0
+
+
+def _when(ns: Any) -> str:
+    if not isinstance(ns, int):
+        return "unknown"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9))
+        + f".{ns // 1_000_000 % 1000:03d}Z"
+    )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
+
+
+def render_info(info: dict[str, Any]) -> str:
+    """The text form of :func:`behavior.record.describe`'s result."""
+    from behavior.durations import format_duration
+
+    head = info["header"]
+    host = head.get("host") or {}
+    kernel = head.get("kernel") or {}
+    options = head.get("options") or {}
+    window = info["window"]
+    lines = [
+        f"trace: {info['path']} ({info['size']} bytes, format {info['format_version']}, "
+        f"{head.get('purpose')} by rba {head.get('rba_version')})",
+        f"run: {head.get('run_id')} on {host.get('hostname')} ({host.get('os')}; "
+        f"machine-id {host.get('machine_id') or 'unknown'})",
+        f"kernel: {kernel.get('release')} {kernel.get('machine')}",
+        f"options: probes {options.get('probes')}, poll every {options.get('poll_interval')}s, "
+        f"command lines {'redacted' if options.get('redact_cmdline') else 'kept'}",
+    ]
+    asked = window.get("duration_s")
+    asked_text = format_duration(asked) if isinstance(asked, int | float) else "?"
+    if window["ended_at_ns"] is not None:
+        span = (window["ended_at_ns"] - window["started_at_ns"]) / 1e9
+        state = ", ended early (partial)" if window["partial"] else ""
+        lines.append(
+            f"window: {_when(window['started_at_ns'])} .. {_when(window['ended_at_ns'])} "
+            f"({format_duration(span)} of {asked_text}{state})"
+        )
+    else:
+        last = window["last_event_ns"]
+        covered = (last - window["started_at_ns"]) / 1e9 if isinstance(last, int) else 0.0
+        lines.append(
+            f"window: {_when(window['started_at_ns'])} .. no end marker; last event "
+            f"{_when(last)} ({format_duration(max(0.0, covered))} of {asked_text} recovered)"
+        )
+    lines += [
+        f"sources: {', '.join(info['sources'] or []) or 'none'}",
+        f"events: {info['events']} ({info['bytes_per_event'] or '-'} bytes/event on disk)",
+        f"  by kind: {_counts(info['events_by_kind'])}",
+        f"  by source: {_counts(info['events_by_source'])}",
+    ]
+    losses = info["losses"]
+    if not losses:
+        lines.append("losses: unknown (no counters recorded before the trace ended)")
+    for name, stats in losses.items():
+        gaps = stats["gaps"]
+        lines.append(
+            f"losses: {name}: {stats['lost']} lost of {stats['events']}, {len(gaps)} gap(s)"
+        )
+        lines += [f"  gap: {gap}" for gap in gaps]
+    lines.append(f"facts: {_counts(info['facts'])}; strings: {info['strings']}")
+    if info["records"]:
+        lines.append(f"other records: {_counts(info['records'])}")
+    lines.append("integrity: intact" if info["intact"] else "integrity: NOT intact")
+    lines += [f"  {problem}" for problem in info["problems"]]
+    return "\n".join(lines)
