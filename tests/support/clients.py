@@ -121,16 +121,29 @@ def curl(url: str, *, insecure: bool = False, timeout: float = 10.0) -> ClientRu
     return _finish(proc, argv, None, timeout + 5)
 
 
-def hold_connection(ns: PeerNamespace | None, address: str, port: int, seconds: float) -> ClientRun:
-    """Connect with ``busybox nc`` (from ``ns``, or the host), keep the connection open
-    ``seconds``, then end the client."""
-    argv = ("busybox", "nc", address, str(port))
-    launch = ns.cmd(argv) if ns is not None else list(argv)
-    proc = subprocess.Popen(
-        launch, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+def open_connection(ns: PeerNamespace | None, address: str, port: int) -> subprocess.Popen[bytes]:
+    """Connect with ``busybox nc`` (from ``ns``, or the host) and keep the connection open
+    until :func:`close_connection`."""
+    argv = ["busybox", "nc", address, str(port)]
+    return subprocess.Popen(
+        ns.cmd(argv) if ns is not None else argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
-    time.sleep(seconds)
+
+
+def close_connection(proc: subprocess.Popen[bytes]) -> ClientRun:
+    """End a client started by :func:`open_connection` (it never ends by itself)."""
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
     output, _ = proc.communicate(timeout=5)
+    argv = tuple(str(a) for a in proc.args)  # type: ignore[union-attr]
     return ClientRun(argv, proc.pid, proc.returncode, output.decode(errors="replace"))
+
+
+def hold_connection(ns: PeerNamespace | None, address: str, port: int, seconds: float) -> ClientRun:
+    """Connect with ``busybox nc``, keep the connection open ``seconds``, then end it."""
+    proc = open_connection(ns, address, port)
+    time.sleep(seconds)
+    return close_connection(proc)
