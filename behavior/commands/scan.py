@@ -115,8 +115,12 @@ def run(args: argparse.Namespace) -> int:
 def _collect_path(path: str, recursive: bool, out: Collected) -> None:
     from behavior.errors import UsageError
 
-    if not os.path.lexists(path):
-        raise UsageError(f"no such file or directory: {path}")
+    try:
+        os.lstat(path)
+    except FileNotFoundError as e:
+        raise UsageError(f"no such file or directory: {path}") from e
+    except OSError as e:
+        raise UsageError(f"cannot access {path}: {e.strerror}") from e
     if os.path.isdir(path):
         if not recursive:
             raise UsageError(f"{path} is a directory (use --recursive)")

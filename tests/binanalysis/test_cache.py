@@ -1,0 +1,141 @@
+"""Facts round-trip exactly (traces replay them), and the cache never inspects an unchanged
+file twice, across threads, processes and JSON dumps."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from binanalysis import (
+    BinaryFacts,
+    BinaryReadError,
+    CacheFormatError,
+    FactsCache,
+    inspect,
+    inspect_many,
+)
+from binanalysis import inspector as inspector_module
+
+
+def _all_facts(gcc_built: dict[str, Path], pe_built: dict[tuple[str, str], Path]) -> list[str]:
+    return [str(p) for p in gcc_built.values()] + [str(p) for p in pe_built.values()]
+
+
+def test_to_dict_round_trips_byte_identically(
+    gcc_built: dict[str, Path], pe_built: dict[tuple[str, str], Path], tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt"
+    corrupt.write_bytes(gcc_built["sp"].read_bytes()[:300])
+    for path in [*_all_facts(gcc_built, pe_built), str(corrupt), "/etc/hostname"]:
+        facts = inspect(path)
+        text = json.dumps(facts.to_dict(), sort_keys=True)
+        again = BinaryFacts.from_dict(json.loads(text))
+        assert again == facts
+        assert json.dumps(again.to_dict(), sort_keys=True) == text
+    assert inspect(str(corrupt)).error is not None
+
+
+def test_from_dict_rejects_malformed() -> None:
+    good = inspect("/etc/hostname").to_dict()
+    for broken in ({**good, "format": "exe"}, {**good, "dep": {"value": 3, "reason": ""}},
+                   {k: v for k, v in good.items() if k != "aslr"}):  # fmt: skip
+        with pytest.raises(ValueError):
+            BinaryFacts.from_dict(broken)
+
+
+class _CountingInspect:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[str] = []
+        real = inspector_module.inspect_keyed
+
+        def counting(path: str):  # type: ignore[no-untyped-def]
+            self.calls.append(path)
+            return real(path)
+
+        import binanalysis.cache
+
+        monkeypatch.setattr(binanalysis.cache, "inspect_keyed", counting)
+
+
+def test_unchanged_file_inspected_once(
+    gcc_built: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = _CountingInspect(monkeypatch)
+    path = tmp_path / "prog"
+    shutil.copyfile(gcc_built["sp_strong"], path)
+    cache = FactsCache()
+    first = cache.get_or_inspect(str(path))
+    assert cache.get_or_inspect(str(path)) == first
+    link = tmp_path / "hardlink"
+    os.link(path, link)
+    via_link = cache.get_or_inspect(str(link))
+    assert via_link.path == str(link)
+    assert via_link.stack_cookies == first.stack_cookies
+    assert len(counter.calls) == 1
+    shutil.copyfile(gcc_built["nosp"], path)  # rewritten in place: size/mtime change
+    assert cache.get_or_inspect(str(path)).stack_cookies.value is False
+    assert len(counter.calls) == 2
+    with pytest.raises(BinaryReadError):
+        cache.get_or_inspect(str(tmp_path / "missing"))
+
+
+def test_threads_share_one_cache(
+    gcc_built: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = _CountingInspect(monkeypatch)
+    cache = FactsCache()
+    paths = [str(p) for p in gcc_built.values()] * 8
+    for path in paths[: len(gcc_built)]:
+        cache.get_or_inspect(path)  # warm it, then hammer it from many threads
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(cache.get_or_inspect, paths))
+    assert [r.path for r in results] == paths
+    assert len(counter.calls) == len(gcc_built)
+    assert cache.hits == len(paths)
+
+
+def test_bounded(gcc_built: dict[str, Path]) -> None:
+    cache = FactsCache(max_entries=3)
+    for path in gcc_built.values():
+        cache.get_or_inspect(str(path))
+    assert len(cache) == 3
+
+
+def test_dumps_loads(gcc_built: dict[str, Path]) -> None:
+    cache = FactsCache()
+    for path in gcc_built.values():
+        cache.get_or_inspect(str(path))
+    loaded = FactsCache.loads(cache.dumps())
+    assert list(loaded.items()) == list(cache.items())
+    assert not loaded.changed
+    assert loaded.dumps() == cache.dumps()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "{", "[]", '{"format": "x"}', '{"format": "rba-binary-facts", "version": 999}',
+     '{"format": "rba-binary-facts", "version": 1, "entries": [[1, 2, 3]]}',
+     '{"format": "rba-binary-facts", "version": 1, "entries": [[1, 2, 3, 4, {"path": 1}]]}'],
+)  # fmt: skip
+def test_corrupt_cache_text_is_refused(text: str) -> None:
+    with pytest.raises(CacheFormatError):
+        FactsCache.loads(text)
+
+
+def test_inspect_many_parallel_equals_serial(gcc_built: dict[str, Path], tmp_path: Path) -> None:
+    paths = [str(p) for p in gcc_built.values()] * 4 + [str(tmp_path / "missing")]
+    serial = inspect_many(paths, FactsCache(), jobs=1)
+    cache = FactsCache()
+    seen: list[tuple[int, int]] = []
+    parallel = inspect_many(paths, cache, jobs=2, progress=lambda d, t: seen.append((d, t)))
+    assert [str(r) if isinstance(r, Exception) else r for r in parallel] == [
+        str(r) if isinstance(r, Exception) else r for r in serial
+    ]
+    assert isinstance(parallel[-1], BinaryReadError)
+    assert seen[-1] == (len(paths), len(paths))
+    assert len(cache) == len(gcc_built)

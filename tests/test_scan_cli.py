@@ -1,0 +1,212 @@
+"""``rba scan`` end to end: the real CLI in a subprocess on real gcc-built files and live
+processes; JSON per DESIGN.md, the text table, the persistent cache and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.binanalysis.conftest import PROGRAM
+from tests.conftest import REPO, run_rba
+
+KEYS = {
+    "path",
+    "format",
+    "arch",
+    "dep",
+    "stack_cookies",
+    "aslr",
+    "relro",
+    "notes",
+    "extra",
+    "error",
+}
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A protected and an unprotected program, a script and a subdirectory."""
+    work = tmp_path_factory.mktemp("scan")
+    source = work / "p.c"
+    source.write_text(PROGRAM)
+    flags = {
+        "good": ["-fstack-protector-strong", "-fPIE", "-pie", "-Wl,-z,noexecstack",
+                 "-Wl,-z,relro", "-Wl,-z,now"],
+        "bad": ["-fno-stack-protector", "-fno-PIE", "-no-pie", "-Wl,-z,execstack",
+                "-Wl,-z,norelro"],
+    }  # fmt: skip
+    (work / "tree" / "sub").mkdir(parents=True)
+    out = {}
+    for name, extra in flags.items():
+        target = work / "tree" / ("sub" if name == "bad" else "") / name
+        subprocess.run(["gcc", *extra, str(source), "-o", str(target)], check=True, timeout=60)
+        out[name] = target
+    script = work / "tree" / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    out["script"], out["tree"] = script, work / "tree"
+    return out
+
+
+def _json(*args: str, env: dict[str, str] | None = None) -> list[dict[str, object]]:
+    result = run_rba("scan", "--format", "json", "--no-cache", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    items: list[dict[str, object]] = json.loads(result.stdout)
+    return items
+
+
+def test_json_contract(programs: dict[str, Path]) -> None:
+    good, bad = _json(str(programs["good"]), str(programs["bad"]))
+    assert set(good) == KEYS and set(bad) == KEYS
+    assert (good["format"], good["dep"], good["stack_cookies"], good["aslr"], good["relro"]) == (
+        "elf", True, True, True, "full")  # fmt: skip
+    assert (bad["dep"], bad["stack_cookies"], bad["aslr"], bad["relro"]) == (
+        False, False, False, "none")  # fmt: skip
+    notes = bad["notes"]
+    assert isinstance(notes, dict)
+    assert "executable" in notes["dep"] and "ET_EXEC" in notes["aslr"]
+    assert good["error"] is None
+
+
+def test_recursive_skips_and_counts_non_binaries(programs: dict[str, Path]) -> None:
+    items = _json("--recursive", str(programs["tree"]))
+    assert sorted(Path(str(i["path"])).name for i in items) == ["bad", "good"]
+    result = run_rba("scan", "--no-cache", "-r", str(programs["tree"]))
+    assert result.returncode == 0
+    summary = result.stdout.strip().splitlines()[-1]
+    assert "2 ELF/PE files" in summary
+    assert "1 without DEP" in summary and "1 without stack cookies" in summary
+    assert "1 skipped (not ELF/PE)" in summary
+    assert "\x1b[" not in result.stdout  # no colour when not a terminal
+
+
+def test_named_non_binary_is_listed(programs: dict[str, Path]) -> None:
+    (item,) = _json(str(programs["script"]))
+    assert (item["format"], item["dep"], item["error"]) == ("other", None, None)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/no/such/file"], "no such file or directory: /no/such/file"),
+        (["/usr"], "/usr is a directory (use --recursive)"),
+        ([], "give at least one PATH, --pid PID or --all-processes"),
+        (["--jobs", "0", "/usr/bin/ls"], "--jobs must be at least 1, not 0"),
+        (["--pid", "999999999"], "no such process: 999999999"),
+    ],
+)
+def test_usage_errors(args: list[str], message: str) -> None:
+    result = run_rba("scan", "--no-cache", *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"rba scan: {message}"]
+
+
+@pytest.mark.root
+def test_unreadable_file_reported(programs: dict[str, Path]) -> None:
+    """Run as 'nobody' so that permissions apply; the denied file is reported, not fatal."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rba-scan-") as top:
+        _scan_as_nobody(programs, Path(top))
+
+
+def _scan_as_nobody(programs: dict[str, Path], top: Path) -> None:
+    tree = top / "tree"
+    tree.mkdir()
+    for name in ("good", "bad"):
+        (tree / name).write_bytes(programs[name].read_bytes())
+    (tree / "bad").chmod(0)
+    for p in (top, tree, tree / "good"):
+        p.chmod(0o755)
+    denied = top / "denied"
+    denied.mkdir(mode=0o700)
+    hidden = run_rba("scan", str(denied / "x"), user=65534, group=65534)
+    assert hidden.returncode == 2
+    assert hidden.stderr == f"rba scan: cannot access {denied / 'x'}: Permission denied\n"
+    result = run_rba("scan", "--no-cache", "-r", str(tree), user=65534, group=65534)
+    assert result.returncode == 0, result.stderr
+    assert f"unreadable: cannot open: Permission denied  {tree / 'bad'}" in result.stdout
+    assert "1 ELF/PE files" in result.stdout and "1 unreadable" in result.stdout
+
+
+def test_pid_scan_lists_exe_and_libraries() -> None:
+    with subprocess.Popen(["sleep", "30"]) as sleeper:
+        try:
+            items = _json("--pid", str(sleeper.pid))
+        finally:
+            sleeper.kill()
+    paths = {str(i["path"]): i for i in items}
+    exe = os.path.realpath("/usr/bin/sleep")
+    assert paths[exe]["pids"] == [sleeper.pid]
+    assert any("libc.so" in p for p in paths)
+    assert all(i["format"] == "elf" for i in items)
+
+
+def test_all_processes_includes_a_live_process() -> None:
+    with subprocess.Popen(["sleep", "30"]) as sleeper:
+        try:
+            items = _json("--all-processes")
+        finally:
+            sleeper.kill()
+    by_path = {str(i["path"]): i for i in items}
+    pids = by_path[os.path.realpath("/usr/bin/sleep")]["pids"]
+    assert isinstance(pids, list) and sleeper.pid in pids
+    assert len(by_path) > 5
+
+
+def test_persistent_cache(programs: dict[str, Path], tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    default = tmp_path / "xdg" / "rba" / "binary-facts.json"
+    first = run_rba("scan", "--format", "json", "-r", str(programs["tree"]), env=env)
+    assert first.returncode == 0 and default.exists()
+    assert oct(default.stat().st_mode & 0o777) == "0o600"
+    entries = json.loads(default.read_text())["entries"]
+    assert len(entries) == 3  # good, bad and the script (non-ELF answers are cached too)
+    second = run_rba("scan", "--format", "json", "-r", str(programs["tree"]), env=env)
+    assert second.stdout == first.stdout
+    default.write_text('{"format": "rba-binary-facts", "version": 1, "entries": [[1,2')
+    third = run_rba("scan", "--format", "json", "-r", str(programs["tree"]), env=env)
+    assert third.returncode == 0 and third.stdout == first.stdout
+    assert f"rba: ignoring corrupt cache {default}" in third.stderr
+    assert len(json.loads(default.read_text())["entries"]) == 3  # rewritten, valid
+
+
+def test_no_cache_writes_nothing(programs: dict[str, Path], tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    result = run_rba("scan", "--no-cache", str(programs["good"]), env=env)
+    assert result.returncode == 0
+    assert not (tmp_path / "xdg").exists()
+    explicit = tmp_path / "mine.json"
+    run_rba("scan", "--cache", str(explicit), str(programs["good"]), env=env)
+    assert explicit.exists()
+
+
+def test_colour_only_on_a_terminal(programs: dict[str, Path]) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "behavior.cli", "scan", "--no-cache", str(programs["good"]),
+             str(programs["bad"])],
+            check=False, stdout=follower, stderr=subprocess.PIPE, timeout=60, cwd=REPO,
+            env={k: v for k, v in os.environ.items() if k != "NO_COLOR"},
+        )  # fmt: skip
+        os.close(follower)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0
+    assert b"\x1b[32mFull RELRO" in output and b"\x1b[31mNo canary" in output
