@@ -1,0 +1,161 @@
+"""The aggregator folds events into observations with exact counts and lifetimes."""
+
+from __future__ import annotations
+
+from behavior.aggregate import Aggregator
+from probes.events import Flag, Kind, Source, StringTable
+from tests.behavior.synth import SEC, T0, accept, batch, connect, event, listen
+
+WINDOW = (T0, T0 + 60 * SEC)
+
+
+def _obs(agg: Aggregator):  # type: ignore[no-untyped-def]
+    return agg.observations(started_ns=WINDOW[0], ended_ns=WINDOW[1])
+
+
+def test_connections_counted_per_key_across_batches(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    agg.fold(batch(*(connect(strings, 10, "198.51.100.2", 23, t=i) for i in range(5))))
+    agg.fold(batch(connect(strings, 10, "198.51.100.2", 23, t=9), connect(strings, 11, "::1", 80)))
+    conns = {(c.pid, c.remote, c.port): c for c in _obs(agg).connections}
+    telnet = conns[(10, "198.51.100.2", 23)]
+    assert (telnet.count, telnet.first_ns, telnet.last_ns) == (6, T0, T0 + 9 * SEC)
+    assert telnet.transport == "tcp" and not telnet.remote_loopback
+    assert conns[(11, "::1", 80)].remote_loopback
+    assert agg.events == 7
+
+
+def test_connect_and_active_established_of_one_connection_count_once(
+    strings: StringTable,
+) -> None:
+    agg = Aggregator(strings)
+    est = event(
+        strings, Kind.TCP_ESTABLISHED, flags=Flag.ACTIVE, pid=10, daddr="192.0.2.9", dport=80
+    )
+    agg.fold(batch(connect(strings, 10, "192.0.2.9", 80), est))
+    [conn] = _obs(agg).connections
+    assert conn.count == 1
+
+
+def test_poll_and_ebpf_sightings_merge(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    agg.fold(
+        batch(
+            connect(strings, 10, "192.0.2.9", 21),
+            connect(strings, 10, "192.0.2.9", 21, source=Source.POLL, t=1),
+        )
+    )
+    [conn] = _obs(agg).connections
+    assert conn.count == 1 and conn.sources == ("ebpf", "poll")
+
+
+def test_udp_sends_are_their_own_transport(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    agg.fold(event(strings, Kind.UDP_SEND, pid=5, daddr="192.0.2.1", dport=161))
+    [conn] = _obs(agg).connections
+    assert (conn.transport, conn.port) == ("udp", 161)
+
+
+def test_memory_is_bounded_by_distinct_keys(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    one = batch(*(connect(strings, pid, "192.0.2.1", 80) for pid in range(100)))
+    for _ in range(50):
+        agg.fold(one)
+    assert agg._connections.size == 100  # 5000 events, 100 keys
+    assert sum(c.count for c in _obs(agg).connections) == 5000
+
+
+def test_listener_lifetime_snapshot_and_mid_window(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    agg.fold(
+        batch(
+            listen(strings, 7, "0.0.0.0", 22, flags=Flag.SNAPSHOT),
+            listen(strings, 8, "10.0.0.1", 8080, t=40),
+            listen(strings, 9, "127.0.0.1", 631, t=10),
+            event(strings, Kind.TCP_CLOSE, flags=Flag.LISTENER, saddr="127.0.0.1", sport=631, t=20),
+        )
+    )
+    by_port = {s.port: s for s in _obs(agg).listeners}
+    assert by_port[22].listening_ns == 60 * SEC and by_port[22].before_window
+    assert by_port[8080].listening_ns == 20 * SEC
+    assert by_port[631].listening_ns == 10 * SEC and by_port[631].loopback_only
+
+
+def test_listener_closed_and_reopened_sums_intervals(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    close = {"flags": Flag.LISTENER, "saddr": "0.0.0.0", "sport": 9000}
+    agg.fold(
+        batch(
+            listen(strings, 7, "0.0.0.0", 9000, t=0),
+            event(strings, Kind.TCP_CLOSE, t=10, **close),
+            listen(strings, 7, "0.0.0.0", 9000, source=Source.POLL, t=5),  # stale poll
+            listen(strings, 7, "0.0.0.0", 9000, t=30),
+        )
+    )
+    [listener] = _obs(agg).listeners
+    assert listener.listening_ns == 40 * SEC
+
+
+def test_accepts_match_wildcard_and_exact_listeners(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    agg.fold(
+        batch(
+            listen(strings, 7, "0.0.0.0", 80),
+            listen(strings, 8, "10.0.0.1", 81),
+            listen(strings, 9, "::", 82),
+            accept(strings, "10.0.0.5", 80, "192.0.2.1"),
+            accept(strings, "10.0.0.5", 80, "192.0.2.2"),
+            accept(strings, "10.0.0.2", 81, "192.0.2.1"),  # another address: not ours
+            accept(strings, "10.0.0.2", 82, "192.0.2.1"),  # v4 into a dual-stack [::]
+        )
+    )
+    accepted = {s.port: s.accepted for s in _obs(agg).listeners}
+    assert accepted == {80: 2, 81: 0, 82: 1}
+
+
+def test_accepts_in_another_namespace_are_not_the_hosts(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    agg.fold(
+        batch(
+            listen(strings, 7, "0.0.0.0", 21),
+            accept(strings, "10.0.0.5", 21, "192.0.2.1", netns=99),
+        )
+    )
+    [listener] = _obs(agg).listeners
+    assert listener.accepted == 0
+
+
+def test_telnetd_starting_login_is_an_accepted_login(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    agg.fold(
+        batch(
+            event(strings, Kind.EXEC, pid=50, ppid=1, comm="telnetd", str_a="/usr/sbin/telnetd"),
+            event(strings, Kind.FORK, pid=51, ppid=50, comm="telnetd", t=1),
+            event(strings, Kind.EXEC, pid=51, ppid=50, comm="login", str_a="/bin/login", t=1.1),
+            # A shell exec'd by a non-login server is nothing.
+            event(strings, Kind.EXEC, pid=60, ppid=1, comm="bash", str_a="/bin/bash", t=2),
+        )
+    )
+    [accepted] = _obs(agg).login_accepts
+    assert (accepted.protocol, accepted.server_pid, accepted.pid) == ("telnet", 50, 51)
+
+
+def test_processes_follow_exec_and_fork(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    agg.fold(
+        batch(
+            event(strings, Kind.EXEC, pid=5, ppid=1, comm="sh", str_a="/bin/sh", str_b="sh -c x"),
+            event(strings, Kind.FORK, pid=6, ppid=5, comm="sh", t=1),
+            event(strings, Kind.EXIT, pid=6, t=2),
+        )
+    )
+    procs = _obs(agg).processes
+    assert procs[6].exe == "/bin/sh" and procs[6].cmdline == "sh -c x"
+    assert procs[6].last_ns == T0 + 2 * SEC
+
+
+def test_empty_batches_are_harmless(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    agg.fold(batch())
+    obs = _obs(agg)
+    assert obs.events == 0 and obs.connections == () and obs.listeners == ()
