@@ -2,11 +2,12 @@
 
 Remote peers must not be loopback (loopback peers are never client findings) and test
 traffic must never leave the machine, so each test run makes its own namespace: the host
-side of the veth gets ``.1`` of a documentation subnet (198.51.100.0/24, else
-203.0.113.0/24, else a free /28 slice of them), the namespace side gets ``.2``. Traffic
-flows only between the host and that namespace; eth0 is never touched.
+side of the veth gets the first address of a free /28 of 198.51.100.0/24 (else of
+203.0.113.0/24), the namespace side the second: 198.51.100.1 and 198.51.100.2 for the
+first run. The namespace has no default route: traffic flows only between the host and
+that namespace, and eth0 is never touched.
 
-Names carry the creating pid, so parallel runs never clash and leftovers of dead runs
+Names carry the creating pid, so parallel runs never clash, and leftovers of dead runs
 are recognised and removed before a new namespace is made.
 """
 
@@ -31,6 +32,7 @@ _NS_NAME = re.compile(rf"^{NS_PREFIX}(\d+)-\d+$")
 _VETH_NAME = re.compile(rf"^{VETH_PREFIX}(\d+)x\d+$")
 _LOCK_PATH = "/run/lock/rba-e2e-netns.lock"
 _BASE_SUBNETS = (ipaddress.IPv4Network("198.51.100.0/24"), ipaddress.IPv4Network("203.0.113.0/24"))
+SUBNET_PREFIX = 28
 _counter = itertools.count()
 
 
@@ -90,15 +92,16 @@ def _routed_networks() -> list[ipaddress.IPv4Network]:
 
 
 def _free_subnet() -> ipaddress.IPv4Network:
-    """The first candidate subnet that no existing route overlaps."""
+    """The first /28 of the documentation ranges that no existing route overlaps.
+
+    A /28 rather than a /24, so that parallel runs (say, the daemon's tests and the
+    assess tests) each get their own slice: 198.51.100.0/28, 198.51.100.16/28, ..."""
     routed = _routed_networks()
-    candidates = list(_BASE_SUBNETS)
     for base in _BASE_SUBNETS:
-        candidates += list(base.subnets(new_prefix=28))
-    for net in candidates:
-        if not any(net.overlaps(r) for r in routed):
-            return net
-    raise NetnsError("no free subnet in 198.51.100.0/24 or 203.0.113.0/24 (all routed)")
+        for net in base.subnets(new_prefix=SUBNET_PREFIX):
+            if not any(net.overlaps(r) for r in routed):
+                return net
+    raise NetnsError("no free /28 in 198.51.100.0/24 or 203.0.113.0/24 (all routed)")
 
 
 @dataclass
