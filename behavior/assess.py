@@ -91,6 +91,10 @@ class WindowRecorder(Protocol):
     def fact(self, fact: Fact) -> None:
         """A fact the live fact source gathered (may come from another thread)."""
 
+    def stats(self, source_stats: Mapping[str, SourceStats]) -> None:
+        """Loss counters so far, offered on every read of the window (throttle them), so
+        a trace cut short still states its losses."""
+
     def end(
         self,
         *,
@@ -306,6 +310,8 @@ def run_assessment(
 class _Session(Protocol):
     def read(self, timeout: float) -> EventArray: ...
 
+    def stats(self) -> dict[str, SourceStats]: ...
+
 
 def _run_window(
     session: _Session,
@@ -326,6 +332,8 @@ def _run_window(
             if recorder is not None:
                 recorder.events(batch)
             assessment.feed(batch)
+        if recorder is not None:
+            recorder.stats(session.stats())
         observer.progress(
             config.duration_s - max(0.0, left),
             config.duration_s,
