@@ -1,0 +1,247 @@
+"""Acceptance of ``rba daemon`` (issue 6): a real daemon process, its real control socket,
+real signals and real kernel probes (started with the systemd unit's capabilities)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from behavior.daemon.client import DaemonError
+from behavior.daemon.protocol import MAX_REQUEST_BYTES
+from tests.conftest import REPO, run_rba
+from tests.daemon.daemon_proc import DaemonProcess
+
+pytestmark = [pytest.mark.ebpf, pytest.mark.root]
+
+BPF_PROG = "anon_inode:bpf-prog"
+PERF_EVENT = "anon_inode:[perf_event]"
+TEMPLATES = """
+[[template]]
+name = "short"
+duration = "3s"
+
+[[template]]
+name = "long"
+duration = "60s"
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    proc = DaemonProcess(tmp_path, TEMPLATES)
+    try:
+        yield proc.start()
+    finally:
+        proc.close()
+
+
+def report_of(daemon: DaemonProcess, run_id: str) -> dict[str, object]:
+    path = daemon.state_dir / "runs" / run_id / "report.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
+def listener(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1)
+    return sock
+
+
+def test_socket_and_store_are_root_only(daemon: DaemonProcess) -> None:
+    st = os.stat(daemon.socket)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
+    run_id = daemon.request("run", template="short")
+    entry = daemon.wait_finished(run_id)
+    assert entry["state"] == "completed" and entry["events"] > 0
+    run_dir = daemon.state_dir / "runs" / run_id
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    for name in os.listdir(run_dir):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
+
+
+def test_non_root_user_cannot_connect(daemon: DaemonProcess) -> None:
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    client = [sys.executable, "-m", "behavior.cli", "run", "short", "--socket", daemon.socket]
+    result = subprocess.run(
+        [*as_nobody, *client],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "permission denied" in result.stderr and "root only" in result.stderr
+    assert daemon.status()["runs"] == []  # nothing was started
+
+
+def test_garbage_oversized_and_half_closed_requests(daemon: DaemonProcess) -> None:
+    def exchange(data: bytes, *, half_close: bool) -> bytes:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(20)
+            sock.connect(daemon.socket)
+            sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+            return b"".join(iter(lambda: sock.recv(65536), b""))
+
+    cases = [
+        (b"\x00\x01garbage\xff\n", True, b"bad request: request is not UTF-8"),
+        (b'{"op": "run", "template": "short", "extra": 1}\n', True, b"unexpected field"),
+        (b"{" * (MAX_REQUEST_BYTES * 16), False, b"exceeds"),  # never a newline
+        (b'{"op": "status"', True, b"ended after 15 bytes without a newline"),
+        (b"", True, b"empty request"),
+    ]
+    for data, half_close, error in cases:
+        reply = exchange(data, half_close=half_close)
+        assert reply.startswith(b'{"ok": false') and error in reply, (data[:40], reply[:200])
+        assert daemon.status()["daemon"]["pid"] == daemon.pid  # still answering
+    # A client that connects and hangs up without a word.
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(daemon.socket)
+    with pytest.raises(DaemonError, match="no template 'nope'"):
+        daemon.request("run", template="nope")
+    with pytest.raises(DaemonError, match="no run 'r-none'"):
+        daemon.request("stop", run="r-none")
+    assert daemon.status()["daemon"]["requests_refused"] >= len(cases)
+    assert daemon.proc is not None and daemon.proc.poll() is None
+
+
+def test_stop_keeps_partial_findings(daemon: DaemonProcess) -> None:
+    run_id = daemon.request("run", template="long")
+    time.sleep(1.5)
+    entry = daemon.run_of(run_id)
+    assert entry["state"] == "collecting" and 55 < entry["time_left_s"] <= 60
+    result = run_rba("stop", run_id, "--socket", daemon.socket)
+    assert result.returncode == 0, result.stderr
+    entry = daemon.wait_finished(run_id, timeout=60)
+    assert entry["state"] == "canceled" and entry["partial"] and entry["reason"]
+    report = report_of(daemon, run_id)
+    assert report["run"]["partial"] is True  # type: ignore[index]
+    text = run_rba("findings", run_id, "--format", "text", "--socket", daemon.socket)
+    assert text.returncode == 0 and "finding" in text.stdout
+    again = run_rba("stop", run_id, "--socket", daemon.socket)
+    assert again.returncode == 2 and "already canceled" in again.stderr
+
+
+def test_sigterm_mid_run_writes_partial_report_and_exits_0(daemon: DaemonProcess) -> None:
+    run_id = daemon.request("run", template="long")
+    time.sleep(2.0)
+    sent = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(timeout=10) == 0
+    took = time.monotonic() - sent
+    assert took < 10, took
+    report = report_of(daemon, run_id)
+    assert report["run"]["partial"] is True and report["run"]["id"] == run_id  # type: ignore[index]
+    state = json.loads((daemon.state_dir / "runs" / run_id / "state.json").read_text())
+    assert state["state"] == "canceled" and "SIGTERM" in state["reason"]
+    assert not os.path.exists(daemon.socket)  # removed on the way out
+
+
+def test_sigkill_then_restart_shows_failed_and_keeps_completed(daemon: DaemonProcess) -> None:
+    done = daemon.request("run", template="short")
+    assert daemon.wait_finished(done)["state"] == "completed"
+    before = report_of(daemon, done)
+    killed = daemon.request("run", template="long")
+    time.sleep(1.0)
+    daemon.signal(signal.SIGKILL)
+    daemon.wait_exit(timeout=10)
+    daemon.start()  # a stale socket file is left behind: the new daemon replaces it
+    runs = {r["id"]: r for r in daemon.status()["runs"]}
+    assert runs[done]["state"] == "completed"
+    assert runs[killed]["state"] == "failed"
+    assert "stopped while the run was collecting" in runs[killed]["reason"]
+    assert report_of(daemon, done) == before
+    assert json.loads(daemon.request("findings", run=done, format="json")) == before
+    with pytest.raises(DaemonError, match=f"run {killed} failed: the daemon stopped"):
+        daemon.request("findings", run=killed, format="json")
+    assert "was interrupted: now failed" in daemon.log()
+
+
+def test_sighup_with_broken_config_keeps_the_old_one(daemon: DaemonProcess) -> None:
+    daemon.write_config(TEMPLATES + '\n[[template]]\nname = "bad"\nduration = "5 days"\n')
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload refused" not in daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    refused = [line for line in daemon.log().splitlines() if "reload" in line]
+    assert len(refused) == 1, refused
+    assert "template[2].duration: invalid duration '5 days'" in refused[0]
+    assert [t["name"] for t in daemon.status()["templates"]] == ["short", "long"]
+    daemon.write_config(TEMPLATES + '\n[[template]]\nname = "added"\nduration = "2s"\n')
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while len(daemon.status()["templates"]) != 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert daemon.wait_finished(daemon.request("run", template="added"))["state"] == "completed"
+
+
+def test_overlapping_runs_share_one_probe_session(daemon: DaemonProcess) -> None:
+    idle = listener()  # listening before both windows: each must see it in its snapshot
+    port = idle.getsockname()[1]
+    try:
+        first = daemon.request("run", template="short")
+        programs, attached = daemon.fds_to(BPF_PROG), daemon.fds_to(PERF_EVENT)
+        assert programs > 0 and attached > 0
+        time.sleep(1.0)
+        second = daemon.request("run", template="short")
+        # A second session would load a second copy of the programs and attach it.
+        assert (daemon.fds_to(BPF_PROG), daemon.fds_to(PERF_EVENT)) == (programs, attached)
+        probes = daemon.status()["daemon"]["probes"]
+        assert probes["session_active"] and probes["sessions_opened"] == 1
+        for run_id in (first, second):
+            assert daemon.wait_finished(run_id)["state"] == "completed"
+    finally:
+        idle.close()
+    assert daemon.status()["daemon"]["probes"]["sessions_opened"] == 1
+    assert daemon.fds_to(PERF_EVENT) == 0  # the last run out detached the probes
+    assert daemon.fds_to(BPF_PROG) == programs  # (loaded programs are kept for reuse)
+    for run_id in (first, second):
+        report = report_of(daemon, run_id)
+        assert report["run"]["id"] == run_id and report["run"]["events"] > 0  # type: ignore[index]
+        ports = [
+            f["evidence"].get("port")  # type: ignore[index]
+            for f in report["findings"]  # type: ignore[attr-defined]
+            if f["rule_id"] == "unused-listening-port"
+        ]
+        assert port in ports, (run_id, ports)
+
+
+def test_scheduled_template_runs_and_retention_bounds_the_store(tmp_path: Path) -> None:
+    config = (
+        '[retention]\nmax_runs = 2\n\n[[template]]\nname = "tick"\nduration = "1s"\n'
+        'schedule = "every 1m"\n\n[[template]]\nname = "short"\nduration = "1s"\n'
+    )
+    proc = DaemonProcess(tmp_path, config)
+    try:
+        proc.start()
+        deadline = time.monotonic() + 30
+        while not proc.status()["runs"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (scheduled,) = proc.status()["runs"]
+        assert scheduled["template"] == "tick"
+        proc.wait_finished(scheduled["id"])
+        (tick,) = proc.status()["templates"][:1]
+        assert tick["schedule"] == "every 1m" and tick["next_run"] > scheduled["started_at"]
+        second = proc.request("run", template="short")
+        proc.wait_finished(second)
+        third = proc.request("run", template="short")
+        proc.wait_finished(third)
+        kept = sorted(os.listdir(proc.state_dir / "runs"))
+        assert kept == sorted([second, third]), kept  # the oldest (scheduled) run went
+        assert "retention: removed 1 old run(s)" in proc.log()
+    finally:
+        proc.close()
