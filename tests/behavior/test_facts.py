@@ -1,0 +1,198 @@
+"""Facts: JSON round trip, /proc parsing, the package index, and the live gatherer on
+real processes of this host."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from behavior.facts.interface import (
+    CoverageFact,
+    DirFact,
+    FactError,
+    FactSet,
+    FileFact,
+    GapFact,
+    HostFact,
+    PathStat,
+    UserFact,
+    fact_from_dict,
+    fact_to_dict,
+)
+from behavior.facts.live import LiveFactSource
+from behavior.facts.packages import PackageIndex
+from behavior.facts.procfs import parse_maps, script_argument
+from probes.events import Kind, StringTable
+from tests.behavior.synth import batch, binary, event, process
+
+
+@pytest.mark.parametrize(
+    "fact",
+    [
+        HostFact("h", "6.1.0", 4026531840),
+        CoverageFact(False, True, "not root"),
+        process(5, "/usr/bin/x", modules=("/lib/a.so",), script="/opt/s.py", exec_stack=None),
+        FileFact("/usr/bin/x", PathStat(0, 0, 0o100755), "pkg", binary("/usr/bin/x", dep=False)),
+        FileFact("/gone", None, None, None, error="No such file or directory"),
+        DirFact("/usr/bin", PathStat(0, 0, 0o40755)),
+        DirFact("/secret", None),
+        UserFact(1000, "alice"),
+        GapFact("maps-gone", "pid 5 (x)"),
+    ],
+)
+def test_every_fact_round_trips_through_json(fact: object) -> None:
+    text = json.dumps(fact_to_dict(fact))  # type: ignore[arg-type]
+    assert fact_from_dict(json.loads(text)) == fact
+
+
+@pytest.mark.parametrize("bad", [{}, {"type": "nope"}, {"type": "dir"}, {"type": "user", "x": 1}])
+def test_malformed_fact_is_a_clear_error(bad: dict[str, object]) -> None:
+    with pytest.raises(FactError, match="malformed fact"):
+        fact_from_dict(bad)
+
+
+def test_process_facts_of_one_image_merge() -> None:
+    early = process(5, "/usr/bin/x", euid=1000, t=1)
+    later = process(5, "/usr/bin/x", euid=0, modules=("/lib/b.so",), exec_stack=True, t=1)
+    merged = FactSet.of([early, later]).processes[early.key]
+    assert merged.modules == ("/lib/b.so", "/usr/bin/x")
+    assert merged.euid == 0 and merged.exec_stack is True
+
+
+def test_parse_maps_keeps_executable_file_mappings_and_stack_mode() -> None:
+    text = "\n".join(
+        [
+            "5600-5601 r--p 00000000 fe:00 1 /usr/bin/prog",
+            "5601-5602 r-xp 00001000 fe:00 1 /usr/bin/prog",
+            "7f00-7f01 r-xp 00000000 fe:00 2 /usr/lib/x86_64-linux-gnu/libc.so.6",
+            "7f01-7f02 rw-p 00000000 fe:00 3 /usr/lib/locale/locale-archive",
+            "7f02-7f03 r-xp 00000000 00:01 4 /memfd:jit (deleted)",
+            "7ffd-7ffe rwxp 00000000 00:00 0 [stack]",
+            "ffff-ffff r-xp 00000000 00:00 0 [vdso]",
+            "garbage",
+        ]
+    )
+    info = parse_maps(text)
+    assert info.modules == ("/usr/bin/prog", "/usr/lib/x86_64-linux-gnu/libc.so.6")
+    assert info.exec_stack is True
+
+
+@pytest.mark.parametrize(
+    ("exe", "argv", "script"),
+    [
+        ("/usr/bin/python3.11", ("python3", "-u", "/opt/job.py", "x"), "/opt/job.py"),
+        ("/usr/bin/python3.11", ("python3", "-m", "http.server"), None),
+        ("/usr/bin/python3.11", ("python3", "-W", "ignore", "run.py"), "run.py"),
+        ("/usr/bin/dash", ("/bin/sh", "/srv/x.sh", "1"), "/srv/x.sh"),
+        ("/usr/bin/bash", ("bash", "-c", "echo hi"), None),
+        ("/usr/bin/perl", ("perl", "-e", "print 1"), None),
+        ("/usr/bin/busybox", ("busybox", "sh", "a.sh"), "a.sh"),
+        ("/usr/bin/sleep", ("sleep", "5"), None),
+    ],
+)
+def test_script_argument(exe: str, argv: tuple[str, ...], script: str | None) -> None:
+    assert script_argument(exe, argv) == script
+
+
+def test_package_index_reads_dpkg_lists_once_and_resolves_merged_usr(tmp_path: Path) -> None:
+    info = tmp_path / "info"
+    info.mkdir()
+    real = tmp_path / "usr" / "lib"
+    real.mkdir(parents=True)
+    (tmp_path / "lib").symlink_to(real)  # merged /usr: /lib -> /usr/lib
+    (info / "libfoo1:amd64.list").write_text(f"/.\n{tmp_path}/lib\n{tmp_path}/lib/libfoo.so.1\n")
+    (info / "bar.list").write_text(f"{real}/bar\n")
+    (info / "broken.md5sums").write_text("not a list")
+    index = PackageIndex.load(info, with_rpm=False)
+    assert index.owner(f"{real}/libfoo.so.1") == "libfoo1"
+    assert index.owner(f"{real}/bar") == "bar"
+    assert index.owner(f"{real}/unknown") is None
+
+
+def test_package_index_of_this_host_knows_libc() -> None:
+    index = PackageIndex.load()
+    if not len(index):
+        pytest.skip("no dpkg database on this host")
+    libc = os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6")
+    assert index.owner(libc) == "libc6"
+
+
+def _exec_event(strings: StringTable, proc: subprocess.Popen[bytes], exe: str):  # type: ignore[no-untyped-def]
+    return event(
+        strings,
+        Kind.EXEC,
+        pid=proc.pid,
+        ppid=os.getpid(),
+        uid=os.getuid(),
+        euid=os.geteuid(),
+        comm=os.path.basename(exe),
+        str_a=exe,
+        ts_wall=time.time_ns(),
+    )
+
+
+@pytest.mark.root
+def test_live_source_reads_a_running_process_and_its_files() -> None:
+    strings = StringTable()
+    gathered: list[object] = []
+    facts = LiveFactSource(sink=gathered.append)
+    proc = subprocess.Popen(["sleep", "5"])
+    try:
+        time.sleep(0.1)  # let the loader map libc
+        facts.observe(batch(_exec_event(strings, proc, "/usr/bin/sleep")), strings)
+        result = facts.facts(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        facts.close()
+    [fact] = [p for p in result.processes.values() if p.pid == proc.pid]
+    libc = os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6")
+    assert fact.exe == os.path.realpath("/usr/bin/sleep")
+    assert fact.cmdline == ("sleep", "5") and fact.euid == 0 and fact.exec_stack is False
+    assert libc in fact.modules
+    assert result.files[libc].package == "libc6" and result.files[libc].binary is not None
+    assert result.dirs["/usr/lib"].stat == PathStat(0, 0, os.stat("/usr/lib").st_mode)
+    # Everything in the set went to the sink too, so a trace can replay it.
+    assert FactSet.of(gathered).processes == result.processes  # type: ignore[arg-type]
+
+
+@pytest.mark.root
+def test_live_source_keeps_a_process_that_exited_before_its_read() -> None:
+    strings = StringTable()
+    facts = LiveFactSource()
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    try:
+        facts.observe(batch(_exec_event(strings, proc, "/usr/bin/true")), strings)
+        result = facts.facts(timeout=30)
+    finally:
+        facts.close()
+    [fact] = [p for p in result.processes.values() if p.pid == proc.pid]
+    assert fact.modules == (os.path.realpath("/usr/bin/true"),) and fact.exec_stack is None
+    assert f"pid {proc.pid} (true)" in result.gaps["maps-gone"]
+
+
+@pytest.mark.root
+def test_live_source_finds_an_interpreter_script(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("import time\ntime.sleep(5)\n")
+    strings = StringTable()
+    facts = LiveFactSource()
+    proc = subprocess.Popen([sys.executable, "-u", "job.py"], cwd=tmp_path)
+    try:
+        time.sleep(0.2)
+        facts.observe(batch(_exec_event(strings, proc, sys.executable)), strings)
+        result = facts.facts(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        facts.close()
+    [fact] = [p for p in result.processes.values() if p.pid == proc.pid]
+    assert fact.script == str(script)
+    assert result.files[str(script)].stat is not None
