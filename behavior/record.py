@@ -17,6 +17,7 @@ import dataclasses
 import os
 import platform
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -175,9 +176,10 @@ class TraceRecorder:
         with contextlib.suppress(TraceError):
             writer.add_record(record)
 
-    def stats(self, source_stats: Mapping[str, SourceStats], at_ns: int) -> None:
+    def stats(self, source_stats: Mapping[str, SourceStats]) -> None:
         """Loss counters so far (kept at most once a second), so a trace that ends early
         still states its losses up to then."""
+        at_ns = time.time_ns()
         if self._writer is None or at_ns - self._stats_at < STATS_EVERY_NS:
             return
         self._stats_at = at_ns
@@ -287,6 +289,8 @@ def load_recording(path: str) -> Recording:
         raise RecordingError(f"{path}: malformed start record ({e!r})") from e
     facts, stats, problems = _read_records(index)
     end = _read_end(index, problems)
+    if end is None and not stats:
+        problems.append("loss counters unknown: the trace ended before any were recorded")
     host = next((f for f in facts if isinstance(f, HostFact)), None)
     return Recording(
         index=index,

@@ -249,6 +249,9 @@ def test_sigkilled_capture_replays_what_was_flushed_and_says_so(workdir: Path) -
     window = info["window"]
     assert window["ended_at_ns"] is None
     assert window["last_event_ns"] - window["started_at_ns"] >= 4e9
+    # Loss counters were recorded while the window ran.
+    assert set(info["losses"]) == {"ebpf", "poll"}
+    assert info["losses"]["ebpf"]["events"] > 50
     text = run_rba("trace", "info", str(trace), check=True).stdout
     assert "no end marker" in text and "NOT intact" in text
 
@@ -259,6 +262,7 @@ def test_sigkilled_capture_replays_what_was_flushed_and_says_so(workdir: Path) -
     run = report["run"]
     assert run["partial"] is True and run["replayed"] is True
     assert any("trace ended early" in note for note in run["notes"])
+    assert not any("loss counters unknown" in note for note in run["notes"])
     recovered = [n for n in run["notes"] if re.match(r"recovered \d+s of the 30s window", n)]
     assert recovered, run["notes"]
     assert int(recovered[0].split()[1].rstrip("s")) >= 4
