@@ -46,9 +46,10 @@ def render_status(status: dict[str, Any]) -> str:
     for r in status["runs"]:
         left = format_duration(r["time_left_s"]) if "time_left_s" in r else "-"
         extra = " partial" if r.get("partial") else ""
+        lines.append(f"  {r['id']}  {r['state']}{extra}")
         lines.append(
-            f"  {r['id']:<44} {r['state']:<10} left {left:>6}  events {r['events']:>8}  "
-            f"lost {r['lost_events']}  findings {r['findings']}{extra}"
+            f"    left {left}, {r['events']} events, {r['lost_events']} lost, "
+            f"{r['findings']} finding(s)"
         )
         if r.get("reason"):
             lines.append(f"    reason: {r['reason']}")

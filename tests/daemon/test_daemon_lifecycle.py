@@ -60,16 +60,33 @@ def listener(port: int = 0) -> socket.socket:
     return sock
 
 
-def test_socket_and_store_are_root_only(daemon: DaemonProcess) -> None:
-    st = os.stat(daemon.socket)
-    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
-    run_id = daemon.request("run", template="short")
-    entry = daemon.wait_finished(run_id)
-    assert entry["state"] == "completed" and entry["events"] > 0
-    run_dir = daemon.state_dir / "runs" / run_id
-    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
-    for name in os.listdir(run_dir):
-        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
+def test_run_wait_store_and_findings_copies_are_private(tmp_path: Path) -> None:
+    copies = tmp_path / "findings"
+    proc = DaemonProcess(tmp_path, f'[findings]\ndirectory = "{copies}"\n' + TEMPLATES)
+    try:
+        proc.start()
+        st = os.stat(proc.socket)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+        assert st.st_uid == 0
+        result = run_rba("run", "short", "--wait", "--format", "json", "--socket", proc.socket)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        run_id = report["run"]["id"]
+        entry = proc.run_of(run_id)
+        assert entry["state"] == "completed" and entry["events"] == report["run"]["events"] > 0
+        run_dir = proc.state_dir / "runs" / run_id
+        assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+        assert sorted(os.listdir(run_dir)) == ["report.json", "report.text", "state.json"]
+        for name in os.listdir(run_dir):
+            assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
+        copy = copies / f"{run_id}.json"
+        assert json.loads(copy.read_text()) == report
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+        status = run_rba("status", "--socket", proc.socket)
+        assert status.returncode == 0 and f"{run_id}  completed" in status.stdout
+        assert "probes: idle (last: ebpf+poll)" in status.stdout
+    finally:
+        proc.close()
 
 
 def test_non_root_user_cannot_connect(daemon: DaemonProcess) -> None:
