@@ -117,14 +117,16 @@ class _Program:
             for cat, event in re.findall(r"TRACEPOINT_PROBE\((\w+), (\w+)\)", source)
         ]
         try:
-            self.bpf = bcc.BPF(text=source, cflags=[f"-DRBA_RINGBUF_PAGES={ringbuf_pages}"])
+            self.bpf = bcc.BPF(
+                text=source.encode(), cflags=[f"-DRBA_RINGBUF_PAGES={ringbuf_pages}"]
+            )
         except Exception as e:  # bcc raises bare Exception on compile/load failure
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ProbeUnavailableError(f"BPF program failed to load: {first}") from e
         self.attached = True  # bcc attaches TRACEPOINT_PROBEs on load; idle until start
         self.detach()
         self.records: list[bytes] = []
-        self.bpf["events"].open_ring_buffer(self._on_record)
+        self.bpf[b"events"].open_ring_buffer(self._on_record)
         self.in_use = False
 
     def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
@@ -163,7 +165,7 @@ class _Program:
         return records
 
     def lost_total(self) -> int:
-        return int(sum(self.bpf["lost"][0]))
+        return int(sum(self.bpf[b"lost"][0]))
 
 
 _program_lock = threading.Lock()
