@@ -1,4 +1,4 @@
-"""Run the real ``rba assess`` around a scenario and read its JSON report.
+"""Run the real ``rba assess`` (or ``rba capture``) around a scenario; read the report.
 
 Usage::
 
@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.conftest import RBA, REPO
 
@@ -124,39 +124,34 @@ class Report:
         )
 
 
-class AssessRun:
-    """``rba assess --duration Ns --format json --output FILE`` in the background.
+class WindowRun:
+    """A windowed ``rba`` command (``assess``, ``capture``) running in the background.
 
-    Entering starts it and returns once its window is open; leaving waits for the report
-    (or kills the process if the block raised)."""
+    Entering starts it and returns once its window is open; leaving waits for it to end
+    (or kills it if the block raised) and checks that the block fit in the window."""
 
-    def __init__(
-        self, workdir: Path, *, duration: float, probes: str = "auto", extra: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, argv: list[str], *, duration: float, probes: str) -> None:
+        self.argv = argv
         self.duration = duration
         self.probes = probes
-        self.output = workdir / f"assess-{probes}-{time.monotonic_ns()}.json"
-        self.argv = [*RBA, "assess", "--duration", f"{duration:g}s", "--format", "json"]
-        self.argv += ["--output", str(self.output), "--probes", probes, *extra]
         self.proc: subprocess.Popen[str] | None = None
         self.stderr_lines: list[str] = []
         self._ready_line = threading.Event()
         self.window_opened = 0.0  # monotonic time the window was seen open
-        self._report: Report | None = None
 
     @property
     def pid(self) -> int:
-        """The pid of the ``rba assess`` process."""
+        """The pid of the ``rba`` process."""
         assert self.proc is not None
         return self.proc.pid
 
-    def __enter__(self) -> AssessRun:
+    def __enter__(self) -> Self:
         self.proc = subprocess.Popen(
             self.argv,
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,  # one reader thread; the report goes to --output
+            stderr=subprocess.STDOUT,  # one reader thread; reports go to --output
             text=True,
         )
         threading.Thread(target=self._read_stderr, daemon=True).start()
@@ -171,24 +166,20 @@ class AssessRun:
         if exc_type is not None:
             self._kill()
             return
-        scenario_end = time.monotonic()
-        overrun = scenario_end - (self.window_opened + self.duration)
+        overrun = time.monotonic() - (self.window_opened + self.duration)
         self._finish()
         if overrun > -0.5:
             raise AssessError(
                 f"the scenario ended {overrun + 0.5:.1f}s too late for the {self.duration:g}s "
                 "window: lengthen the window or shorten the scenario"
             )
+        self.finished()
 
-    @property
-    def report(self) -> Report:
-        """The parsed report (available after the ``with`` block)."""
-        if self._report is None:
-            raise AssessError("no report: the assessment has not finished")
-        return self._report
+    def finished(self) -> None:
+        """Hook run after a successful end (subclasses read their output here)."""
 
     def stderr(self) -> str:
-        """Everything ``rba assess`` wrote on stderr (and stdout) so far."""
+        """Everything the command wrote on stderr (and stdout) so far."""
         return "".join(self.stderr_lines)
 
     def _read_stderr(self) -> None:
@@ -225,13 +216,9 @@ class AssessRun:
             self.proc.wait(timeout=self.duration + EVAL_TIMEOUT_S)
         except subprocess.TimeoutExpired as e:
             self._kill()
-            raise AssessError(f"rba assess did not end: {self._describe()}") from e
+            raise AssessError(f"rba did not end: {self._describe()}") from e
         if self.proc.returncode not in (0, 1):  # 1: findings at/above --fail-on
-            raise AssessError(f"rba assess exited {self.proc.returncode}: {self._describe()}")
-        try:
-            self._report = Report(json.loads(self.output.read_text()))
-        except (OSError, ValueError) as e:
-            raise AssessError(f"unreadable report {self.output}: {e}; {self._describe()}") from e
+            raise AssessError(f"rba exited {self.proc.returncode}: {self._describe()}")
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -240,3 +227,42 @@ class AssessRun:
 
     def _describe(self) -> str:
         return f"argv={' '.join(self.argv)!r} stderr={self.stderr()[-2000:]!r}"
+
+
+class AssessRun(WindowRun):
+    """``rba assess --duration Ns --format json --output FILE --probes P`` around a block;
+    :attr:`report` holds the parsed report afterwards."""
+
+    def __init__(
+        self, workdir: Path, *, duration: float, probes: str = "auto", extra: tuple[str, ...] = ()
+    ) -> None:
+        self.output = workdir / f"assess-{probes}-{time.monotonic_ns()}.json"
+        argv = [*RBA, "assess", "--duration", f"{duration:g}s", "--format", "json"]
+        argv += ["--output", str(self.output), "--probes", probes, *extra]
+        super().__init__(argv, duration=duration, probes=probes)
+        self._report: Report | None = None
+
+    @property
+    def report(self) -> Report:
+        """The parsed report (available after the ``with`` block)."""
+        if self._report is None:
+            raise AssessError("no report: the assessment has not finished")
+        return self._report
+
+    def finished(self) -> None:
+        try:
+            self._report = Report(json.loads(self.output.read_text()))
+        except (OSError, ValueError) as e:
+            raise AssessError(f"unreadable report {self.output}: {e}; {self._describe()}") from e
+
+
+class CaptureRun(WindowRun):
+    """``rba capture --duration Ns --output TRACE --probes P`` around a block."""
+
+    def __init__(
+        self, trace: Path, *, duration: float, probes: str = "auto", extra: tuple[str, ...] = ()
+    ) -> None:
+        self.trace = trace
+        argv = [*RBA, "capture", "--duration", f"{duration:g}s", "--output", str(trace)]
+        argv += ["--probes", probes, *extra]
+        super().__init__(argv, duration=duration, probes=probes)
