@@ -33,25 +33,31 @@ def inspect_many(
     ``jobs`` defaults to the number of CPUs; ``progress(done, total)`` is called as files
     finish."""
     results: list[Result | None] = [None] * len(paths)
-    misses: list[int] = []
+    misses: dict[CacheKey, list[int]] = {}  # one inspection per file, however many names
     for i, path in enumerate(paths):
         try:
             key = stat_key(os.stat(path))
         except OSError as e:
             results[i] = BinaryReadError(f"cannot stat: {e.strerror or e}")
             continue
+        if key in misses:
+            misses[key].append(i)
+            continue
         results[i] = cache.lookup(key, path)
         if results[i] is None:
-            misses.append(i)
-    done = len(paths) - len(misses)
+            misses[key] = [i]
+    names_of = {names[0]: names for names in misses.values()}  # first index -> all of them
+    done = len(paths) - sum(len(names) for names in names_of.values())
     if progress:
         progress(done, len(paths))
     workers = max(1, jobs or os.cpu_count() or 1)
-    for i, read_key, result in _inspect_all([paths[i] for i in misses], misses, workers):
-        results[i] = result
+    firsts = list(names_of)
+    for first, read_key, result in _inspect_all([paths[i] for i in firsts], firsts, workers):
         if read_key is not None and isinstance(result, BinaryFacts):
             cache.put(read_key, result)
-        done += 1
+        for i in names_of[first]:
+            results[i] = result.with_path(paths[i]) if isinstance(result, BinaryFacts) else result
+        done += len(names_of[first])
         if progress:
             progress(done, len(paths))
     return [r for r in results if r is not None]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from binanalysis.inspector import inspect_keyed
-from binanalysis.interface import BinaryFacts, BinaryReadError
+from binanalysis.interface import BinaryFacts, BinaryReadError, VerdictMemo
 from binanalysis.reader import CacheKey, stat_key
 
 # Bump whenever inspect() can give a different answer for the same bytes: old caches are
@@ -104,10 +104,11 @@ class FactsCache:
         if doc.get("version") != CACHE_VERSION:
             raise CacheFormatError(f"cache version {doc.get('version')!r}, want {CACHE_VERSION}")
         cache = cls(max_entries)
+        memo: VerdictMemo = {}
         try:
             for dev, ino, size, mtime_ns, facts in doc["entries"]:
                 key = (int(dev), int(ino), int(size), int(mtime_ns))
-                cache._entries[key] = BinaryFacts.from_dict(facts)
+                cache._entries[key] = BinaryFacts.from_dict(facts, memo)
         except (KeyError, TypeError, ValueError) as e:
             raise CacheFormatError(f"malformed entry ({e})") from e
         return cache

@@ -76,7 +76,6 @@ CANARY_CODE = {
         rb"\x65(?:\xa1|[\x8b\x2b\x33][\x05\x0d\x15\x1d\x25\x2d\x35\x3d])\x14\x00\x00\x00"
     ),
 }
-FORTIFIED = re.compile(rb"__([A-Za-z0-9_]+?)_chk\x00")
 
 
 @dataclass(frozen=True)
@@ -368,15 +367,32 @@ def _read_dynstr(elf: _Elf) -> bytes | None:
 
 
 def _name_offsets(strtab: bytes) -> dict[int, bytes]:
-    """st_name values that would name a cookie symbol (suffix-merged strings included)."""
+    """st_name values that would name a cookie symbol (suffix-merged strings included).
+
+    Two ``bytes.find`` passes over the table: this runs for every file, so it matters."""
     found: dict[int, bytes] = {}
-    for name in COOKIE_SYMBOLS:
-        needle = name + b"\0"
-        pos = strtab.find(needle)
+    for stem in (b"__stack_chk_", b"__intel_security_cookie\0"):
+        pos = strtab.find(stem)
         while pos >= 0:
-            found[pos] = name
-            pos = strtab.find(needle, pos + 1)
+            end = strtab.find(b"\0", pos)
+            name = strtab[pos:end] if end >= 0 else b""
+            if name in COOKIE_SYMBOLS:
+                found[pos] = name
+            pos = strtab.find(stem, pos + 1)
     return found
+
+
+def _fortified(strtab: bytes) -> list[str]:
+    """Names of the ``__*_chk`` functions in a string table (except the cookie ones)."""
+    names = set()
+    pos = strtab.find(b"_chk\0")
+    while pos >= 0:
+        start = strtab.rfind(b"\0", 0, pos) + 1
+        name = strtab[start : pos + 4]
+        if name.startswith(b"__") and name != b"__stack_chk":
+            names.add(name.decode("ascii", "replace"))
+        pos = strtab.find(b"_chk\0", pos + 1)
+    return sorted(names)
 
 
 def _dynamic_cookie(elf: _Elf, dynstr: bytes) -> str | None:
@@ -555,9 +571,9 @@ def _extras(elf: _Elf) -> dict[str, Verdict]:
     extra: dict[str, Verdict] = {}
     dynstr = _dynstr(elf)
     if dynstr is not None:
-        chk = sorted({m.decode() for m in FORTIFIED.findall(dynstr)} - {"stack"})
+        chk = _fortified(dynstr)
         if chk:
-            shown = ", ".join(f"__{n}_chk" for n in chk[:3])
+            shown = ", ".join(chk[:3])
             extra["fortify"] = Verdict(True, f"{len(chk)} fortified functions ({shown}...)")
         else:
             extra["fortify"] = Verdict(False, "no __*_chk functions in the dynamic symbols")

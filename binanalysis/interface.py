@@ -47,12 +47,26 @@ class Verdict:
         return {"value": self.value, "reason": self.reason}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        """Inverse of :meth:`to_dict`. Raises ValueError on a malformed dict."""
+    def from_dict(cls, d: dict[str, Any], memo: VerdictMemo | None = None) -> Verdict:
+        """Inverse of :meth:`to_dict`. Raises ValueError on a malformed dict.
+
+        ``memo`` shares equal verdicts while loading many facts (they are immutable)."""
         value, reason = d["value"], d["reason"]
-        if value not in (True, False, None) or not isinstance(reason, str):
+        if (value is not None and value is not True and value is not False) or not isinstance(
+            reason, str
+        ):
             raise ValueError(f"malformed verdict: {d!r}")
-        return cls(value, reason)
+        if memo is not None:
+            found = memo.get((value, reason))
+            if found is not None:
+                return found
+        verdict = cls(value, reason)
+        if memo is not None:
+            memo[(value, reason)] = verdict
+        return verdict
+
+
+VerdictMemo = dict[tuple[bool | None, str], Verdict]
 
 
 @dataclass(frozen=True)
@@ -92,19 +106,19 @@ class BinaryFacts:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BinaryFacts:
+    def from_dict(cls, d: dict[str, Any], memo: VerdictMemo | None = None) -> BinaryFacts:
         """Inverse of :meth:`to_dict`. Raises ValueError on a malformed dict."""
         try:
             return cls(
                 path=str(d["path"]),
                 format=FileFormat(d["format"]),
                 arch=None if d["arch"] is None else str(d["arch"]),
-                dep=Verdict.from_dict(d["dep"]),
-                stack_cookies=Verdict.from_dict(d["stack_cookies"]),
-                aslr=Verdict.from_dict(d["aslr"]),
+                dep=Verdict.from_dict(d["dep"], memo),
+                stack_cookies=Verdict.from_dict(d["stack_cookies"], memo),
+                aslr=Verdict.from_dict(d["aslr"], memo),
                 relro=None if d["relro"] is None else Relro(d["relro"]),
                 relro_reason=str(d["relro_reason"]),
-                extra={str(k): Verdict.from_dict(v) for k, v in d["extra"].items()},
+                extra={str(k): Verdict.from_dict(v, memo) for k, v in d["extra"].items()},
                 error=None if d["error"] is None else str(d["error"]),
             )
         except (KeyError, TypeError, AttributeError) as e:
