@@ -66,6 +66,7 @@ class TraceWriter:
         self._cmdline_ids: dict[int, int] = {}
         self.events_written = 0
         self.bytes_written = 0
+        self._synced = -1
         self._error: OSError | None = None
         self._buf_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -204,8 +205,11 @@ class TraceWriter:
         self.bytes_written += len(data)
 
     def _sync(self) -> None:
+        if self.bytes_written == self._synced:
+            return
         self._file.flush()
         os.fsync(self._file.fileno())
+        self._synced = self.bytes_written
 
     def _sync_directory(self) -> None:
         try:
