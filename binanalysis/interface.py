@@ -23,12 +23,16 @@ class BinaryReadError(BinaryParseError):
 
 
 class FileFormat(enum.StrEnum):
+    """What kind of file was inspected (by its magic bytes)."""
+
     ELF = "elf"
     PE = "pe"
     OTHER = "other"
 
 
 class Relro(enum.StrEnum):
+    """ELF RELRO: full (PT_GNU_RELRO + BIND_NOW), partial (PT_GNU_RELRO only) or none."""
+
     FULL = "full"
     PARTIAL = "partial"
     NONE = "none"

@@ -210,3 +210,24 @@ def test_colour_only_on_a_terminal(programs: dict[str, Path]) -> None:
         os.close(leader)
     assert proc.returncode == 0
     assert b"\x1b[32mFull RELRO" in output and b"\x1b[31mNo canary" in output
+
+
+def _kernel_thread() -> int | None:
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                os.readlink(f"/proc/{name}/exe")
+            except FileNotFoundError:
+                return int(name)
+            except OSError:
+                continue
+    return None
+
+
+def test_kernel_thread_pid_is_stated_not_fatal() -> None:
+    pid = _kernel_thread()
+    if pid is None:
+        pytest.skip("no kernel thread visible in /proc")
+    result = run_rba("scan", "--no-cache", "--pid", str(pid))
+    assert result.returncode == 0
+    assert f"rba: pid {pid}: no executable (a kernel thread, or exiting)" in result.stderr

@@ -166,9 +166,12 @@ def _collect_process(pid: int, out: Collected, *, explicit: bool) -> None:
         with open(f"/proc/{pid}/maps", "rb") as f:
             maps = f.read()
     except (FileNotFoundError, ProcessLookupError) as e:
-        if explicit and not os.path.exists(f"/proc/{pid}"):
+        if not explicit:
+            return  # gone meanwhile, or a kernel thread (no exe)
+        if not os.path.exists(f"/proc/{pid}"):
             raise UsageError(f"no such process: {pid}") from e
-        return  # gone meanwhile, or a kernel thread (no exe)
+        out.gaps.append(f"pid {pid}: no executable (a kernel thread, or exiting)")
+        return
     except PermissionError:
         out.gaps.append(f"pid {pid}: executable and maps not readable (permission denied)")
         return
