@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -66,29 +67,80 @@ def _mix(x: U64) -> U64:
     return x ^ (x >> _S31)
 
 
-def _fingerprint(rows: EventArray, addr_field: str, port_field: str, extra: U64) -> U64:
-    """A 64-bit fingerprint of (pid-or-extra, netns, family, address, port, source).
+def _fingerprint(
+    events: EventArray, idx: npt.NDArray[np.intp], addr_field: str, port_field: str, extra: U64
+) -> U64:
+    """A 64-bit fingerprint of (extra, netns, family, address, port, source) of the rows
+    ``idx`` of ``events``.
 
     Collisions are astronomically unlikely (about 1e-8 with a million distinct keys);
     one would merge two counters, never lose an event."""
-    addr = np.ascontiguousarray(rows[addr_field]).view("<u8").reshape(-1, 2)
+    addr = np.ascontiguousarray(events[addr_field][idx]).view("<u8").reshape(-1, 2)
     meta = (
         extra
-        | (rows[port_field].astype(np.uint64) << np.uint64(32))
-        | (rows["family"].astype(np.uint64) << np.uint64(48))
-        | (rows["source"].astype(np.uint64) << np.uint64(56))
+        | (events[port_field][idx].astype(np.uint64) << np.uint64(32))
+        | (events["family"][idx].astype(np.uint64) << np.uint64(48))
+        | (events["source"][idx].astype(np.uint64) << np.uint64(56))
     )
     h = _mix(_mix(_mix(meta) ^ addr[:, 0]) ^ addr[:, 1])
-    return _mix(h ^ rows["netns"].astype(np.uint64))
+    return _mix(h ^ events["netns"][idx].astype(np.uint64))
+
+
+# Which lane of the fold an event takes, by (kind << 4 | flags & _LANE_FLAGS).
+_IGNORED, _OUTBOUND, _ACCEPTED, _RARE = 0, 1, 2, 3
+_LANE_FLAGS = Flag.ACTIVE | Flag.PASSIVE | Flag.LISTENER
+
+
+def _lane(kind: int, flags: int) -> int:
+    if kind in (Kind.TCP_CONNECT, Kind.UDP_SEND):
+        return _OUTBOUND
+    if kind in (Kind.EXEC, Kind.FORK, Kind.EXIT, Kind.PROC_SNAPSHOT, Kind.TCP_LISTEN, Kind.LOGIN):
+        return _RARE
+    if kind == Kind.TCP_ESTABLISHED and flags & Flag.ACTIVE:
+        return _OUTBOUND
+    if kind == Kind.TCP_ESTABLISHED and flags & Flag.PASSIVE:
+        return _ACCEPTED
+    if kind == Kind.TCP_CLOSE and flags & Flag.LISTENER:
+        return _RARE
+    return _IGNORED
+
+
+_LANES = np.array([_lane(i >> 4, i & 15) for i in range(256 * 16)], dtype=np.uint8)
+
+
+class _Ev(NamedTuple):
+    """One event of the rare kinds as plain Python values (cheaper than numpy scalars)."""
+
+    kind: int
+    pid: int
+    ppid: int
+    uid: int
+    euid: int
+    netns: int
+    family: int
+    sport: int
+    str_a: int
+    str_b: int
+    str_c: int
+    aux: int
+    flags: int
+    source: int
+    ts_wall: int
+    comm: bytes
+    saddr: bytes
 
 
 class _KeyTable:
     """Event counters per distinct key: count, first and last wall time, and the first
-    event of the key as its representative (which carries every field of the key)."""
+    event of the key as its representative (which carries every field of the key).
+
+    Keys are found with a binary search over a sorted fingerprint array, so a batch is
+    merged without a Python-level loop over its keys."""
 
     def __init__(self) -> None:
-        self._slots: dict[int, int] = {}
         self.size = 0
+        self._sorted_fp = np.zeros(0, dtype=np.uint64)
+        self._sorted_slot = np.zeros(0, dtype=np.int64)
         self.reps = np.zeros(64, dtype=EVENT_DTYPE)
         self.count = np.zeros(64, dtype=np.uint64)
         self.first = np.zeros(64, dtype=np.uint64)
@@ -106,9 +158,17 @@ class _KeyTable:
             new[: self.size] = old[: self.size]
             setattr(self, name, new)
 
-    def fold(self, rows: EventArray, fp: U64) -> None:
-        """Count ``rows`` under their fingerprints ``fp``."""
-        if len(rows) == 0:
+    def _slots_of(self, keys: U64) -> npt.NDArray[np.int64]:
+        """Slots of ``keys`` (sorted, unique), -1 where a key is new."""
+        if not len(self._sorted_fp):
+            return np.full(len(keys), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_fp, keys), len(self._sorted_fp) - 1)
+        hit = self._sorted_fp[pos] == keys
+        return np.where(hit, self._sorted_slot[pos], -1)
+
+    def fold(self, events: EventArray, idx: npt.NDArray[np.intp], fp: U64) -> None:
+        """Count the rows ``idx`` of ``events`` under their fingerprints ``fp``."""
+        if len(idx) == 0:
             return
         order = np.argsort(fp, kind="stable")
         sorted_fp = fp[order]
@@ -117,21 +177,24 @@ class _KeyTable:
         np.not_equal(sorted_fp[1:], sorted_fp[:-1], out=is_start[1:])
         starts = np.flatnonzero(is_start)
         counts = np.diff(np.append(starts, len(sorted_fp))).astype(np.uint64)
-        ts = rows["ts_wall"][order]
+        ts = events["ts_wall"][idx[order]]
         first = np.minimum.reduceat(ts, starts)
         last = np.maximum.reduceat(ts, starts)
-        keys = sorted_fp[starts].tolist()
-        get = self._slots.get
-        slots = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        keys = sorted_fp[starts]
+        slots = self._slots_of(keys)
         new = np.flatnonzero(slots < 0)
         if len(new):
             self._grow(self.size + len(new))
-            fresh = np.arange(self.size, self.size + len(new))
+            fresh = np.arange(self.size, self.size + len(new), dtype=np.int64)
             slots[new] = fresh
-            self._slots.update(zip([keys[i] for i in new.tolist()], fresh.tolist(), strict=True))
-            self.reps[fresh] = rows[order[starts[new]]]
+            self.reps[fresh] = events[idx[order[starts[new]]]]
             self.first[fresh] = np.iinfo(np.uint64).max
             self.size += len(new)
+            # Both parts are sorted: the stable sort merges two runs in linear time.
+            merged_fp = np.concatenate((self._sorted_fp, keys[new]))
+            merged_slot = np.concatenate((self._sorted_slot, fresh))
+            by_fp = np.argsort(merged_fp, kind="stable")
+            self._sorted_fp, self._sorted_slot = merged_fp[by_fp], merged_slot[by_fp]
         self.count[slots] += counts
         self.first[slots] = np.minimum(self.first[slots], first)
         self.last[slots] = np.maximum(self.last[slots], last)
@@ -195,79 +258,71 @@ class Aggregator:
         if len(events) == 0:
             return
         self.events += len(events)
-        kind = events["kind"]
-        flags = events["flags"]
-        outbound = (
-            (kind == Kind.TCP_CONNECT)
-            | (kind == Kind.UDP_SEND)
-            | ((kind == Kind.TCP_ESTABLISHED) & ((flags & Flag.ACTIVE) != 0))
-        )
-        if outbound.any():
-            rows = events[outbound]
-            transport = (rows["kind"] == Kind.UDP_SEND).astype(np.uint64)
+        lane = _LANES[(events["kind"].astype(np.intp) << 4) | (events["flags"] & _LANE_FLAGS)]
+        outbound = np.flatnonzero(lane == _OUTBOUND)
+        if len(outbound):
+            kind = events["kind"][outbound]
+            transport = (kind == Kind.UDP_SEND).astype(np.uint64)
             # Connect and active-established events of one connection are counted apart
             # and merged later with max(), so a connection seen twice counts once.
-            variant = (rows["kind"] == Kind.TCP_ESTABLISHED).astype(np.uint64)
+            variant = (kind == Kind.TCP_ESTABLISHED).astype(np.uint64)
             extra = (
-                rows["pid"].astype(np.uint64)
+                events["pid"][outbound].astype(np.uint64)
                 | (transport << np.uint64(52))
                 | (variant << np.uint64(53))
             )
-            self._connections.fold(rows, _fingerprint(rows, "daddr", "dport", extra))
-        accepted = (kind == Kind.TCP_ESTABLISHED) & ((flags & Flag.PASSIVE) != 0)
-        if accepted.any():
-            rows = events[accepted]
-            zero = np.zeros(len(rows), dtype=np.uint64)
-            self._accepts.fold(rows, _fingerprint(rows, "saddr", "sport", zero))
-        rare = (
-            (kind == Kind.EXEC)
-            | (kind == Kind.FORK)
-            | (kind == Kind.EXIT)
-            | (kind == Kind.PROC_SNAPSHOT)
-            | (kind == Kind.TCP_LISTEN)
-            | (kind == Kind.LOGIN)
-            | ((kind == Kind.TCP_CLOSE) & ((flags & Flag.LISTENER) != 0))
-        )
-        if rare.any():
+            fp = _fingerprint(events, outbound, "daddr", "dport", extra)
+            self._connections.fold(events, outbound, fp)
+        accepted = np.flatnonzero(lane == _ACCEPTED)
+        if len(accepted):
+            zero = np.zeros(len(accepted), dtype=np.uint64)
+            self._accepts.fold(
+                events, accepted, _fingerprint(events, accepted, "saddr", "sport", zero)
+            )
+        rare = np.flatnonzero(lane == _RARE)
+        if len(rare):
             self._fold_rare(events[rare])
 
     # --- processes, listeners and logins, in event order ------------------------------
 
     def _fold_rare(self, rows: EventArray) -> None:
-        for row in rows:
-            kind = int(row["kind"])
+        columns = [rows[name].tolist() for name in _Ev._fields[:-1]]
+        columns.append(np.ascontiguousarray(rows["saddr"]).view("V16").ravel().tolist())
+        for values in zip(*columns, strict=True):
+            ev = _Ev._make(values)
+            kind = ev.kind
             if kind in (Kind.EXEC, Kind.PROC_SNAPSHOT):
-                self._on_image(row, kind)
+                self._on_image(ev)
             elif kind == Kind.FORK:
-                self._on_fork(row)
+                self._on_fork(ev)
             elif kind == Kind.EXIT:
-                proc = self._procs.get(int(row["pid"]))
+                proc = self._procs.get(ev.pid)
                 if proc is not None:
-                    proc.last_ns = int(row["ts_wall"])
+                    proc.last_ns = ev.ts_wall
             elif kind == Kind.TCP_LISTEN:
-                self._on_listen(row)
+                self._on_listen(ev)
             elif kind == Kind.TCP_CLOSE:
-                self._on_listener_close(row)
+                self._on_listener_close(ev)
             else:
-                self._on_login(row)
+                self._on_login(ev)
 
-    def _on_image(self, row: np.void, kind: int) -> None:
-        pid, ts = int(row["pid"]), int(row["ts_wall"])
+    def _on_image(self, ev: _Ev) -> None:
+        pid, ts = ev.pid, ev.ts_wall
         old = self._procs.get(pid)
         # Polling reports a process that started during the window as a plain snapshot.
-        is_new_exec = kind == Kind.EXEC or (old is None and not int(row["flags"]) & Flag.SNAPSHOT)
+        is_new_exec = ev.kind == Kind.EXEC or (old is None and not ev.flags & Flag.SNAPSHOT)
         proc = _ProcState(
             pid=pid,
-            ppid=int(row["ppid"]),
-            comm=comm_text(bytes(row["comm"])),
-            exe=int(row["str_a"]),
-            cmdline=int(row["str_b"]),
-            uid=int(row["uid"]),
-            euid=int(row["euid"]),
+            ppid=ev.ppid,
+            comm=comm_text(ev.comm),
+            exe=ev.str_a,
+            cmdline=ev.str_b,
+            uid=ev.uid,
+            euid=ev.euid,
             first_ns=ts,
             last_ns=ts,
         )
-        if old is not None and kind == Kind.PROC_SNAPSHOT and old.exe in (0, proc.exe):
+        if old is not None and ev.kind == Kind.PROC_SNAPSHOT and old.exe in (0, proc.exe):
             # A later snapshot of an image we know: refresh what polling can tell.
             old.last_ns = ts
             old.euid = min(old.euid, proc.euid)
@@ -278,13 +333,11 @@ class Aggregator:
         if is_new_exec:
             self._check_login_program(proc)
 
-    def _on_fork(self, row: np.void) -> None:
-        pid, ppid, ts = int(row["pid"]), int(row["ppid"]), int(row["ts_wall"])
+    def _on_fork(self, ev: _Ev) -> None:
+        pid, ppid, ts = ev.pid, ev.ppid, ev.ts_wall
         parent = self._procs.get(ppid)
         if parent is None:
-            self._procs[pid] = _ProcState(
-                pid, ppid, comm_text(bytes(row["comm"])), 0, 0, 0, 0, ts, ts
-            )
+            self._procs[pid] = _ProcState(pid, ppid, comm_text(ev.comm), 0, 0, 0, 0, ts, ts)
         else:
             self._procs[pid] = _ProcState(
                 pid,
@@ -326,21 +379,21 @@ class Aggregator:
             )
         )
 
-    def _on_listen(self, row: np.void) -> None:
-        ts = int(row["ts_wall"])
-        key = (int(row["netns"]), int(row["family"]), bytes(row["saddr"]), int(row["sport"]))
-        source = Source(int(row["source"])).label
+    def _on_listen(self, ev: _Ev) -> None:
+        ts = ev.ts_wall
+        key = (ev.netns, ev.family, ev.saddr, ev.sport)
+        source = Source(ev.source).label
         state = self._listeners.get(key)
-        snapshot = bool(int(row["flags"]) & Flag.SNAPSHOT)
+        snapshot = bool(ev.flags & Flag.SNAPSHOT)
         if state is None:
             state = _ListenerState(
                 netns=key[0],
                 family=key[1],
                 addr=key[2],
                 port=key[3],
-                pid=int(row["pid"]),
-                uid=int(row["uid"]),
-                comm=comm_text(bytes(row["comm"])),
+                pid=ev.pid,
+                uid=ev.uid,
+                comm=comm_text(ev.comm),
                 sources={source},
                 open_since=ts,
                 before_window=snapshot,
@@ -349,37 +402,37 @@ class Aggregator:
             self._listeners[key] = state
             return
         state.sources.add(source)
-        if state.pid == 0 and int(row["pid"]):
-            state.pid, state.uid = int(row["pid"]), int(row["uid"])
-            state.comm = comm_text(bytes(row["comm"]))
+        if state.pid == 0 and ev.pid:
+            state.pid, state.uid = ev.pid, ev.uid
+            state.comm = comm_text(ev.comm)
         # Another source re-reporting an open listener, or a report older than its close.
         if state.open_since is not None or ts <= state.last_close_ns:
             state.before_window |= snapshot
             return
         state.open_since = ts
 
-    def _on_listener_close(self, row: np.void) -> None:
-        key = (int(row["netns"]), int(row["family"]), bytes(row["saddr"]), int(row["sport"]))
+    def _on_listener_close(self, ev: _Ev) -> None:
+        key = (ev.netns, ev.family, ev.saddr, ev.sport)
         state = self._listeners.get(key)
-        ts = int(row["ts_wall"])
+        ts = ev.ts_wall
         if state is None or state.open_since is None:
             return
         state.intervals.append((state.open_since, ts))
         state.open_since = None
         state.last_close_ns = ts
 
-    def _on_login(self, row: np.void) -> None:
-        key = (int(row["str_a"]), int(row["str_b"]), int(row["str_c"]), int(row["aux"]))
+    def _on_login(self, ev: _Ev) -> None:
+        key = (ev.str_a, ev.str_b, ev.str_c, ev.aux)
         get = self._strings.get
         old = self._logins.get(key)
         self._logins[key] = LoginSession(
             user=get(key[0]),
             tty=get(key[1]),
             host=get(key[2]),
-            pid=int(row["pid"]),
+            pid=ev.pid,
             start_s=key[3],
-            first_ns=old.first_ns if old else int(row["ts_wall"]),
-            ended=bool(int(row["flags"]) & Flag.ENDED) or bool(old and old.ended),
+            first_ns=old.first_ns if old else ev.ts_wall,
+            ended=bool(ev.flags & Flag.ENDED) or bool(old and old.ended),
         )
 
     # --- the result --------------------------------------------------------------------
