@@ -88,6 +88,22 @@ def evidence_value(finding: Finding, key: str) -> Any:
     return value
 
 
+def names_any(finding: Finding, pids: set[int], path: str) -> bool:
+    """Whether the finding's evidence names one of ``pids`` (under any ``pid``, ``pids``
+    or ``server_pid`` key, at any depth) or the file ``path`` (as any value)."""
+
+    def walk(value: Any, key: str = "") -> bool:
+        if isinstance(value, dict):
+            return any(walk(v, k) for k, v in value.items())
+        if isinstance(value, list):
+            return any(walk(v, key) for v in value)
+        if key in ("pid", "pids", "server_pid"):
+            return value in pids
+        return bool(value == path)
+
+    return walk(finding.get("evidence", {}))
+
+
 @dataclass(frozen=True)
 class Report:
     """A parsed ``rba assess --format json`` report."""
