@@ -40,6 +40,7 @@ from probes.events import EventArray, StringTable
 from probes.interface import ProbeError, SourceStats
 
 READ_SLICE_S = 0.2  # how long one read may wait: bounds the reaction to stop and the deadline
+PROGRESS_INTERVAL_S = 0.5  # the progress line's detail costs a pass over the keys
 FACTS_TIMEOUT_S = 60.0  # waiting at the end of the window for facts still being gathered
 MAX_LISTED_GAPS = 5
 
@@ -323,8 +324,10 @@ def _run_window(
     recorder: WindowRecorder | None,
 ) -> None:
     deadline = time.monotonic() + config.duration_s
+    next_progress = 0.0
     while not stop.is_set():
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
             break
         batch = session.read(min(READ_SLICE_S, left))
@@ -334,11 +337,11 @@ def _run_window(
             assessment.feed(batch)
         if recorder is not None:
             recorder.stats(session.stats())
-        observer.progress(
-            config.duration_s - max(0.0, left),
-            config.duration_s,
-            assessment.progress_detail(max(0.0, left)),
-        )
+        if now >= next_progress:
+            next_progress = now + PROGRESS_INTERVAL_S
+            observer.progress(
+                config.duration_s - left, config.duration_s, assessment.progress_detail(left)
+            )
     # What the sources already hold belongs to the window.
     batch = session.read(0.0)
     if len(batch):

@@ -120,6 +120,7 @@ class LiveFactSource(FactSource):
         self._cache = cache or FactsCache()
         self._closed = threading.Event()
         self._busy = 0  # tasks taken but not finished (both threads)
+        self._frozen = False
         self._emit(host or current_host())
         self._coverage = coverage or current_coverage()
         self._emit(self._coverage)
@@ -160,6 +161,7 @@ class LiveFactSource(FactSource):
                 break
             time.sleep(0.01)
         with self._lock:
+            self._frozen = True
             return FactSet(
                 host=self._set.host,
                 coverage=self._set.coverage,
@@ -184,6 +186,8 @@ class LiveFactSource(FactSource):
 
     def _emit(self, fact: Fact) -> None:
         with self._lock:
+            if self._frozen:
+                return  # facts() was answered: a later fact would differ from the report
             self._set.add(fact)
         if self._sink is not None:
             self._sink(fact)
