@@ -425,24 +425,23 @@ def describe(path: str) -> dict[str, Any]:
             others[str(record.get("type"))] = others.get(str(record.get("type")), 0) + 1
     _, last_stats, problems = _read_records(index)
     end = _read_end(index, problems)
-    window = start.get("window")
-    if not isinstance(window, dict):
-        window = {}
+    window = _object(start.get("window"))
+    sources = start.get("sources")
     return {
         "path": path,
         "size": index.size,
         "format_version": f"{index.version[0]}.{index.version[1]}",
-        "header": {k: start.get(k) for k in ("purpose", "rba_version", "run_id", "host")}
-        | {"kernel": start.get("kernel"), "options": start.get("options")},
+        "header": {k: _text(start.get(k)) for k in ("purpose", "rba_version", "run_id")}
+        | {k: _object(start.get(k)) for k in ("host", "kernel", "options")},
         "window": {
-            "started_at_ns": window.get("started_at_ns"),
-            "duration_s": window.get("duration_s"),
+            "started_at_ns": _integer(window.get("started_at_ns")),
+            "duration_s": _number(window.get("duration_s")),
             "ended_at_ns": end[0] if end else None,
             "partial": end[1] if end else True,
             "first_event_ns": counts.first_wall_ns,
             "last_event_ns": counts.last_wall_ns,
         },
-        "sources": start.get("sources"),
+        "sources": [str(x) for x in sources] if isinstance(sources, list) else [],
         "events": index.events,
         "bytes_per_event": round(index.size / index.events, 1) if index.events else None,
         "events_by_kind": {_kind_name(k): n for k, n in sorted(counts.by_kind.items())},
@@ -468,3 +467,20 @@ def _source_name(source: int) -> str:
         return Source(source).label
     except ValueError:
         return f"unknown-{source}"
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok else None

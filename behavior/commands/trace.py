@@ -53,12 +53,8 @@ def _counts(counts: dict[str, int]) -> str:
 
 def render_info(info: dict[str, Any]) -> str:
     """The text form of :func:`behavior.record.describe`'s result."""
-    from behavior.durations import format_duration
-
     head = info["header"]
-    host = head.get("host") or {}
-    kernel = head.get("kernel") or {}
-    options = head.get("options") or {}
+    host, kernel, options = head["host"], head["kernel"], head["options"]
     window = info["window"]
     lines = [
         f"trace: {info['path']} ({info['size']} bytes, format {info['format_version']}, "
@@ -69,24 +65,9 @@ def render_info(info: dict[str, Any]) -> str:
         f"options: probes {options.get('probes')}, poll every {options.get('poll_interval')}s, "
         f"command lines {'redacted' if options.get('redact_cmdline') else 'kept'}",
     ]
-    asked = window.get("duration_s")
-    asked_text = format_duration(asked) if isinstance(asked, int | float) else "?"
-    if window["ended_at_ns"] is not None:
-        span = (window["ended_at_ns"] - window["started_at_ns"]) / 1e9
-        state = ", ended early (partial)" if window["partial"] else ""
-        lines.append(
-            f"window: {_when(window['started_at_ns'])} .. {_when(window['ended_at_ns'])} "
-            f"({format_duration(span)} of {asked_text}{state})"
-        )
-    else:
-        last = window["last_event_ns"]
-        covered = (last - window["started_at_ns"]) / 1e9 if isinstance(last, int) else 0.0
-        lines.append(
-            f"window: {_when(window['started_at_ns'])} .. no end marker; last event "
-            f"{_when(last)} ({format_duration(max(0.0, covered))} of {asked_text} recovered)"
-        )
+    lines.append(f"window: {_window_text(window)}")
     lines += [
-        f"sources: {', '.join(info['sources'] or []) or 'none'}",
+        f"sources: {', '.join(info['sources']) or 'none'}",
         f"events: {info['events']} ({info['bytes_per_event'] or '-'} bytes/event on disk)",
         f"  by kind: {_counts(info['events_by_kind'])}",
         f"  by source: {_counts(info['events_by_source'])}",
@@ -106,3 +87,22 @@ def render_info(info: dict[str, Any]) -> str:
     lines.append("integrity: intact" if info["intact"] else "integrity: NOT intact")
     lines += [f"  {problem}" for problem in info["problems"]]
     return "\n".join(lines)
+
+
+def _window_text(window: dict[str, Any]) -> str:
+    from behavior.durations import format_duration
+
+    started, ended, last = window["started_at_ns"], window["ended_at_ns"], window["last_event_ns"]
+    asked = window["duration_s"]
+    asked_text = format_duration(asked) if asked is not None else "?"
+    if ended is not None:
+        span = format_duration(max(0, ended - started) / 1e9) if started is not None else "?"
+        state = ", ended early (partial)" if window["partial"] else ""
+        return f"{_when(started)} .. {_when(ended)} ({span} of {asked_text}{state})"
+    covered = "?"
+    if started is not None and last is not None:
+        covered = format_duration(max(0, last - started) / 1e9)
+    return (
+        f"{_when(started)} .. no end marker; last event {_when(last)} "
+        f"({covered} of {asked_text} recovered)"
+    )
