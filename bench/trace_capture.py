@@ -134,16 +134,18 @@ def main() -> None:
     print(f"window {args.window:g}s, target {args.rate:g} connections/s, "
           f"medians of {args.repeat}")  # fmt: skip
     print(f"{'mode':18s} {'conn/s':>8s} {'events':>9s} {'CPU s':>7s} {'vs assess':>10s} "
-          f"{'trace MB':>9s} {'B/event':>8s}")  # fmt: skip
+          f"{'CPU us/event':>13s} {'trace MB':>9s} {'B/event':>8s}")  # fmt: skip
     for mode in modes:
         rs = results[mode]
         cpu = statistics.median(r["cpu"] for r in rs)
+        per_event = statistics.median(1e6 * r["cpu"] / max(1.0, r["events"]) for r in rs)
         events = statistics.median(r["events"] for r in rs)
         size = statistics.median(r["trace_bytes"] for r in rs)
         per = f"{size / events:8.1f}" if size and events else f"{'-':>8s}"
         print(
             f"{mode:18s} {statistics.median(r['rate'] for r in rs):>8.0f} {events:>9.0f} "
-            f"{cpu:>7.2f} {100 * (cpu - base) / base:>+9.1f}% {size / 1e6:>9.2f} {per}"
+            f"{cpu:>7.2f} {100 * (cpu - base) / base:>+9.1f}% {per_event:>13.1f} "
+            f"{size / 1e6:>9.2f} {per}"
         )
 
 
