@@ -347,3 +347,33 @@ def test_redacted_capture_keeps_no_arguments(tmp_path: Path) -> None:
     assert secret not in json.dumps(index.records)
     assert any(s.startswith("sleep #") for s in index.strings), "the sleep was not seen"
     assert index.start["options"]["redact_cmdline"] is True
+
+
+def test_replay_of_a_real_trace_with_flipped_bytes_is_partial_or_an_error(
+    small_trace: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from behavior.observer import NullObserver
+    from behavior.record import RecordingError, load_recording, replay
+
+    data = small_trace.read_bytes()
+    rng = np.random.default_rng(99)
+    bad = tmp_path / "bad.rbt"
+    outcomes = {"error": 0, "partial": 0}
+    for _ in range(150):
+        mutated = bytearray(data)
+        pos = int(rng.integers(16, len(data)))  # past the reserved header bytes
+        mutated[pos] ^= int(rng.integers(1, 256))
+        bad.write_bytes(bytes(mutated))
+        t0 = time.monotonic()
+        try:
+            report = replay(load_recording(str(bad)), NullObserver())
+        except RecordingError as e:
+            assert "\n" not in str(e)
+            outcomes["error"] += 1
+        else:
+            assert any("trace damaged" in n for n in report.run.notes)
+            outcomes["partial"] += 1
+        assert time.monotonic() - t0 < 1.0
+    assert outcomes["partial"] > 0
