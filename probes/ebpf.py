@@ -21,9 +21,8 @@ import ctypes
 import os
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -69,6 +68,7 @@ GAP_AMBIGUOUS_LISTENER = "passive connection matching listeners in several names
 
 _V4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
 _RECENT_ACTIVE_MAX = 65536
+_ANY = bytes(ADDR_LEN)
 
 
 def tracefs_path() -> str | None:
@@ -167,6 +167,9 @@ class _Program:
     def lost_total(self) -> int:
         return int(sum(self.bpf[b"lost"][0]))
 
+    def attempts_total(self) -> int:
+        return int(sum(self.bpf[b"attempts"][0]))
+
 
 _program_lock = threading.Lock()
 _idle_programs: list[_Program] = []
@@ -197,8 +200,7 @@ def _release_program(program: _Program, ringbuf_pages: int) -> None:
 # ---- attribution ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """The process a socket belongs to."""
 
     pid: int
@@ -207,8 +209,7 @@ class Owner:
     comm: bytes
 
 
-@dataclass(frozen=True)
-class Listener:
+class Listener(NamedTuple):
     """A listening socket and its owner."""
 
     sock: int
@@ -219,9 +220,59 @@ class Listener:
 
     def accepts(self, family: int, addr: bytes) -> bool:
         """Could a connection to (family, addr) on our port have arrived here?"""
-        if self.addr == bytes(ADDR_LEN):  # wildcard; a v6 wildcard is dual-stack
+        if self.addr == _ANY:  # wildcard; a v6 wildcard is dual-stack
             return self.family in (Family.INET6, family)
         return self.family == family and self.addr == addr
+
+
+class _Columns:
+    """A batch's columns as Python lists: cheap to read and write per event, written
+    back to the batch in one go."""
+
+    NAMES = (
+        *("kind", "pid", "ppid", "uid", "euid", "netns", "sock", "flags", "family"),
+        *("sport", "dport", "str_a", "str_b", "comm"),
+    )
+    WRITTEN = ("pid", "ppid", "uid", "euid", "netns", "str_a", "str_b", "comm")
+
+    def __init__(self, batch: EventArray) -> None:
+        self.batch = batch
+        for name in self.NAMES:
+            setattr(self, name, batch[name].tolist())
+        self.saddr = batch["saddr"].tobytes()
+        self.daddr = batch["daddr"].tobytes()
+
+    def addresses(self, i: int) -> tuple[bytes, bytes]:
+        return self.saddr[i * 16 : i * 16 + 16], self.daddr[i * 16 : i * 16 + 16]
+
+    def owner(self, i: int, netns: int) -> Owner:
+        return Owner(self.pid[i], self.uid[i], netns, self.comm[i])
+
+    def set_owner(self, i: int, owner: Owner) -> None:
+        self.pid[i], self.uid[i], self.netns[i], self.comm[i] = owner
+
+    def write_back(self) -> None:
+        for name in self.WRITTEN:
+            self.batch[name] = getattr(self, name)
+
+    kind: list[int]
+    pid: list[int]
+    ppid: list[int]
+    uid: list[int]
+    euid: list[int]
+    netns: list[int]
+    sock: list[int]
+    flags: list[int]
+    family: list[int]
+    sport: list[int]
+    dport: list[int]
+    str_a: list[int]
+    str_b: list[int]
+    comm: list[bytes]
+
+
+_ACTIVE = int(Flag.ACTIVE)
+_LISTENER = int(Flag.LISTENER)
 
 
 class Attributor:
@@ -243,134 +294,131 @@ class Attributor:
         for row in batch[batch["kind"] == Kind.TCP_LISTEN]:
             owner = Owner(int(row["pid"]), int(row["uid"]), int(row["netns"]), bytes(row["comm"]))
             self._add_listener(
-                int(row["sock"]), int(row["family"]), bytes(row["saddr"]), int(row["sport"]), owner
+                Listener(
+                    int(row["sock"]),
+                    int(row["family"]),
+                    bytes(row["saddr"]),
+                    int(row["sport"]),
+                    owner,
+                )
             )
 
     def decode(self, records: list[bytes]) -> EventArray:
         """One batch from ring-buffer records (exec records carry a filename after)."""
         if not records:
             return empty()
-        batch = np.frombuffer(b"".join(r[:EVENT_SIZE] for r in records), dtype=empty().dtype)
-        batch = batch.copy()
+        joined = b"".join(r if len(r) == EVENT_SIZE else r[:EVENT_SIZE] for r in records)
+        batch = np.frombuffer(joined, dtype=empty().dtype).copy()
         batch["ts_wall"] = batch["ts_mono"] + np.uint64(self.wall_offset)
         _unmap_v4(batch)
-        self._attribute(batch, records)
+        cols = _Columns(batch)
+        self._attribute(cols, records)
+        cols.write_back()
         return batch
 
-    def _attribute(self, batch: EventArray, records: list[bytes]) -> None:
-        kinds = batch["kind"].tolist()
-        pids = batch["pid"].tolist()
-        socks = batch["sock"].tolist()
-        flags = batch["flags"].tolist()
-        saddr = batch["saddr"].tobytes()
-        daddr = batch["daddr"].tobytes()
-        for i, kind in enumerate(kinds):
-            pid = pids[i]
-            if kind == Kind.EXEC:
-                self._exec(batch, i, records[i][EVENT_SIZE:])
-            elif kind == Kind.FORK:
-                self.netns.inherit(pid, int(batch["ppid"][i]))
-                batch["netns"][i] = self.netns.resolve(pid)
-            elif kind == Kind.EXIT:
-                batch["netns"][i] = self.netns.forget(pid) or 0
-            elif kind in (Kind.TCP_CONNECT, Kind.TCP_LISTEN, Kind.UDP_SEND):
-                owner = self._owner_here(batch, i)
-                if kind != Kind.UDP_SEND:
-                    self.sockets[socks[i]] = owner
-                if kind == Kind.TCP_LISTEN:
-                    a = saddr[i * 16 : i * 16 + 16]
-                    self._add_listener(
-                        socks[i], int(batch["family"][i]), a, int(batch["sport"][i]), owner
-                    )
-            elif kind == Kind.TCP_ESTABLISHED:
-                s, d = saddr[i * 16 : i * 16 + 16], daddr[i * 16 : i * 16 + 16]
-                self._established(batch, i, socks[i], flags[i], (s, d))
+    def _attribute(self, cols: _Columns, records: list[bytes]) -> None:
+        for i, kind in enumerate(cols.kind):
+            if kind == Kind.TCP_ESTABLISHED:
+                self._established(cols, i)
             elif kind == Kind.TCP_CLOSE:
-                self._close(batch, i, socks[i], flags[i], saddr[i * 16 : i * 16 + 16])
+                self._close(cols, i)
+            elif kind == Kind.TCP_CONNECT or kind == Kind.UDP_SEND:  # noqa: PLR1714
+                owner = cols.owner(i, self._resolve(cols.pid[i]))
+                cols.netns[i] = owner.netns
+                if kind == Kind.TCP_CONNECT:
+                    self.sockets[cols.sock[i]] = owner
+            elif kind == Kind.TCP_LISTEN:
+                owner = cols.owner(i, self._resolve(cols.pid[i]))
+                cols.netns[i] = owner.netns
+                self.sockets[cols.sock[i]] = owner
+                laddr = cols.addresses(i)[0]
+                self._add_listener(
+                    Listener(cols.sock[i], cols.family[i], laddr, cols.sport[i], owner)
+                )
+            elif kind == Kind.EXEC:
+                self._exec(cols, i, records[i][EVENT_SIZE:])
+            elif kind == Kind.FORK:
+                self.netns.forget(cols.pid[i])  # a recycled pid: whatever we knew is stale
+                self.netns.inherit(cols.pid[i], cols.ppid[i])
+                cols.netns[i] = self._resolve(cols.pid[i])
+            elif kind == Kind.EXIT:
+                cols.netns[i] = self.netns.forget(cols.pid[i]) or 0
 
-    def _owner_here(self, batch: EventArray, i: int) -> Owner:
-        pid = int(batch["pid"][i])
-        netns = self.netns.resolve(pid)
-        batch["netns"][i] = netns
-        return Owner(pid, int(batch["uid"][i]), netns, bytes(batch["comm"][i]))
+    def _resolve(self, pid: int) -> int:
+        return self.netns.resolve(pid)
 
-    def _exec(self, batch: EventArray, i: int, tail: bytes) -> None:
-        pid = int(batch["pid"][i])
+    def _exec(self, cols: _Columns, i: int, tail: bytes) -> None:
+        pid = cols.pid[i]
         filename = tail.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
         self.netns.forget(pid)
         ids = read_ids(pid)
         cmdline = read_cmdline(pid) if ids is not None else None
-        if ids is not None and ids.name != comm_text(bytes(batch["comm"][i])):
+        if ids is not None and ids.name != comm_text(cols.comm[i]):
             ids = cmdline = None  # it has exec'd again since: what /proc says is not ours
             self.gaps.add(GAP_EXEC_AGAIN)
         elif ids is None or cmdline is None:
             self.gaps.add(GAP_EXEC_GONE)
         if ids is not None:
-            batch["netns"][i] = self.netns.resolve(pid)
-            if not batch["ppid"][i]:
-                batch["ppid"][i] = ids.ppid
-            batch["euid"][i] = ids.euid
+            cols.netns[i] = self._resolve(pid)
+            cols.ppid[i] = cols.ppid[i] or ids.ppid
+            cols.euid[i] = ids.euid
         else:
-            batch["euid"][i] = batch["uid"][i]
-        batch["str_a"][i] = self.strings.intern(filename)
-        batch["str_b"][i] = self.strings.intern(cmdline or "")
+            cols.euid[i] = cols.uid[i]
+        cols.str_a[i] = self.strings.intern(filename)
+        cols.str_b[i] = self.strings.intern(cmdline or "")
 
-    def _established(
-        self, batch: EventArray, i: int, sock: int, flag: int, addrs: tuple[bytes, bytes]
-    ) -> None:
-        saddr, daddr = addrs
-        sport, dport = int(batch["sport"][i]), int(batch["dport"][i])
-        family = int(batch["family"][i])
-        if flag & Flag.ACTIVE:
+    def _established(self, cols: _Columns, i: int) -> None:
+        saddr, daddr = cols.addresses(i)
+        sock = cols.sock[i]
+        if cols.flags[i] & _ACTIVE:
             owner = self.sockets.get(sock)
-            if owner is not None:
-                self.recent_active[(saddr, sport, daddr, dport)] = owner.netns
-                if len(self.recent_active) > _RECENT_ACTIVE_MAX:
-                    self.recent_active.popitem(last=False)
+            if owner is None:
+                self.gaps.add(GAP_UNKNOWN_SOCKET)
+                return
+            self.recent_active[(saddr, cols.sport[i], daddr, cols.dport[i])] = owner.netns
+            if len(self.recent_active) > _RECENT_ACTIVE_MAX:
+                self.recent_active.popitem(last=False)
         else:
-            owner = self._listener_owner(family, saddr, sport, daddr, dport)
-            if owner is not None:
-                self.sockets[sock] = owner
-        self._fill(batch, i, owner, GAP_UNKNOWN_SOCKET if flag & Flag.ACTIVE else None)
+            owner = self._listener_owner(
+                cols.family[i], (saddr, cols.sport[i]), (daddr, cols.dport[i])
+            )
+            if owner is None:
+                return
+            self.sockets[sock] = owner
+        cols.set_owner(i, owner)
 
-    def _close(self, batch: EventArray, i: int, sock: int, flag: int, saddr: bytes) -> None:
+    def _close(self, cols: _Columns, i: int) -> None:
+        sock = cols.sock[i]
         owner = self.sockets.pop(sock, None)
-        if flag & Flag.LISTENER:
-            port = int(batch["sport"][i])
-            family = int(batch["family"][i])
-            kept = [
+        if cols.flags[i] & _LISTENER:
+            saddr = cols.addresses(i)[0]
+            family = cols.family[i]
+            self.listeners[cols.sport[i]] = [
                 lst
-                for lst in self.listeners.get(port, [])
+                for lst in self.listeners.get(cols.sport[i], [])
                 if lst.sock != sock
                 and not (owner is None and lst.addr == saddr and lst.family == family)
             ]
-            self.listeners[port] = kept
-        self._fill(batch, i, owner, GAP_UNKNOWN_SOCKET)
-
-    def _fill(self, batch: EventArray, i: int, owner: Owner | None, gap: str | None) -> None:
         if owner is None:
-            if gap:
-                self.gaps.add(gap)
+            self.gaps.add(GAP_UNKNOWN_SOCKET)
             return
-        batch["pid"][i] = owner.pid
-        batch["uid"][i] = owner.uid
-        batch["netns"][i] = owner.netns
-        batch["comm"][i] = owner.comm
+        cols.set_owner(i, owner)
 
-    def _add_listener(self, sock: int, family: int, addr: bytes, port: int, owner: Owner) -> None:
-        entries = [lst for lst in self.listeners[port] if lst.sock != sock]
-        entries.append(Listener(sock, family, addr, port, owner))
-        self.listeners[port] = entries
+    def _add_listener(self, listener: Listener) -> None:
+        entries = [lst for lst in self.listeners[listener.port] if lst.sock != listener.sock]
+        entries.append(listener)
+        self.listeners[listener.port] = entries
 
     def _listener_owner(
-        self, family: int, laddr: bytes, port: int, raddr: bytes, rport: int
+        self, family: int, local: tuple[bytes, int], remote: tuple[bytes, int]
     ) -> Owner | None:
+        laddr, port = local
         candidates = [lst for lst in self.listeners.get(port, []) if lst.accepts(family, laddr)]
         exact = [lst for lst in candidates if lst.addr == laddr]
         pool = exact or candidates
         if len({lst.owner.netns for lst in pool}) > 1:
             # Loopback never leaves a namespace: the connecting side tells which one.
-            client_ns = self.recent_active.pop((raddr, rport, laddr, port), None)
+            client_ns = self.recent_active.pop((*remote, *local), None)
             if is_loopback(family, laddr) and client_ns is not None:
                 pool = [lst for lst in pool if lst.owner.netns == client_ns]
             else:
@@ -433,15 +481,15 @@ class EbpfSource(EventSource):
         self._thread: threading.Thread | None = None
         self._attributor: Attributor | None = None
         self._events = 0
-        self._lost_base = 0
-        self._lost_final: int | None = None
+        self._base = (0, 0)  # kernel counters (attempted, lost) at start
+        self._final: tuple[int, int] | None = None
         self._error: BaseException | None = None
 
     def start(self, strings: StringTable) -> None:
         program = self._live_program()
         self._attributor = Attributor(strings, self._netns, self._gaps)
         program.drain()  # leftovers from a previous session using this program
-        self._lost_base = program.lost_total()
+        self._base = (program.attempts_total(), program.lost_total())
         try:
             program.attach()
         except Exception as e:
@@ -471,18 +519,26 @@ class EbpfSource(EventSource):
             self._thread = None
         program.detach()
         self._deliver(program.drain())
-        self._lost_final = program.lost_total() - self._lost_base
+        self._final = self.kernel_counts()
         _release_program(program, self._pages)
         self._program = None
 
     def stats(self) -> SourceStats:
-        if self._lost_final is not None:
-            lost = self._lost_final
-        elif self._program is not None:
-            lost = self._program.lost_total() - self._lost_base
-        else:
-            lost = 0
-        return SourceStats(events=self._events, lost=lost, gaps=self._gaps.statements())
+        return SourceStats(
+            events=self._events, lost=self.kernel_counts()[1], gaps=self._gaps.statements()
+        )
+
+    def kernel_counts(self) -> tuple[int, int]:
+        """(events the kernel program tried to emit, events it lost) since start, so
+        that ``delivered + lost == attempted`` can be checked once stopped."""
+        if self._final is not None:
+            return self._final
+        if self._program is None:
+            return (0, 0)
+        return (
+            self._program.attempts_total() - self._base[0],
+            self._program.lost_total() - self._base[1],
+        )
 
     def _live_program(self) -> _Program:
         if self._program is None:

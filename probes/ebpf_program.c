@@ -85,6 +85,8 @@ struct rba_exec {
 
 BPF_RINGBUF_OUTPUT(events, RBA_RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(lost, u64, 1);
+// Every reserve attempted, so delivered + lost == attempted can be checked exactly.
+BPF_PERCPU_ARRAY(attempts, u64, 1);
 
 // tgid -> parent tgid, learnt from forks (exec reports it; user space fills the rest).
 BPF_TABLE("lru_hash", u32, u32, parent_of, 65536);
@@ -95,6 +97,13 @@ BPF_TABLE("lru_hash", u32, int, exit_codes, 4096);
 // tid -> socket() arguments in flight; (tgid << 32 | fd) -> FD_UDP or FD_OTHER.
 BPF_TABLE("lru_hash", u32, u32, socket_args, 4096);
 BPF_TABLE("lru_hash", u64, u8, fd_kind, 65536);
+
+static __always_inline void count_attempt(void) {
+    int zero = 0;
+    u64 *n = attempts.lookup(&zero);
+    if (n)
+        (*n)++;
+}
 
 static __always_inline void count_lost(void) {
     int zero = 0;
@@ -114,6 +123,7 @@ static __always_inline void fill_task(struct rba_event *ev, u8 kind) {
 }
 
 static __always_inline struct rba_event *reserve_task(u8 kind) {
+    count_attempt();
     struct rba_event *ev = events.ringbuf_reserve(sizeof(struct rba_event));
     if (!ev) {
         count_lost();
@@ -126,6 +136,7 @@ static __always_inline struct rba_event *reserve_task(u8 kind) {
 // ---- processes ---------------------------------------------------------------------
 
 TRACEPOINT_PROBE(sched, sched_process_exec) {
+    count_attempt();
     struct rba_exec *rec = events.ringbuf_reserve(sizeof(struct rba_exec));
     if (!rec) {
         count_lost();
@@ -234,6 +245,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
     } else {
         return 0;
     }
+    count_attempt();
     struct rba_event *ev = events.ringbuf_reserve(sizeof(struct rba_event));
     if (!ev) {
         count_lost();

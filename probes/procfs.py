@@ -70,35 +70,37 @@ class NetnsCache:
     that is already gone resolves to 0 and counts a gap."""
 
     def __init__(self, gaps: GapCounter) -> None:
-        self._cache: dict[int, int] = {}
+        self._cache: dict[int, int | None] = {}  # 0 = gone, None = denied
         self._gaps = gaps
         own = netns_inode("self")
         self.own = own or 0
 
     def resolve(self, pid: int) -> int:
         """The netns inode of ``pid`` (0 when it cannot be known)."""
-        found = self._cache.get(pid)
-        if found is not None:
-            return found
-        if pid == 0:
+        if not pid:
             return 0
+        if pid in self._cache:
+            found = self._cache[pid]
+        else:
+            found = self._cache[pid] = self._read(pid)
+        if not found:
+            self._gaps.add(GAP_NETNS_DENIED if found is None else GAP_NETNS_GONE)
+            return 0
+        return found
+
+    def _read(self, pid: int) -> int | None:
+        """The inode, 0 when the process is gone, None when denied."""
         try:
-            inode = netns_inode(pid)
+            return netns_inode(pid) or 0
         except PermissionError:
-            self._gaps.add(GAP_NETNS_DENIED)
-            return 0
-        if inode is None:
-            self._gaps.add(GAP_NETNS_GONE)
-            return 0
-        self._cache[pid] = inode
-        return inode
+            return None
 
     def inherit(self, child: int, parent: int) -> None:
         """A forked child starts in its parent's namespace (when the parent's is known)."""
         known = self._cache.get(parent)
-        if known is not None:
+        if known:
             self._cache[child] = known
 
     def forget(self, pid: int) -> int | None:
-        """Drop ``pid``'s entry (exec or exit) and return what it was."""
-        return self._cache.pop(pid, None)
+        """Drop ``pid``'s entry (exec, exit, or a fork reusing it) and return what it was."""
+        return self._cache.pop(pid, None) or None
