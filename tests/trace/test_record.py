@@ -108,3 +108,12 @@ def test_hostile_start_record_is_an_error_not_a_crash(tmp_path: Path) -> None:
     info = describe(str(path))
     text = render_info(info)
     assert "malformed end record" in text and "window: unknown .. no end marker" in text
+
+
+def test_unwritable_trace_location_is_refused_before_the_window(tmp_path: Path) -> None:
+    from behavior.errors import UsageError
+
+    with pytest.raises(UsageError, match="cannot write trace"):
+        TraceRecorder(str(tmp_path / "missing-dir" / "t.rbt"), purpose="capture")
+    with pytest.raises(UsageError, match="cannot write trace"):
+        TraceRecorder(str(tmp_path), purpose="capture")
