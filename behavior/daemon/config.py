@@ -41,6 +41,8 @@ class Template:
     duration_s: float
     rules: frozenset[str] | None = None  # None: every rule
     schedule: Schedule | None = None
+    trace: bool = False  # also record the run's trace (runs/<id>/trace.rbt)
+    redact_cmdline: bool = False  # hash command-line arguments in that trace
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def parse_config(
 def _parse_template(
     where: str, table: Mapping[str, Any], known_rules: frozenset[str] | None
 ) -> Template:
-    _only_keys(where, table, {"name", "duration", "rules", "schedule"})
+    _only_keys(where, table, {"name", "duration", "rules", "schedule", "trace", "redact_cmdline"})
     name = table.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise UsageError(
@@ -166,6 +168,10 @@ def _parse_template(
             schedule = parse_schedule(text)
         except UsageError as e:
             raise UsageError(f"{where}.schedule: {e}") from e
+    trace = _get(table, where, "trace", bool, False)
+    redact = _get(table, where, "redact_cmdline", bool, False)
+    if redact and not trace:
+        raise UsageError(f"{where}.redact_cmdline: needs trace = true (it applies to the trace)")
     return Template(
         name=name,
         duration_s=_duration(
@@ -173,6 +179,8 @@ def _parse_template(
         ),
         rules=rules,
         schedule=schedule,
+        trace=trace,
+        redact_cmdline=redact,
     )
 
 

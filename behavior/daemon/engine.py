@@ -16,6 +16,7 @@ from behavior.assess import AssessConfig, Assessment
 from behavior.daemon.config import DaemonConfig, Template
 from behavior.facts.interface import FactSource
 from behavior.formats import Format, render
+from behavior.record import TraceRecorder
 from behavior.report import Report
 from behavior.rules import RULE_IDS
 from probes.backend import ProbeSession, open_session
@@ -43,13 +44,16 @@ class RunLogObserver:
 
 @dataclass
 class DaemonRun:
-    """An assessment and the live fact source it owns."""
+    """An assessment, the live fact source it owns, and optionally its trace."""
 
     assessment: Assessment
     facts: FactSource
+    recorder: TraceRecorder | None = None
 
     def feed(self, events: EventArray) -> None:
-        """Fold a batch from the shared session into this run."""
+        """Fold a batch from the shared session into this run (and its trace)."""
+        if self.recorder is not None:
+            self.recorder.events(events)
         self.assessment.feed(events)
 
     def finish(
@@ -61,8 +65,15 @@ class DaemonRun:
         sources: Sequence[str],
         notices: Sequence[str],
     ) -> Report:
-        """Evaluate the rules now and release the fact source."""
+        """Evaluate the rules now and release the fact source (and close the trace)."""
         try:
+            if self.recorder is not None:
+                self.recorder.end(
+                    ended_at_ns=ended_at_ns,
+                    partial=partial,
+                    source_stats=source_stats,
+                    notices=notices,
+                )
             return self.assessment.finish(
                 ended_at_ns=ended_at_ns,
                 partial=partial,
@@ -71,11 +82,15 @@ class DaemonRun:
                 notices=notices,
             )
         finally:
-            self.facts.close()
+            self.close()  # after finish: facts gathered while finishing are in the trace
 
     def close(self) -> None:
-        """Release the fact source of a run that will not be finished."""
-        self.facts.close()
+        """Release the fact source and close the trace (safe to call twice)."""
+        try:
+            self.facts.close()
+        finally:
+            if self.recorder is not None:
+                self.recorder.close()
 
 
 def known_rules() -> frozenset[str]:
@@ -84,13 +99,23 @@ def known_rules() -> frozenset[str]:
 
 
 def new_run(
-    template: Template, config: DaemonConfig, *, strings: StringTable, run_id: str
+    template: Template,
+    config: DaemonConfig,
+    *,
+    strings: StringTable,
+    sources: Sequence[str],
+    run_id: str,
+    trace_path: str,
 ) -> DaemonRun:
-    """A fresh assessment window for ``template`` that interns into ``strings``."""
+    """A fresh assessment window for ``template`` that interns into ``strings``; with
+    ``template.trace`` it also records its trace at ``trace_path``."""
     from behavior.facts.live import LiveFactSource, current_host
 
     host = current_host()
-    facts = LiveFactSource(host=host)
+    recorder = None
+    if template.trace:
+        recorder = TraceRecorder(trace_path, purpose="assess", redact=template.redact_cmdline)
+    facts = LiveFactSource(host=host, sink=recorder.fact if recorder else None)
     assess_config = AssessConfig(
         duration_s=template.duration_s,
         rules=template.rules,
@@ -106,10 +131,21 @@ def new_run(
             run_id=run_id,
             host=host,
         )
+        if recorder is not None:
+            recorder.begin(
+                run_id=run_id,
+                host=host,
+                started_at_ns=assessment.started_at_ns,
+                config=assess_config,
+                sources=tuple(sources),
+                strings=strings,
+            )
     except BaseException:
         facts.close()
+        if recorder is not None:
+            recorder.close()
         raise
-    return DaemonRun(assessment, facts)
+    return DaemonRun(assessment, facts, recorder)
 
 
 def open_probe_session(choice: str, poll_interval: float) -> ProbeSession:

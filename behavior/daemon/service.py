@@ -38,6 +38,7 @@ from behavior.daemon.store import (
     COMPLETED,
     EVALUATING,
     FAILED,
+    TRACE_FILE,
     RunRecord,
     RunStore,
     StoreError,
@@ -84,6 +85,7 @@ class Daemon:
         self._stop_signal: str | None = None
         self._reload_requested = False
         self._starting = 0  # runs between acceptance and attachment to the probes
+        self._abandoned: set[str] = set()  # runs given up at shutdown: their state is final
         self._started = time.time()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -145,6 +147,9 @@ class Daemon:
     def _shutdown(self) -> int:
         deadline = time.monotonic() + SHUTDOWN_BUDGET_S
         log.info("%s received: ending %d active run(s) early", self._stop_signal, len(self._active))
+        # A run still attaching to the probes is let in first, so that it is ended too.
+        while self._starting and time.monotonic() < deadline - SHUTDOWN_BUDGET_S / 2:
+            time.sleep(0.05)
         with self._lock:
             collecting = [r for r in self._active.values() if r.finisher is None]
         for run in collecting:
@@ -156,11 +161,13 @@ class Daemon:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._lock:
             late = list(self._active.values())
+            self._abandoned.update(run.record.id for run in late)
         for run in late:
             self._save(
                 run.record.with_changes(
                     state=FAILED, reason="evaluation did not finish before the daemon exited"
-                )
+                ),
+                force=True,
             )
         log.info("daemon stopped")
         return 0
@@ -235,8 +242,15 @@ class Daemon:
     def _attach(self, record: RunRecord, template: Template) -> ActiveRun:
         holder: dict[str, engine.DaemonRun] = {}
 
-        def make_sink(strings: StringTable) -> Callable[[Any], None]:
-            holder["run"] = engine.new_run(template, self.config, strings=strings, run_id=record.id)
+        def make_sink(strings: StringTable, sources: tuple[str, ...]) -> Callable[[Any], None]:
+            holder["run"] = engine.new_run(
+                template,
+                self.config,
+                strings=strings,
+                sources=sources,
+                run_id=record.id,
+                trace_path=os.path.join(self.store.run_dir(record.id), TRACE_FILE),
+            )
             return holder["run"].feed
 
         try:
@@ -392,6 +406,7 @@ class Daemon:
             self._copy_findings(record.id, report)
         except Exception as e:  # one run's failure must not take the daemon down
             log.exception("run %s: evaluation failed", record.id)
+            self.probes.health.last_error = f"run {record.id}: evaluation failed: {e}"
             self._finish(run, record.with_changes(state=FAILED, reason=f"evaluation failed: {e}"))
             return
         final = record.with_changes(
@@ -446,8 +461,10 @@ class Daemon:
 
     # --- store and schedule ----------------------------------------------------------
 
-    def _save(self, record: RunRecord) -> None:
+    def _save(self, record: RunRecord, *, force: bool = False) -> None:
         with self._lock:
+            if record.id in self._abandoned and not force:
+                return  # an evaluation that outlived the shutdown budget: already failed
             self._records[record.id] = record
         try:
             self.store.save(record)

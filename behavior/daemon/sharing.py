@@ -106,11 +106,14 @@ class SharedSession:
         return self._session is not None
 
     def subscribe(
-        self, key: str, make_sink: Callable[[StringTable], Sink], on_error: ErrorCallback
+        self,
+        key: str,
+        make_sink: Callable[[StringTable, tuple[str, ...]], Sink],
+        on_error: ErrorCallback,
     ) -> Subscription:
         """Attach a run, opening the session if none is open. ``make_sink`` receives the
-        session's string table. Raises whatever opening the session or ``make_sink``
-        raises.
+        session's string table and source names. Raises whatever opening the session or
+        ``make_sink`` raises.
 
         The first run gets the session's own start snapshot through its first read. A run
         joining an open session first gets a fresh snapshot of its own, taken with the lock
@@ -121,7 +124,7 @@ class SharedSession:
                 self._open()
             assert self._session is not None and self._strings is not None
             try:
-                sink = make_sink(self._strings)
+                sink = make_sink(self._strings, tuple(self._session.sources))
                 if late:
                     sink(self._snapshotter(self._strings))
             except BaseException:

@@ -33,6 +33,7 @@ ACTIVE_STATES = (COLLECTING, EVALUATING)
 STATES = (COLLECTING, EVALUATING, COMPLETED, FAILED, CANCELED)
 STATE_FILE = "state.json"
 REPORT_FILE = "report.json"
+TRACE_FILE = "trace.rbt"  # templates with trace = true
 
 
 class StoreError(RbaError):

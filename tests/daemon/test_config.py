@@ -135,3 +135,16 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(str(tmp_path / "absent.toml"))
+
+
+def test_trace_options(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(tmp_path, "[[template]]\nname='t'\nduration='1m'\ntrace=true\nredact_cmdline=true\n")
+    )
+    assert cfg.templates[0].trace and cfg.templates[0].redact_cmdline
+    path = write(tmp_path, "[[template]]\nname='t'\nduration='1m'\nredact_cmdline=true\n")
+    with pytest.raises(ConfigError, match=r"template\[0\].redact_cmdline: needs trace = true"):
+        load_config(path)
+    path = write(tmp_path, "[[template]]\nname='t'\nduration='1m'\ntrace='yes'\n")
+    with pytest.raises(ConfigError, match=r"template\[0\].trace: must be a bool"):
+        load_config(path)

@@ -33,6 +33,11 @@ duration = "3s"
 [[template]]
 name = "long"
 duration = "60s"
+
+[[template]]
+name = "traced"
+duration = "3s"
+trace = true
 """
 
 
@@ -196,12 +201,12 @@ def test_sighup_with_broken_config_keeps_the_old_one(daemon: DaemonProcess) -> N
         time.sleep(0.1)
     refused = [line for line in daemon.log().splitlines() if "reload" in line]
     assert len(refused) == 1, refused
-    assert "template[2].duration: invalid duration '5 days'" in refused[0]
-    assert [t["name"] for t in daemon.status()["templates"]] == ["short", "long"]
+    assert "template[3].duration: invalid duration '5 days'" in refused[0]
+    assert [t["name"] for t in daemon.status()["templates"]] == ["short", "long", "traced"]
     daemon.write_config(TEMPLATES + '\n[[template]]\nname = "added"\nduration = "2s"\n')
     daemon.signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while len(daemon.status()["templates"]) != 3 and time.monotonic() < deadline:
+    while len(daemon.status()["templates"]) != 4 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert daemon.wait_finished(daemon.request("run", template="added"))["state"] == "completed"
 
@@ -210,11 +215,11 @@ def test_overlapping_runs_share_one_probe_session(daemon: DaemonProcess) -> None
     idle = listener()  # listening before both windows: each must see it in its snapshot
     port = idle.getsockname()[1]
     try:
-        first = daemon.request("run", template="short")
+        first = daemon.request("run", template="traced")
         programs, attached = daemon.fds_to(BPF_PROG), daemon.fds_to(PERF_EVENT)
         assert programs > 0 and attached > 0
         time.sleep(1.0)
-        second = daemon.request("run", template="short")
+        second = daemon.request("run", template="traced")
         # A second session would load a second copy of the programs and attach it.
         assert (daemon.fds_to(BPF_PROG), daemon.fds_to(PERF_EVENT)) == (programs, attached)
         probes = daemon.status()["daemon"]["probes"]
@@ -235,6 +240,14 @@ def test_overlapping_runs_share_one_probe_session(daemon: DaemonProcess) -> None
             if f["rule_id"] == "unused-listening-port"
         ]
         assert port in ports, (run_id, ports)
+        # The run's trace replays, without privileges, to the very same findings.
+        trace = daemon.state_dir / "runs" / run_id / "trace.rbt"
+        assert stat.S_IMODE(trace.stat().st_mode) == 0o600
+        replayed = run_rba("replay", str(trace), "--format", "json")
+        assert replayed.returncode == 0, replayed.stderr
+        again = json.loads(replayed.stdout)
+        assert again["findings"] == report["findings"]
+        assert again["run"] == {**report["run"], "replayed": True}  # type: ignore[dict-item]
 
 
 def test_scheduled_template_runs_and_retention_bounds_the_store(tmp_path: Path) -> None:
