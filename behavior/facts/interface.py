@@ -13,8 +13,9 @@ findings byte for byte.
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from binanalysis.interface import BinaryFacts
@@ -25,7 +26,7 @@ class FactError(Exception):
     """Base error of the facts layer (for example a malformed recorded fact)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PathStat:
     """Owner, group and mode (``st_mode``, including the file type bits) of one path."""
 
@@ -34,7 +35,7 @@ class PathStat:
     mode: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostFact:
     """Who the host is. ``netns`` is the host's network namespace inode: listeners in
     other namespaces (containers, test peers) are not the host's own."""
@@ -44,7 +45,7 @@ class HostFact:
     netns: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CoverageFact:
     """What the fact gatherer could read on this machine; ``reason`` says why not."""
 
@@ -53,7 +54,7 @@ class CoverageFact:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessFact:
     """One process image (a pid between two execs), read from ``/proc`` while it lived.
 
@@ -78,7 +79,7 @@ class ProcessFact:
     seen_ns: int  # wall time of the event that revealed the process
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileFact:
     """A module file: its permissions, owning package (None = unpackaged) and binary
     verdicts (None when the file is not an executable format or was not analysed).
@@ -91,7 +92,7 @@ class FileFact:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DirFact:
     """A directory on a module's path, with its permissions (None if unreadable)."""
 
@@ -99,7 +100,7 @@ class DirFact:
     stat: PathStat | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UserFact:
     """The name of a uid, as the host's user database gave it."""
 
@@ -107,7 +108,7 @@ class UserFact:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GapFact:
     """Something the gatherer could not see, e.g. a process that exited before its memory
     map was read. ``kind`` groups gaps for the report; ``subject`` names the instance."""
@@ -135,11 +136,17 @@ class FactSet:
     dirs: dict[str, DirFact] = field(default_factory=dict)
     users: dict[int, str] = field(default_factory=dict)
     gaps: dict[str, set[str]] = field(default_factory=dict)
+    # Identical module lists are shared: a long window holds many images of few programs.
+    _module_lists: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
     def add(self, fact: Fact) -> None:
         """Merge one fact. Order-independent except that later host/coverage facts win."""
         if isinstance(fact, ProcessFact):
-            self.processes[fact.key] = _merge_process(self.processes.get(fact.key), fact)
+            merged = _merge_process(self.processes.get(fact.key), fact)
+            modules = self._module_lists.setdefault(merged.modules, merged.modules)
+            if modules is not merged.modules or merged.exe is not sys.intern(merged.exe):
+                merged = replace(merged, modules=modules, exe=sys.intern(merged.exe))
+            self.processes[fact.key] = merged
         elif isinstance(fact, FileFact):
             self.files[fact.path] = fact
         elif isinstance(fact, DirFact):
@@ -243,6 +250,10 @@ def _stat_from(value: Any) -> PathStat | None:
     return PathStat(int(uid), int(gid), int(mode))
 
 
+def _fields(fact: Fact) -> dict[str, Any]:
+    return {f.name: getattr(fact, f.name) for f in fields(fact)}
+
+
 def fact_to_dict(fact: Fact) -> dict[str, Any]:
     """A JSON-ready dict for ``fact`` with a ``type`` tag; :func:`fact_from_dict` inverts it."""
     out: dict[str, Any] = {"type": _NAMES[type(fact)]}
@@ -257,9 +268,9 @@ def fact_to_dict(fact: Fact) -> dict[str, Any]:
     elif isinstance(fact, DirFact):
         out |= {"path": fact.path, "stat": _stat_to_dict(fact.stat)}
     elif isinstance(fact, ProcessFact):
-        out |= fact.__dict__ | {"cmdline": list(fact.cmdline), "modules": list(fact.modules)}
+        out |= _fields(fact) | {"cmdline": list(fact.cmdline), "modules": list(fact.modules)}
     else:
-        out |= fact.__dict__
+        out |= _fields(fact)
     return out
 
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from behavior.observations import Connection
-from behavior.rules.interface import RuleInfo, RuleInput, RuleResult, finding, process_evidence
+from behavior.rules.interface import (
+    RuleInfo,
+    RuleInput,
+    RuleResult,
+    finding,
+    listed_pids,
+    process_evidence,
+)
 from behavior.rules.protocols import classify_client, program_names
 
 POLLING_NOTE = (
@@ -33,7 +40,7 @@ def evaluate_clients(info: RuleInfo, inp: RuleInput, *, login: bool) -> RuleResu
         first, protocol, basis = members[0]
         evidence: dict[str, Any] = {
             "process": process_evidence(inp, first.pid, uid=first.uid, comm=first.comm),
-            "pids": sorted({c.pid for c, _, _ in members}),
+            "pids": listed_pids(c.pid for c, _, _ in members),
             "remote": {"address": first.remote, "port": first.port},
             "transport": first.transport,
             "protocol": protocol,

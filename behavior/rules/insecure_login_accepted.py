@@ -6,7 +6,7 @@ from typing import Any
 
 from behavior.observations import LoginAccepted
 from behavior.report import Severity
-from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding
+from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding, listed_pids
 
 INFO = RuleInfo(
     id="insecure-login-accepted",
@@ -36,7 +36,7 @@ def evaluate(inp: RuleInput) -> RuleResult:
             "server": server,
             "server_pid": first.server_pid,
             "program": first.program,
-            "pids": sorted({m.pid for m in members}),
+            "pids": listed_pids(m.pid for m in members),
             "basis": "program",
         }
         if session is not None:

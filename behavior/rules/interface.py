@@ -7,7 +7,7 @@ replayed trace and a live run give the same findings by construction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -108,7 +108,9 @@ def process_evidence(inp: RuleInput, pid: int, *, uid: int, comm: str = "") -> d
     }
 
 
-def first_of(values: Sequence[int]) -> int:
-    """The smallest non-zero value, or 0."""
-    nonzero = [v for v in values if v]
-    return min(nonzero) if nonzero else 0
+MAX_LISTED_PIDS = 20
+
+
+def listed_pids(pids: Iterable[int]) -> list[int]:
+    """The pids to list in evidence: sorted, at most MAX_LISTED_PIDS (``count`` says all)."""
+    return sorted(set(pids))[:MAX_LISTED_PIDS]

@@ -10,7 +10,15 @@ from typing import Any
 
 from behavior.facts.interface import FactSet, PathStat, ProcessFact
 from behavior.report import Severity
-from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding, mode_text
+from behavior.rules.interface import (
+    Rule,
+    RuleInfo,
+    RuleInput,
+    RuleResult,
+    finding,
+    listed_pids,
+    mode_text,
+)
 
 INFO = RuleInfo(
     id="root-process-insecure-permissions",
@@ -111,7 +119,7 @@ def evaluate(inp: RuleInput) -> RuleResult:
         proc, role, offence = members[0]
         evidence: dict[str, Any] = {
             "pid": proc.pid,
-            "pids": sorted({p.pid for p, _, _ in members}),
+            "pids": listed_pids(p.pid for p, _, _ in members),
             "user": inp.facts.user_name(proc.uid),
             "euid": proc.euid,
             "exe": exe,

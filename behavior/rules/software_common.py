@@ -65,6 +65,16 @@ def file_finding(info: RuleInfo, use: FileUse, extra: dict[str, Any]) -> Any:
     )
 
 
+def mitigation(name: str) -> Callable[[FileUse], tuple[bool | None, str]]:
+    """The verdict named ``name`` (``stack_cookies``, ``aslr``...) of a used file."""
+
+    def verdict_of(use: FileUse) -> tuple[bool | None, str]:
+        verdict = getattr(use.file.binary, name)
+        return verdict.value, verdict.reason
+
+    return verdict_of
+
+
 def evaluate_verdict(
     info: RuleInfo, inp: RuleInput, verdict_of: Callable[[FileUse], tuple[bool | None, str]]
 ) -> RuleResult:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from behavior.report import Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult
 from behavior.rules.software_common import (
-    FileUse,
     binary_analysis_unavailable,
     evaluate_verdict,
+    mitigation,
 )
 
 INFO = RuleInfo(
@@ -23,14 +23,9 @@ INFO = RuleInfo(
 )
 
 
-def _verdict(use: FileUse) -> tuple[bool | None, str]:
-    assert use.file.binary is not None
-    return use.file.binary.aslr.value, use.file.binary.aslr.reason
-
-
 def evaluate(inp: RuleInput) -> RuleResult:
     """Files whose ASLR verdict is False."""
-    return evaluate_verdict(INFO, inp, _verdict)
+    return evaluate_verdict(INFO, inp, mitigation("aslr"))
 
 
 RULE = Rule(INFO, evaluate, binary_analysis_unavailable)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from behavior.report import Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult
 from behavior.rules.software_common import (
-    FileUse,
     binary_analysis_unavailable,
     evaluate_verdict,
+    mitigation,
 )
 
 INFO = RuleInfo(
@@ -22,14 +22,9 @@ INFO = RuleInfo(
 )
 
 
-def _verdict(use: FileUse) -> tuple[bool | None, str]:
-    assert use.file.binary is not None
-    return use.file.binary.stack_cookies.value, use.file.binary.stack_cookies.reason
-
-
 def evaluate(inp: RuleInput) -> RuleResult:
     """Files whose stack-cookie verdict is False (Go, .NET IL and no-code files are None)."""
-    return evaluate_verdict(INFO, inp, _verdict)
+    return evaluate_verdict(INFO, inp, mitigation("stack_cookies"))
 
 
 RULE = Rule(INFO, evaluate, binary_analysis_unavailable)
