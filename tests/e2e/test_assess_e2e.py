@@ -20,7 +20,15 @@ from typing import Any
 import pytest
 
 from tests.support.assess import AssessRun, Finding, Report, evidence_value
-from tests.support.scenarios import IDLE_PORT, USED_PORT, Lab, ScenarioRun, drive, lab
+from tests.support.scenarios import (
+    FTP_ALT_PORT,
+    IDLE_PORT,
+    USED_PORT,
+    Lab,
+    ScenarioRun,
+    drive,
+    lab,
+)
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 
@@ -237,6 +245,23 @@ def test_curl_https_gives_nothing(ebpf: Window, the_lab: Lab) -> None:
 @pytest.mark.ebpf
 def test_host_vsftpd_is_insecure_server_protocol(ebpf: Window, the_lab: Lab) -> None:
     _check_host_vsftpd(ebpf, the_lab)
+
+
+@pytest.mark.ebpf
+def test_vsftpd_on_port_2121_is_known_by_its_program_and_used(ebpf: Window, the_lab: Lab) -> None:
+    server = the_lab.host["vsftpd_alt"]
+    assert "230 Login successful." in ebpf.scenario.ftp_from_peer.output
+    found = [
+        f
+        for f in ebpf.report.select("insecure-server-protocol", port=FTP_ALT_PORT)
+        if evidence_value(f, "process.pid") == server.pid
+    ]
+    assert len(found) == 1, ebpf.report.summary()
+    ev = found[0]["evidence"]
+    assert (ev["protocol"], ev["basis"]) == ("ftp", "program")  # 2121 is no protocol's port
+    assert (ev["usage"], ev["accepted"]) == ("used", 1)
+    unused = ebpf.report.select("unused-listening-port", port=FTP_ALT_PORT, process__pid=server.pid)
+    assert unused == []
 
 
 @pytest.mark.ebpf

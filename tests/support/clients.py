@@ -87,11 +87,17 @@ def ftp(
     user: str = "anonymous",
     hold: float = 0.0,
     timeout: float = 10.0,
+    ns: PeerNamespace | None = None,
 ) -> ClientRun:
-    """Log in with tnftp (``ftp -n -v``): USER, PWD, then QUIT after ``hold`` seconds."""
+    """Log in with tnftp (``ftp -n -v``): USER, PWD, then QUIT after ``hold`` seconds.
+    From inside ``ns`` when given (``ip netns exec`` execs: the pid is still tnftp's)."""
     argv = ("ftp", "-n", "-v", address, str(port))
     proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ns.cmd(argv) if ns is not None else argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdin is not None
     proc.stdin.write(f"user {user}\npwd\n")

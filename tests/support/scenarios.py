@@ -2,8 +2,9 @@
 observe (assess, capture/replay, daemon).
 
 :func:`lab` sets up, before any window opens: the peer namespace with telnetd, vsftpd,
-http.server (80) and an HTTPS server (443); on the host, vsftpd bound to the host side of
-the veth, an idle listener and a listener that will get one connection; gcc-built
+http.server (80) and an HTTPS server (443); on the host side of the veth, vsftpd on 21
+(nobody connects) and on 2121 (the namespace logs in), an idle listener and a listener
+that will get one connection; gcc-built
 programs; a world-writable directory holding a shared object; a script owned by
 ``nobody``. :func:`drive` then runs the scenario inside an open window and returns the
 pids a test asserts on.
@@ -28,6 +29,7 @@ from tests.support.servers import Server, ServerSet
 # Host listener ports, distinct per test process: rules group listeners by port.
 IDLE_PORT = 41000 + 2 * (os.getpid() % 2000)  # never gets a connection
 USED_PORT = IDLE_PORT + 1  # gets exactly one
+FTP_ALT_PORT = 2121  # host vsftpd on a port no protocol owns: known by its program
 NOBODY_UID = 65534
 
 
@@ -47,7 +49,7 @@ class Lab:
 
     ns: PeerNamespace
     peer: dict[str, Server]  # telnetd, vsftpd, http, https (in the namespace)
-    host: dict[str, Server]  # vsftpd, idle, used (on the host side of the veth)
+    host: dict[str, Server]  # vsftpd, vsftpd_alt, idle, used (host side of the veth)
     files: Files
 
 
@@ -59,6 +61,7 @@ class ScenarioRun:
     ftp: clients.ClientRun
     http: clients.ClientRun
     https: clients.ClientRun
+    ftp_from_peer: clients.ClientRun  # tnftp in the namespace -> host vsftpd on 2121
     used_listener_client: clients.ClientRun
     execstack_pid: int
     hardened_pid: int
@@ -102,6 +105,7 @@ def lab(workdir: Path) -> Iterator[Lab]:
             },
             host={
                 "vsftpd": host.vsftpd(ns.host_ip),
+                "vsftpd_alt": host.vsftpd(ns.host_ip, FTP_ALT_PORT),
                 "idle": host.listener(ns.host_ip, IDLE_PORT),
                 "used": host.listener(ns.host_ip, USED_PORT),
             },
@@ -141,6 +145,7 @@ def drive(lab: Lab, *, hold: float = 0.0, program_ms: int = 50) -> ScenarioRun:
     ftp = clients.ftp(peer)
     http = clients.curl(f"http://{peer}/")
     https = clients.curl(f"https://{peer}/", insecure=True)
+    ftp_from_peer = clients.ftp(lab.ns.host_ip, FTP_ALT_PORT, ns=lab.ns)
     time.sleep(max(0.0, max(0.3, hold) - (time.monotonic() - started)))
     used_listener_client = clients.close_connection(connection)
     _wait_all(background, timeout=max(1.0, float(root_alive) + 10 - (time.monotonic() - started)))
@@ -152,6 +157,7 @@ def drive(lab: Lab, *, hold: float = 0.0, program_ms: int = 50) -> ScenarioRun:
         ftp=ftp,
         http=http,
         https=https,
+        ftp_from_peer=ftp_from_peer,
         used_listener_client=used_listener_client,
         root_preload_pid=background[0].pid,
         root_script_pid=background[1].pid,
