@@ -71,6 +71,16 @@ def test_namespace_is_separate_and_torn_down() -> None:
     assert _ip("-o", "addr", "show", "dev", "eth0") == eth0_before
 
 
+def test_parallel_namespaces_get_disjoint_subnets() -> None:
+    with netns.peer_namespace() as a, netns.peer_namespace() as b:
+        assert not a.subnet.overlaps(b.subnet)
+        assert a.name != b.name and a.host_veth != b.host_veth
+        # Each peer is reached over its own veth, from the host.
+        for ns in (a, b):
+            route = _ip("-4", "route", "get", ns.peer_ip)
+            assert f"dev {ns.host_veth} " in route
+
+
 def test_stale_namespaces_of_dead_runs_are_removed() -> None:
     dead = _unused_pid()
     stale_ns = f"{netns.NS_PREFIX}{dead}-0"

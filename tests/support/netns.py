@@ -33,6 +33,9 @@ _VETH_NAME = re.compile(rf"^{VETH_PREFIX}(\d+)x\d+$")
 _LOCK_PATH = "/run/lock/rba-e2e-netns.lock"
 _BASE_SUBNETS = (ipaddress.IPv4Network("198.51.100.0/24"), ipaddress.IPv4Network("203.0.113.0/24"))
 SUBNET_PREFIX = 28
+# `ip route` prints these route types before the destination.
+_ROUTE_TYPES = {"local", "broadcast", "unicast", "anycast", "multicast", "unreachable"}
+_ROUTE_TYPES |= {"blackhole", "prohibit", "throw", "nat"}
 _counter = itertools.count()
 
 
@@ -83,7 +86,9 @@ def _routed_networks() -> list[ipaddress.IPv4Network]:
     nets = []
     for line in _ip("-4", "route", "show", "table", "all", check=False).stdout.splitlines():
         words = line.split()
-        dest = words[1] if words and words[0] in ("local", "broadcast", "unicast") else words[0]
+        if not words:
+            continue
+        dest = words[1] if words[0] in _ROUTE_TYPES and len(words) > 1 else words[0]
         if dest == "default":
             continue
         with contextlib.suppress(ValueError):
