@@ -51,6 +51,7 @@ LOGIN_SERVERS = {
     "in.rexecd": "rexec",
 }
 LOGIN_PROGRAMS = frozenset({"login"})
+MAX_LOGIN_ANCESTRY = 4  # session leader -> login -> telnetd child -> telnetd
 
 _TCP, _UDP = 0, 1
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -481,8 +482,39 @@ class Aggregator:
             listeners=self._listener_list(started_ns, ended_ns, procs),
             processes=procs,
             logins=tuple(sorted(self._logins.values(), key=lambda s: (s.first_ns, s.tty))),
-            login_accepts=tuple(self._login_accepts),
+            login_accepts=tuple(self._login_accepts + self._utmp_login_accepts()),
         )
+
+    def _utmp_login_accepts(self) -> list[LoginAccepted]:
+        """Sessions (utmp) whose leader descends from a cleartext login server, when the
+        login program itself was not seen starting (polling, or a window opened late)."""
+        known = {a.pid for a in self._login_accepts}
+        found = []
+        for session in sorted(self._logins.values(), key=lambda s: (s.first_ns, s.tty)):
+            if not session.pid or session.pid in known:
+                continue
+            proc = self._procs.get(session.pid)
+            ancestor = self._procs.get(proc.ppid) if proc else None
+            for _ in range(MAX_LOGIN_ANCESTRY):
+                if proc is None or ancestor is None:
+                    break
+                protocol = LOGIN_SERVERS.get(ancestor.comm)
+                if protocol is not None:
+                    found.append(
+                        LoginAccepted(
+                            protocol=protocol,
+                            server_pid=ancestor.pid,
+                            server=ancestor.comm,
+                            pid=session.pid,
+                            program=self._strings.get(proc.exe) if proc.exe else proc.comm,
+                            uid=proc.uid,
+                            ts_ns=session.first_ns,
+                        )
+                    )
+                    known.add(session.pid)
+                    break
+                ancestor = self._procs.get(ancestor.ppid)
+        return found
 
     def _connection_list(self) -> tuple[Connection, ...]:
         table = self._connections

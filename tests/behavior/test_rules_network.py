@@ -9,7 +9,7 @@ from behavior.rules import (
     insecure_server_protocol,
     unused_listening_port,
 )
-from probes.events import Kind, Source, StringTable
+from probes.events import Flag, Kind, Source, StringTable
 from tests.behavior.conftest import Evaluate
 from tests.behavior.synth import SEC, T0, accept, batch, connect, event, listen
 
@@ -200,3 +200,25 @@ def test_login_accepted_over_telnet(strings: StringTable, evaluate: Evaluate) ->
     assert (ev["protocol"], ev["server_pid"], ev["pids"]) == ("telnet", 50, [51])
     assert (ev["user"], ev["remote_host"]) == ("alice", "198.51.100.2")
     assert f.first_seen.endswith(":22.000Z") and T0 % SEC == 0
+
+
+def test_login_accepted_from_a_utmp_session_under_telnetd(
+    strings: StringTable, evaluate: Evaluate
+) -> None:
+    # Polling: the login program was already running when first seen (a snapshot), the
+    # utmp session names its pid; its parent is telnetd.
+    snap = {"kind": Kind.PROC_SNAPSHOT, "flags": Flag.SNAPSHOT, "source": Source.POLL}
+    events = batch(
+        event(strings, pid=60, ppid=1, comm="telnetd", str_a="/usr/sbin/telnetd", **snap),
+        event(strings, pid=61, ppid=60, comm="login", str_a="/bin/login", **snap),
+        event(strings, pid=70, ppid=1, comm="sshd", str_a="/usr/sbin/sshd", **snap),
+        event(strings, pid=71, ppid=70, comm="bash", str_a="/bin/bash", **snap),
+        event(strings, Kind.LOGIN, pid=61, str_a="bob", str_b="pts/1", str_c="10.1.1.1", t=1),
+        event(strings, Kind.LOGIN, pid=71, str_a="eve", str_b="pts/2", str_c="10.1.1.2", t=1),
+    )
+    [f] = evaluate(insecure_login_accepted.RULE, events, sources=("poll",)).findings
+    assert (f.evidence["protocol"], f.evidence["pids"], f.evidence["user"]) == (
+        "telnet",
+        [61],
+        "bob",
+    )
