@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,14 +105,21 @@ def encode_error(message: str) -> bytes:
     return json.dumps({"ok": False, "error": message}).encode() + b"\n"
 
 
-def read_line(sock: socket.socket, limit: int) -> bytes:
-    """Read up to the first newline (excluded). The socket's timeout applies to each recv.
+def read_line(sock: socket.socket, limit: int, *, deadline: float | None = None) -> bytes:
+    """Read up to the first newline (excluded). The socket's timeout applies to each recv;
+    ``deadline`` (a time.monotonic() value) bounds the whole line, so a peer that trickles
+    bytes cannot hold the connection forever.
 
     Raises ProtocolError when more than ``limit`` bytes come without a newline, or the peer
-    closes (or half-closes) before sending one; socket.timeout propagates."""
+    closes (or half-closes) before sending one; TimeoutError past the timeout or deadline."""
     chunks: list[bytes] = []
     size = 0
     while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
         chunk = sock.recv(min(65536, limit + 1 - size))
         if not chunk:
             what = "empty request" if size == 0 else f"request ended after {size} bytes"

@@ -9,12 +9,14 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from behavior.daemon import server as server_module
 from behavior.daemon.client import DaemonError, call
 from behavior.daemon.protocol import (
     MAX_REQUEST_BYTES,
@@ -192,3 +194,44 @@ def test_parse_request_accepts_the_documented_shapes() -> None:
     )
     with pytest.raises(ProtocolError):
         parse_request(b'{"op": "findings"}')
+
+
+def test_slow_and_idle_clients_cannot_starve_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT_S", 1.0)
+    public = tempfile.mkdtemp(prefix="rba-ctl-", dir="/tmp")
+    path = os.path.join(public, "control.sock")
+    srv = ControlServer(path, handler)
+    srv.start()
+    idle = []
+    try:
+        for _ in range(server_module.MAX_CONNECTIONS):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(path)
+            idle.append(sock)
+        time.sleep(0.2)  # let the server take them all
+        with pytest.raises(DaemonError, match="busy: too many connections"):
+            call(path, Request(op="status"))
+        # A client trickling a byte every 0.3 s is cut off by the whole-request deadline.
+        slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        time.sleep(2.0)  # the idle ones timed out (1 s), were drained (0.5 s) and left
+        slow.connect(path)
+        started = time.monotonic()
+        slow.settimeout(10)
+        reply = b""
+        for byte in b'{"op": "status"}':
+            try:
+                slow.send(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.3)
+            if time.monotonic() - started > 1.5:
+                break
+        reply = b"".join(iter(lambda: slow.recv(65536), b""))
+        assert b"timed out waiting for a request" in reply, reply
+        slow.close()
+        assert call(path, Request(op="status")) == {"hello": "world"}
+    finally:
+        for sock in idle:
+            sock.close()
+        srv.close()
+        shutil.rmtree(public)
