@@ -9,7 +9,6 @@ event order, because their order matters (a listener closing, then listening aga
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -24,6 +23,7 @@ from behavior.observations import (
     Observations,
     Process,
 )
+from behavior.rules.protocols import program_names
 from probes.events import (
     EVENT_DTYPE,
     EventArray,
@@ -352,21 +352,23 @@ class Aggregator:
                 ts,
             )
 
-    def _program_name(self, proc: _ProcState) -> str:
+    def _names(self, proc: _ProcState) -> list[str]:
         exe = self._strings.get(proc.exe) if proc.exe else ""
-        return os.path.basename(exe) or proc.comm
+        return program_names(proc.comm, exe, self._strings.get(proc.cmdline))
+
+    def _login_protocol(self, proc: _ProcState) -> str | None:
+        """The cleartext login protocol ``proc`` serves, if it is a login server."""
+        return next((LOGIN_SERVERS[n] for n in self._names(proc) if n in LOGIN_SERVERS), None)
 
     def _check_login_program(self, proc: _ProcState) -> None:
         parent = self._procs.get(proc.ppid)
         if parent is None:
             return
-        protocol = LOGIN_SERVERS.get(parent.comm) or LOGIN_SERVERS.get(self._program_name(parent))
-        if protocol is None:
-            return
-        program = self._program_name(proc)
-        if program in LOGIN_SERVERS or proc.comm in LOGIN_SERVERS:
-            return  # the server re-executing itself, not a login
-        if protocol in ("telnet", "rlogin") and program not in LOGIN_PROGRAMS:
+        protocol = self._login_protocol(parent)
+        if protocol is None or self._login_protocol(proc) is not None:
+            return  # not a login server's child, or the server re-executing itself
+        names = self._names(proc)
+        if protocol in ("telnet", "rlogin") and not LOGIN_PROGRAMS.intersection(names):
             return
         self._login_accepts.append(
             LoginAccepted(
@@ -498,7 +500,7 @@ class Aggregator:
             for _ in range(MAX_LOGIN_ANCESTRY):
                 if proc is None or ancestor is None:
                     break
-                protocol = LOGIN_SERVERS.get(ancestor.comm)
+                protocol = self._login_protocol(ancestor)
                 if protocol is not None:
                     found.append(
                         LoginAccepted(
