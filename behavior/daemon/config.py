@@ -18,12 +18,13 @@ from behavior.daemon.schedule import Schedule, parse_schedule
 from behavior.daemon.suppressions import Suppression, parse_suppression
 from behavior.durations import parse_duration
 from behavior.errors import UsageError
+from behavior.formats import Format
 
 DEFAULT_CONFIG = "/etc/rba/rba.toml"
 DEFAULT_STATE_DIR = "/var/lib/rba"
 DEFAULT_SOCKET = "/run/rba/control.sock"
 PROBE_CHOICES = ("auto", "ebpf", "poll")
-FINDINGS_FORMATS = ("json", "text")
+FINDINGS_FORMATS: tuple[str, ...] = tuple(f.value for f in Format)
 MIN_WINDOW_S = 1.0
 MAX_WINDOW_S = 24 * 3600.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

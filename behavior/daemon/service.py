@@ -28,6 +28,7 @@ from typing import Any
 
 from behavior.daemon import engine
 from behavior.daemon.config import ConfigError, DaemonConfig, Template, load_config
+from behavior.daemon.notify import notify
 from behavior.daemon.protocol import Request
 from behavior.daemon.server import ControlServer, RequestRefusedError
 from behavior.daemon.sharing import SharedSession, Subscription
@@ -99,6 +100,7 @@ class Daemon:
         self._apply_retention()
         self._install_signal_handlers()
         self.server.start()
+        notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving {self.config.socket}")
         log.info(
             "daemon started (pid %d): config %s, socket %s, state %s, %d template(s)",
             os.getpid(),
@@ -112,6 +114,7 @@ class Daemon:
                 self._wake.wait(TICK_S)
                 self._wake.clear()
                 self._tick()
+            notify("STOPPING=1")
             return self._shutdown()
         finally:
             self.server.close()
@@ -133,7 +136,9 @@ class Daemon:
     def _tick(self) -> None:
         if self._reload_requested:
             self._reload_requested = False
+            notify("RELOADING=1")
             self.reload()
+            notify("READY=1")
         while not self._failures.empty():
             run_id, reason = self._failures.get()
             self._fail_collecting(run_id, reason)
@@ -452,7 +457,7 @@ class Daemon:
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             for fmt in self.config.findings.formats:
-                ext = "json" if fmt == "json" else "txt"
+                ext = {"text": "txt"}.get(fmt, fmt)
                 text = engine.render_report(report, fmt)
                 write_atomic(os.path.join(directory, f"{run_id}.{ext}"), text)
         except (OSError, RbaError) as e:

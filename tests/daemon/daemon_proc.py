@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -41,6 +42,11 @@ class DaemonProcess:
         self.log_path = workdir / "daemon.log"
         self.write_config(config_text)
         self.proc: subprocess.Popen[bytes] | None = None
+        # Plays systemd's part of the readiness protocol (Type=notify).
+        self.notify_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify_socket.bind(str(self.socket_dir / "notify"))
+        self.notify_socket.setblocking(False)
+        self.notifications: list[str] = []
 
     def write_config(self, text: str) -> None:
         """(Re)write the configuration; paths point into the test's directories."""
@@ -58,6 +64,7 @@ class DaemonProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                env={**os.environ, "NOTIFY_SOCKET": str(self.socket_dir / "notify")},
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -122,6 +129,14 @@ class DaemonProcess:
                 continue
         return count
 
+    def notified(self) -> list[str]:
+        """Every sd_notify message the daemon sent so far, in order."""
+        while True:
+            try:
+                self.notifications.append(self.notify_socket.recv(4096).decode())
+            except BlockingIOError:
+                return self.notifications
+
     def log(self) -> str:
         """Everything the daemon logged so far."""
         try:
@@ -134,4 +149,5 @@ class DaemonProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self.notify_socket.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)

@@ -94,6 +94,14 @@ def test_run_wait_store_and_findings_copies_are_private(tmp_path: Path) -> None:
         proc.close()
 
 
+def test_readiness_is_notified_once_the_socket_answers(daemon: DaemonProcess) -> None:
+    deadline = time.monotonic() + 5  # sent right after the socket starts answering
+    while not daemon.notified() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (ready,) = daemon.notified()
+    assert ready.startswith(f"READY=1\nMAINPID={daemon.pid}\nSTATUS=serving {daemon.socket}")
+
+
 def test_non_root_user_cannot_connect(daemon: DaemonProcess) -> None:
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     client = [sys.executable, "-m", "behavior.cli", "run", "short", "--socket", daemon.socket]
@@ -171,6 +179,7 @@ def test_sigterm_mid_run_writes_partial_report_and_exits_0(daemon: DaemonProcess
     state = json.loads((daemon.state_dir / "runs" / run_id / "state.json").read_text())
     assert state["state"] == "canceled" and "SIGTERM" in state["reason"]
     assert not os.path.exists(daemon.socket)  # removed on the way out
+    assert daemon.notified()[-1] == "STOPPING=1"
 
 
 def test_sigkill_then_restart_shows_failed_and_keeps_completed(daemon: DaemonProcess) -> None:
@@ -203,6 +212,7 @@ def test_sighup_with_broken_config_keeps_the_old_one(daemon: DaemonProcess) -> N
     assert len(refused) == 1, refused
     assert "template[3].duration: invalid duration '5 days'" in refused[0]
     assert [t["name"] for t in daemon.status()["templates"]] == ["short", "long", "traced"]
+    assert daemon.notified()[-2:] == ["RELOADING=1", "READY=1"]
     daemon.write_config(TEMPLATES + '\n[[template]]\nname = "added"\nduration = "2s"\n')
     daemon.signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
@@ -224,6 +234,8 @@ def test_overlapping_runs_share_one_probe_session(daemon: DaemonProcess) -> None
         assert (daemon.fds_to(BPF_PROG), daemon.fds_to(PERF_EVENT)) == (programs, attached)
         probes = daemon.status()["daemon"]["probes"]
         assert probes["session_active"] and probes["sessions_opened"] == 1
+        assert probes["backend"] == "ebpf+poll" and probes["events_per_s"] > 0
+        assert probes["lost_since_start"] >= 0 and probes["last_error"] == ""
         for run_id in (first, second):
             assert daemon.wait_finished(run_id)["state"] == "completed"
     finally:
