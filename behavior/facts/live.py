@@ -348,6 +348,8 @@ class LiveFactSource(FactSource):
 
     def _want_files(self, paths: list[str]) -> None:
         for path in paths:
+            if path.endswith(" (deleted)") or path.startswith("/memfd:"):
+                continue  # no file left to examine (a replaced binary, or memfd code)
             if path not in self._seen_paths:
                 self._seen_paths.add(path)
                 self._files.put(path)

@@ -27,6 +27,10 @@ class FileUse:
         return any(p.exe == self.file.path for p in self.processes)
 
 
+def _by_time(proc: ProcessFact) -> tuple[int, int, str]:
+    return (proc.seen_ns, proc.pid, proc.key)
+
+
 def file_uses(inp: RuleInput) -> list[FileUse]:
     """Every analysed module file used by a process observed in the window, by path."""
     users: dict[str, list[ProcessFact]] = {}
@@ -38,7 +42,7 @@ def file_uses(inp: RuleInput) -> list[FileUse]:
         fact = inp.facts.files.get(path)
         if fact is None or fact.binary is None or fact.binary.error:
             continue
-        uses.append(FileUse(fact, tuple(sorted(users[path], key=lambda p: (p.seen_ns, p.key)))))
+        uses.append(FileUse(fact, tuple(sorted(users[path], key=_by_time))))
     return uses
 
 
