@@ -80,6 +80,40 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
+class SuppressionInfo:
+    """The suppression entry that matched (or, expired, would have matched) a finding."""
+
+    rule_id: str
+    match: dict[str, str | int]  # subject keys: port, exe, path, remote, package
+    reason: str
+    expires: str  # ISO date, or "" when it never expires
+    source: str  # where it was defined, e.g. "rules.toml:12"
+
+
+@dataclass(frozen=True)
+class SuppressedFinding:
+    """A finding hidden from the findings list by a suppression; always still reported."""
+
+    finding: Finding
+    suppression: SuppressionInfo
+
+
+@dataclass(frozen=True)
+class ExpiredSuppression:
+    """A suppression past its ``expires`` date: it no longer applies. ``findings`` counts
+    the findings it would have matched, which are reported as ordinary findings."""
+
+    suppression: SuppressionInfo
+    findings: int
+
+
+@dataclass(frozen=True)
 class Report:
+    """One assessment's result. ``timeline`` is JSON-ready data for the HTML report's
+    plots (see :mod:`behavior.timeline`); it is None where no window was watched."""
+
     run: RunInfo
     findings: tuple[Finding, ...]
+    suppressed: tuple[SuppressedFinding, ...] = ()
+    expired_suppressions: tuple[ExpiredSuppression, ...] = ()
+    timeline: dict[str, Any] | None = None
