@@ -1,4 +1,5 @@
-"""The JSON report: DESIGN.md's public contract (``schema_version``, ``run``, ``findings``).
+"""The JSON report: DESIGN.md's public contract (``schema_version``, ``run``, ``findings``;
+later additions: ``suppressed``, ``expired_suppressions`` and ``timeline``).
 
 Keys keep a fixed order and floats a fixed rounding, so the same report always gives the
 same bytes (a replay is byte-identical to the live run apart from ``run.replayed``)."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from behavior.report import SCHEMA_VERSION, Finding, Report, RunInfo
+from behavior.report import SCHEMA_VERSION, Finding, Report, RunInfo, SuppressionInfo
 
 
 def run_to_dict(run: RunInfo) -> dict[str, Any]:
@@ -52,6 +53,26 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "run": run_to_dict(report.run),
         "findings": [finding_to_dict(f) for f in report.findings],
+        "suppressed": [
+            finding_to_dict(s.finding) | {"suppression": suppression_to_dict(s.suppression)}
+            for s in report.suppressed
+        ],
+        "expired_suppressions": [
+            suppression_to_dict(e.suppression) | {"findings": e.findings}
+            for e in report.expired_suppressions
+        ],
+        "timeline": report.timeline,
+    }
+
+
+def suppression_to_dict(info: SuppressionInfo) -> dict[str, Any]:
+    """A suppression entry as reports state it (``expires`` is "" when it never does)."""
+    return {
+        "rule_id": info.rule_id,
+        "match": info.match,
+        "reason": info.reason,
+        "expires": info.expires,
+        "source": info.source,
     }
 
 

@@ -60,6 +60,8 @@ def summary_line(report: Report) -> str:
     parts = ", ".join(f"{n} {sev.value}" for sev, n in counts.items())
     total = len(report.findings)
     tail = " (partial window)" if report.run.partial else ""
+    if report.suppressed:
+        tail += f"; {len(report.suppressed)} suppressed"
     return f"{total} finding{'s' if total != 1 else ''}: {parts}{tail}"
 
 
@@ -97,5 +99,29 @@ def render_text(report: Report) -> str:
         lines += ["", f"{severity.value.upper()} ({len(group)})"]
         for finding in group:
             lines += _finding_lines(finding)
+    lines += _suppression_lines(report)
     lines += ["", summary_line(report)]
     return "\n".join(lines) + "\n"
+
+
+def _suppression_lines(report: Report) -> list[str]:
+    lines: list[str] = []
+    if report.suppressed:
+        lines += ["", f"SUPPRESSED ({len(report.suppressed)})"]
+    for item in report.suppressed:
+        info = item.suppression
+        until = f", until {info.expires}" if info.expires else ""
+        lines += _finding_lines(item.finding)
+        lines += _wrap(f"suppressed ({info.source}{until}): {info.reason}", "    ")
+    if report.expired_suppressions:
+        lines += ["", f"EXPIRED SUPPRESSIONS ({len(report.expired_suppressions)})"]
+    for expired in report.expired_suppressions:
+        info = expired.suppression
+        match = ", ".join(f"{k}={v}" for k, v in info.match.items()) or "any subject"
+        lines += _wrap(
+            f"* {info.rule_id} ({match}) expired {info.expires}, no longer applied "
+            f"({expired.findings} finding(s) reported above); was: {info.reason} "
+            f"[{info.source}]",
+            "  ",
+        )
+    return lines
