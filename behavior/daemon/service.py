@@ -265,6 +265,7 @@ class Daemon:
                 holder["run"].close()
             reason = f"cannot start the run: {e}"
             self.probes.health.last_error = reason
+            log.error("run %s not started: %s", record.id, reason)
             self._save(record.with_changes(state=FAILED, reason=reason))
             raise RequestRefusedError(reason) from e
         deadline = time.monotonic() + template.duration_s

@@ -30,8 +30,11 @@ FINISHED = ("completed", "failed", "canceled")
 class DaemonProcess:
     """Start with :meth:`start`; always :meth:`close` (a fixture does)."""
 
-    def __init__(self, workdir: Path, config_text: str) -> None:
+    def __init__(
+        self, workdir: Path, config_text: str, *, caps: tuple[str, ...] = UNIT_CAPS
+    ) -> None:
         self.workdir = workdir
+        self.caps = caps
         # Every user can traverse the socket's directory (pytest's tmp_path is 0700), so
         # only the socket's own protections stand between another user and the daemon.
         self.socket_dir = Path(tempfile.mkdtemp(prefix="rba-daemon-", dir="/tmp"))
@@ -48,14 +51,15 @@ class DaemonProcess:
         self.notify_socket.setblocking(False)
         self.notifications: list[str] = []
 
-    def write_config(self, text: str) -> None:
-        """(Re)write the configuration; paths point into the test's directories."""
+    def write_config(self, text: str, *, daemon_settings: str = "") -> None:
+        """(Re)write the configuration: ``daemon_settings`` are extra lines of the
+        ``[daemon]`` table, whose paths point into the test's directories."""
         header = f'[daemon]\nstate_dir = "{self.state_dir}"\nsocket = "{self.socket}"\n'
-        self.config.write_text(header + text)
+        self.config.write_text(header + daemon_settings + "\n" + text)
 
     def start(self) -> DaemonProcess:
         """Start the daemon and wait until it answers ``status``."""
-        bounding = "-all," + ",".join(f"+{c}" for c in UNIT_CAPS)
+        bounding = "-all," + ",".join(f"+{c}" for c in self.caps)
         argv = ["setpriv", f"--bounding-set={bounding}", *RBA, "daemon"]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -19,7 +19,7 @@ import pytest
 from behavior.daemon.client import DaemonError
 from behavior.daemon.protocol import MAX_REQUEST_BYTES
 from tests.conftest import REPO, run_rba
-from tests.daemon.daemon_proc import DaemonProcess
+from tests.daemon.daemon_proc import UNIT_CAPS, DaemonProcess
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.root]
 
@@ -285,5 +285,34 @@ def test_scheduled_template_runs_and_retention_bounds_the_store(tmp_path: Path) 
         kept = sorted(os.listdir(proc.state_dir / "runs"))
         assert kept == sorted([second, third]), kept  # the oldest (scheduled) run went
         assert "retention: removed 1 old run(s)" in proc.log()
+    finally:
+        proc.close()
+
+
+def test_without_bpf_capabilities_ebpf_is_refused_and_auto_falls_back(tmp_path: Path) -> None:
+    no_bpf = tuple(c for c in UNIT_CAPS if c not in ("bpf", "perfmon"))
+    proc = DaemonProcess(tmp_path, TEMPLATES, caps=no_bpf)
+    proc.write_config(TEMPLATES, daemon_settings='probes = "ebpf"')
+    try:
+        proc.start()
+        with pytest.raises(DaemonError, match="cannot start the run: ") as refused:
+            proc.request("run", template="short")
+        health = proc.status()["daemon"]["probes"]
+        assert health["last_error"] == str(refused.value) and health["sessions_opened"] == 0
+        (failed,) = proc.status()["runs"]
+        assert failed["state"] == "failed" and failed["reason"] == str(refused.value)
+        proc.write_config(TEMPLATES, daemon_settings='probes = "auto"')
+        proc.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while proc.status()["daemon"]["probes"]["choice"] != "auto":
+            assert time.monotonic() < deadline, proc.log()
+            time.sleep(0.1)
+        run_id = proc.request("run", template="short")
+        assert proc.status()["daemon"]["probes"]["backend"] == "poll"
+        assert proc.wait_finished(run_id)["state"] == "completed"
+        report = report_of(proc, run_id)
+        assert report["run"]["sources"] == ["poll"]  # type: ignore[index]
+        notes = " ".join(report["run"]["notes"])  # type: ignore[index]
+        assert "eBPF unavailable" in notes and "polling only" in notes, notes
     finally:
         proc.close()
