@@ -16,6 +16,7 @@ from behavior.rules.interface import (
 )
 from behavior.rules.protocols import classify_client, program_names
 
+UNSPECIFIED = frozenset({"0.0.0.0", "::"})
 POLLING_NOTE = (
     "polling only: connections shorter than the poll interval and UDP sends can be missed"
 )
@@ -25,8 +26,8 @@ def evaluate_clients(info: RuleInfo, inp: RuleInput, *, login: bool) -> RuleResu
     """Findings for cleartext client connections whose protocol carries logins (or not)."""
     groups: dict[tuple[str, str, int, str], list[tuple[Connection, str, str]]] = {}
     for conn in inp.obs.connections:
-        if conn.remote_loopback:
-            continue
+        if conn.remote_loopback or conn.remote in UNSPECIFIED:
+            continue  # connecting to the unspecified address reaches this host too
         proc = inp.obs.processes.get(conn.pid)
         exe = proc.exe if proc else ""
         names = program_names(conn.comm, exe, proc.cmdline if proc else "")

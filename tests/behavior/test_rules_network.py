@@ -52,6 +52,8 @@ def test_loopback_peers_are_never_client_findings(strings: StringTable, evaluate
         connect(strings, 1, "127.8.9.10", 21),
         connect(strings, 1, "::1", 80),
         connect(strings, 1, "::ffff:127.0.0.1", 110),
+        connect(strings, 1, "0.0.0.0", 80),
+        connect(strings, 1, "::", 80),
     )
     assert evaluate(LOGIN, events).findings == ()
     assert evaluate(GENERAL, events).findings == ()
