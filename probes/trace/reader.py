@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -219,20 +221,37 @@ def _scan_chunks(f: BinaryIO, index: TraceIndex) -> None:
             return
 
 
+# Chunks inflated ahead of the consumer, on worker threads (zlib releases the GIL), so
+# replay decodes on both cores while the assessment folds the previous chunk.
+PREFETCH = 2
+
+
+def _decode(path: str, chunk: EventChunk, payload: bytes) -> EventArray:
+    try:
+        raw = inflate(payload, chunk.flags, chunk.raw_len)
+    except ValueError as e:
+        raise TraceError(f"{path}: events at byte {chunk.offset}: {e}") from e
+    return np.frombuffer(raw, dtype=EVENT_DTYPE)
+
+
 def read_events(index: TraceIndex) -> Iterator[EventArray]:
     """The trace's events, one read-only batch per chunk, in file order."""
     try:
-        with open(index.path, "rb") as f:
+        with (
+            open(index.path, "rb") as f,
+            ThreadPoolExecutor(PREFETCH, thread_name_prefix="trace-inflate") as pool,
+        ):
+            ahead: deque[Future[EventArray]] = deque()
             for chunk in index.event_chunks:
                 f.seek(chunk.offset)
                 payload = f.read(chunk.stored_len)
                 if len(payload) != chunk.stored_len:
                     raise TraceError(f"{index.path} shrank while being replayed")
-                try:
-                    raw = inflate(payload, chunk.flags, chunk.raw_len)
-                except ValueError as e:
-                    raise TraceError(f"{index.path}: events at byte {chunk.offset}: {e}") from e
-                yield np.frombuffer(raw, dtype=EVENT_DTYPE)
+                ahead.append(pool.submit(_decode, index.path, chunk, payload))
+                if len(ahead) > PREFETCH:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
     except OSError as e:
         raise TraceError(f"cannot read trace {index.path}: {e.strerror}") from e
 
