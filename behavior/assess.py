@@ -24,6 +24,7 @@ from behavior.durations import format_duration
 from behavior.errors import RbaError
 from behavior.facts.interface import (
     GAP_FILE_UNREADABLE,
+    GAP_GATHER_ERROR,
     GAP_MAPS_DENIED,
     GAP_MAPS_GONE,
     Fact,
@@ -36,6 +37,7 @@ from behavior.report import Finding, Report, RuleStatus, RunInfo
 from behavior.rules import RULES, select
 from behavior.rules.interface import RuleInput, iso_time
 from behavior.rules.protocols import CLIENT_TCP_PORTS, CLIENT_UDP_PORTS
+from behavior.timeline import TimelineCounter
 from probes.events import EventArray, StringTable
 from probes.interface import ProbeError, SourceStats
 
@@ -49,6 +51,7 @@ _GAP_TEXT = {
     "(their executables were still checked)",
     GAP_MAPS_DENIED: "process(es) whose memory maps could not be read (permission denied)",
     GAP_FILE_UNREADABLE: "module file(s) could not be examined",
+    GAP_GATHER_ERROR: "process(es) whose facts could not be gathered",
 }
 
 _CANDIDATE_TCP = frozenset(CLIENT_TCP_PORTS)
@@ -139,6 +142,7 @@ class Assessment:
         self._observer = observer
         self._host = host
         self._aggregator = Aggregator(strings)
+        self._timeline = TimelineCounter()
         self._lock = threading.Lock()
 
     @property
@@ -151,6 +155,7 @@ class Assessment:
         with self._lock:
             self._facts.observe(events, self.strings)
             self._aggregator.fold(events)
+            self._timeline.fold(events)
 
     def progress_detail(self, seconds_left: float) -> str:
         """One line for a progress display: time left, events, cleartext endpoints so far."""
@@ -199,7 +204,10 @@ class Assessment:
             partial=partial,
             notes=tuple(_run_notes(notices, source_stats, facts)),
         )
-        return Report(run=run, findings=tuple(sorted(findings, key=_finding_order)))
+        with self._lock:
+            timeline = self._timeline.build(obs, findings, self.strings)
+        ordered = tuple(sorted(findings, key=_finding_order))
+        return Report(run=run, findings=ordered, timeline=timeline)
 
 
 _RULE_ORDER = {rule.info.id: i for i, rule in enumerate(RULES)}

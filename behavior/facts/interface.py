@@ -123,6 +123,7 @@ FactSink = Callable[[Fact], None]
 GAP_MAPS_GONE = "maps-gone"
 GAP_MAPS_DENIED = "maps-denied"
 GAP_FILE_UNREADABLE = "file-unreadable"
+GAP_GATHER_ERROR = "gather-error"
 
 
 @dataclass

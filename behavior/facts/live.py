@@ -25,6 +25,7 @@ import numpy as np
 
 from behavior.facts.interface import (
     GAP_FILE_UNREADABLE,
+    GAP_GATHER_ERROR,
     GAP_MAPS_DENIED,
     GAP_MAPS_GONE,
     CoverageFact,
@@ -121,6 +122,7 @@ class LiveFactSource(FactSource):
         self._closed = threading.Event()
         self._busy = 0  # tasks taken but not finished (both threads)
         self._frozen = False
+        self.sink_error: str | None = None  # the first error the sink raised, if any
         self._emit(host or current_host())
         self._coverage = coverage or current_coverage()
         self._emit(self._coverage)
@@ -190,7 +192,10 @@ class LiveFactSource(FactSource):
                 return  # facts() was answered: a later fact would differ from the report
             self._set.add(fact)
         if self._sink is not None:
-            self._sink(fact)
+            try:
+                self._sink(fact)
+            except Exception as e:  # a failing recorder must not stop the gathering
+                self.sink_error = self.sink_error or f"{type(e).__name__}: {e}"
 
     def _note_users(self, events: EventArray) -> None:
         uids = np.unique(np.concatenate((events["uid"], events["euid"])))
@@ -265,7 +270,7 @@ class LiveFactSource(FactSource):
             try:
                 self._read_image(image)
             except Exception as e:  # a fact gatherer must never take the window down
-                self._emit(GapFact(GAP_MAPS_DENIED, f"pid {image.pid}: {type(e).__name__}: {e}"))
+                self._emit(GapFact(GAP_GATHER_ERROR, f"pid {image.pid}: {type(e).__name__}: {e}"))
             finally:
                 with self._wake:
                     self._busy -= 1

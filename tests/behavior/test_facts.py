@@ -196,3 +196,23 @@ def test_live_source_finds_an_interpreter_script(tmp_path: Path) -> None:
     [fact] = [p for p in result.processes.values() if p.pid == proc.pid]
     assert fact.script == str(script)
     assert result.files[str(script)].stat is not None
+
+
+@pytest.mark.root
+def test_a_failing_sink_does_not_stop_the_gathering() -> None:
+    def broken_sink(fact: object) -> None:
+        raise OSError("disk full")
+
+    strings = StringTable()
+    facts = LiveFactSource(sink=broken_sink)
+    proc = subprocess.Popen(["sleep", "5"])
+    try:
+        time.sleep(0.1)
+        facts.observe(batch(_exec_event(strings, proc, "/usr/bin/sleep")), strings)
+        result = facts.facts(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        facts.close()
+    assert [p.pid for p in result.processes.values()] == [proc.pid]
+    assert facts.sink_error == "OSError: disk full"
