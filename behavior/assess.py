@@ -300,6 +300,9 @@ def run_assessment(
             session.stop()
         ended = time.time_ns()
         partial = stop.is_set()
+        observer.progress(
+            config.duration_s, config.duration_s, f"{assessment.events} events; evaluating"
+        )
         stats = session.stats()
         if recorder is not None:
             recorder.end(
