@@ -26,7 +26,7 @@ def evaluate_clients(info: RuleInfo, inp: RuleInput, *, login: bool) -> RuleResu
     """Findings for cleartext client connections whose protocol carries logins (or not)."""
     groups: dict[tuple[str, str, int, str], list[tuple[Connection, str, str]]] = {}
     for conn in inp.obs.connections:
-        if conn.remote_loopback or conn.remote in UNSPECIFIED:
+        if not conn.remote or conn.remote_loopback or conn.remote in UNSPECIFIED:
             continue  # connecting to the unspecified address reaches this host too
         proc = inp.obs.processes.get(conn.pid)
         exe = proc.exe if proc else ""
