@@ -37,6 +37,7 @@ MAX_SYMBOLS = 1 << 22
 MAX_STRTAB = 64 << 20
 MAX_NOTES_BYTES = 1 << 16
 MAX_HASH_BUCKETS = 1 << 24
+CODE_CHUNK = 4 << 20  # code is searched for canary loads this many bytes at a time
 
 COOKIE_SYMBOLS = (
     b"__stack_chk_fail",
@@ -526,11 +527,14 @@ def _code_cookie(elf: _Elf) -> Verdict:
         return Verdict(None, f"self-contained {elf.arch} file without symbols: cannot tell")
     reg = "%fs:0x28" if elf.arch == "x86_64" else "%gs:0x14"
     for seg in elf.segments:
-        if seg.type == PT_LOAD and seg.flags & PF_X:
-            code = elf.r.read(seg.offset, seg.filesz, "code segment")
-            hit = pattern.search(code)
+        if not (seg.type == PT_LOAD and seg.flags & PF_X):
+            continue
+        # In chunks that overlap by more than one instruction: memory stays bounded.
+        for start in range(0, seg.filesz, CODE_CHUNK):
+            length = min(CODE_CHUNK + 16, seg.filesz - start)
+            hit = pattern.search(elf.r.read(seg.offset + start, length, "code segment"))
             if hit:
-                at = seg.vaddr + hit.start()
+                at = seg.vaddr + start + hit.start()
                 return Verdict(True, f"no symbols, no DT_NEEDED; canary load from {reg} at {at:#x}")
     return Verdict(False, f"no symbols, no DT_NEEDED; no canary load from {reg} in the code")
 
