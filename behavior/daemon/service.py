@@ -397,6 +397,7 @@ class Daemon:
 
     def _evaluate(self, run: ActiveRun, partial: bool, state: str, reason: str) -> None:
         record = run.record
+        began = time.monotonic()
         try:
             report = run.assessment.finish(
                 ended_at_ns=run.ended_at_ns,
@@ -423,13 +424,14 @@ class Daemon:
         )
         self._finish(run, final)
         log.info(
-            "run %s %s%s: %d finding(s), %d events, %d lost",
+            "run %s %s%s: %d finding(s), %d events, %d lost; evaluated in %.1fs",
             record.id,
             state,
             " (partial)" if partial else "",
             final.findings,
             final.events,
             final.lost_events,
+            time.monotonic() - began,
         )
 
     def _finish(self, run: ActiveRun, record: RunRecord) -> None:
