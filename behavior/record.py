@@ -36,7 +36,7 @@ from behavior.facts.interface import (
 )
 from behavior.observer import Observer
 from behavior.report import Report
-from probes.events import Kind, Source, StringTable
+from probes.events import EventArray, Kind, Source, StringTable
 from probes.interface import SourceStats
 from probes.replay import ReplaySource
 from probes.trace import (
@@ -160,7 +160,7 @@ class TraceRecorder:
         for record in early:
             writer.add_record(record)
 
-    def events(self, batch: Any) -> None:
+    def events(self, batch: EventArray) -> None:
         assert self._writer is not None, "begin() first"
         try:
             self._writer.add_events(batch)
@@ -187,9 +187,11 @@ class TraceRecorder:
         if self._writer is None or at_ns - self._stats_at < STATS_EVERY_NS:
             return
         self._stats_at = at_ns
-        self._writer.add_record(
-            {"type": "stats", "at_ns": at_ns, "stats": _stats_to_dict(source_stats)}
-        )
+        record = {"type": "stats", "at_ns": at_ns, "stats": _stats_to_dict(source_stats)}
+        try:
+            self._writer.add_record(record)
+        except TraceError as e:
+            raise RecordingError(str(e)) from e
 
     def end(
         self,
@@ -200,6 +202,10 @@ class TraceRecorder:
         notices: Sequence[str],
     ) -> None:
         assert self._writer is not None, "begin() first"
+        try:
+            self._writer.flush()
+        except TraceError as e:
+            raise RecordingError(str(e)) from e
         self._end = {
             "ended_at_ns": ended_at_ns,
             "partial": partial,
@@ -207,10 +213,6 @@ class TraceRecorder:
             "stats": _stats_to_dict(source_stats),
             "notices": list(notices),
         }
-        try:
-            self._writer.flush()
-        except TraceError as e:
-            raise RecordingError(str(e)) from e
 
     def __enter__(self) -> TraceRecorder:
         return self

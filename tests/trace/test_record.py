@@ -61,6 +61,7 @@ def test_recording_round_trips_the_run(tmp_path: Path) -> None:
     assert rec.sources == ("ebpf", "poll") and rec.notices == ("n1",)
     assert _process(("mysql", "-u", "root", "-psecret")) in rec.facts
     assert rec.problems == ()
+    assert rec.index.end is not None and rec.index.end["events"] == 3
 
 
 def test_early_end_uses_the_last_counters_and_says_so(tmp_path: Path) -> None:
