@@ -78,9 +78,13 @@ class TraceWriter:
             raise TraceError(f"cannot create trace {path}: {e.strerror}") from e
         self._file = os.fdopen(fd, "wb")
         self._path = path
-        self._write(FILE_HEADER.pack(MAGIC, MAJOR, MINOR, 0))
-        self._write(encode_chunk(ChunkType.START, _dumps(start), compress=compress))
-        self._sync()
+        try:
+            self._write(FILE_HEADER.pack(MAGIC, MAJOR, MINOR, 0))
+            self._write(encode_chunk(ChunkType.START, _dumps(start), compress=compress))
+            self._sync()
+        except OSError as e:
+            self._file.close()
+            raise TraceError(f"cannot write trace {path}: {e.strerror}") from e
         self._sync_directory()
         self._flusher = threading.Thread(
             target=self._flush_loop, args=(flush_interval,), name="trace-flush", daemon=True
