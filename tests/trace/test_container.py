@@ -279,3 +279,23 @@ def test_sigkilled_writer_leaves_everything_flushed_before_the_kill(tmp_path: Pa
     # ... in order, with its strings.
     assert (events["pid"] == np.arange(len(events))).all()
     assert max(events["str_a"]) < len(index.strings)
+
+
+@pytest.mark.root
+def test_disk_full_is_a_clear_error_and_the_written_part_stays_readable(tmp_path: Path) -> None:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        strings = StringTable()
+        w = TraceWriter(str(mount / "t.rbt"), {}, strings, compress=False, flush_interval=60)
+        with pytest.raises(TraceError, match=r"cannot write trace .*No space left on device"):
+            for _ in range(100):
+                w.add_events(_events(strings, 1000))
+                w.flush()
+        w.close(None)
+        index = open_trace(str(mount / "t.rbt"))
+        assert index.events > 0 and not index.ended_cleanly
+        assert len(_all_events(str(mount / "t.rbt"))) == index.events
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
