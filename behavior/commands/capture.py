@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     config = AssessConfig(
         duration_s=parse_duration(args.duration, minimum=1),
         probes=args.probes,
-        poll_interval=parse_duration(args.poll_interval, minimum=0.05, maximum=3600),
+        poll_interval=parse_duration(args.poll_interval, minimum=0.05, maximum=60),
     )
     observer = TerminalObserver()
     recorder = TraceRecorder(args.output, purpose="capture", redact=args.redact_cmdline)
