@@ -50,7 +50,8 @@ class Run:
     delivered: int = 0  # every event the eBPF source delivered in the window
     attempted: int = 0
     lost: int = 0
-    cpu: float = 0.0  # this process's CPU seconds from burst start to drained
+    cpu: float = 0.0  # this process's CPU seconds from burst start to all burst events in
+    cpu_per_1k: float = 0.0  # ... per 1,000 events delivered in that interval
 
     @property
     def rate(self) -> float:
@@ -64,22 +65,40 @@ def build_client(directory: Path) -> Path:
     return binary
 
 
-def burst(client: Path, port: int, count: int) -> tuple[float, int]:
+def burst(client: Path, port: int, count: int) -> tuple[float, int, int]:
+    """(seconds of the connect loop, connects that succeeded, client pid)."""
     out = subprocess.run(
         [str(client), str(port), str(count)], check=True, capture_output=True, text=True
     ).stdout.split()
-    return float(out[3]), int(out[2])
+    return float(out[3]), int(out[2]), int(out[0])
 
 
 def drain(session: ProbeSession, quiet: float = 0.5) -> EventArray:
-    """Read until the session has been quiet for ``quiet`` seconds."""
+    """Read until the session has been quiet for ``quiet`` seconds (or 5 s passed)."""
     batches = []
-    last = time.monotonic()
-    while time.monotonic() - last < quiet:
+    start = last = time.monotonic()
+    while time.monotonic() - last < quiet and time.monotonic() - start < 5:
         batch = session.read(0.05)
         if len(batch):
             batches.append(batch)
             last = time.monotonic()
+    return concat(batches)
+
+
+def collect_burst(session: ProbeSession, port: int, expected: int, settle: float) -> EventArray:
+    """Read until ``expected`` burst events arrived, or until ``settle`` seconds pass
+    without new burst events (losses, or polling that sees few)."""
+    batches = []
+    seen = 0
+    last = time.monotonic()
+    while seen < expected and time.monotonic() - last < settle:
+        batch = session.read(0.05)
+        if len(batch):
+            batches.append(batch)
+            found = len(burst_events(batch, port))
+            if found:
+                seen += found
+                last = time.monotonic()
     return concat(batches)
 
 
@@ -89,21 +108,29 @@ def burst_events(events: EventArray, port: int) -> EventArray:
     return events[on_port & tcp & ((events["flags"] & Flag.SNAPSHOT) == 0)]
 
 
+def burst_pid_events(events: EventArray, port: int, pid: int) -> EventArray:
+    """Burst events attributed to the client (it owns the listener too)."""
+    mine = burst_events(events, port)
+    return mine[mine["pid"] == pid]
+
+
 def run_once(mode: str, client: Path, port: int, count: int) -> Run:
     if mode == "none":
-        seconds, ok = burst(client, port, count)
+        seconds, ok, _ = burst(client, port, count)
         return Run(mode, seconds, ok)
     session = open_session(mode, poll_interval=1.0)
     session.start(StringTable())
     drain(session, quiet=0.3)  # the window-start snapshot
     cpu0 = time.process_time()
-    seconds, ok = burst(client, port, count)
-    events = drain(session)
+    seconds, ok, client_pid = burst(client, port, count)
+    expected = ok * EVENTS_PER_CONNECT + LISTENER_EVENTS
+    events = collect_burst(session, port, expected, settle=1.0 if mode == "ebpf" else 2.5)
     cpu = time.process_time() - cpu0
+    delivered = len(events)
     session.stop()
     events = concat([events, session.read(0.0)])
     run = Run(mode, seconds, ok, cpu=cpu)
-    mine = burst_events(events, port)
+    mine = burst_pid_events(events, port, client_pid)
     run.captured = len(mine)
     established = mine[mine["kind"] == Kind.TCP_ESTABLISHED]
     run.polled_connections = len(set(established["sock"].tolist()))
@@ -112,6 +139,7 @@ def run_once(mode: str, client: Path, port: int, count: int) -> Run:
         assert ebpf is not None
         run.attempted, run.lost = ebpf.kernel_counts()
         run.delivered = session.stats()["ebpf"].events
+    run.cpu_per_1k = 1000 * cpu / max(delivered, 1)
     return run
 
 
@@ -119,7 +147,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connects", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--port", type=int, default=40999)
+    parser.add_argument(
+        "--port", type=int, default=20999, help="below the ephemeral range (no collisions)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         client = build_client(Path(tmp))
@@ -147,10 +177,10 @@ def report(runs: list[Run], connects: int) -> None:
         if mode == "ebpf":
             captured = statistics.median(r.captured for r in mine)
             exact = all(r.delivered + r.lost == r.attempted for r in mine)
-            cpu = statistics.median(1000 * r.cpu / max(r.delivered, 1) * 1000 for r in mine)
+            cpu = statistics.median(1000 * r.cpu_per_1k for r in mine)
             line += (
                 f" {f'{captured:.0f}/{generated}':>14} {100 * captured / generated:>8.2f}%"
-                f" {statistics.median(r.lost for r in mine):>6.0f} {str(exact):>15} {cpu:>13.2f}"
+                f" {statistics.median(r.lost for r in mine):>6.0f} {exact!s:>15} {cpu:>13.2f}"
             )
         elif mode == "poll":
             seen = statistics.median(r.polled_connections for r in mine)

@@ -151,8 +151,10 @@ class _Program:
         self.attached = False
 
     def poll(self, timeout_ms: int) -> list[bytes]:
-        """Records that arrived, waiting up to ``timeout_ms`` for the first."""
+        """Records that arrived within ``timeout_ms`` (or at once for an exec, whose
+        submit wakes us; other records are submitted without a wakeup)."""
         self.bpf.ring_buffer_poll(timeout_ms)
+        self.bpf.ring_buffer_consume()
         return self.take()
 
     def drain(self) -> list[bytes]:

@@ -79,6 +79,11 @@ struct rba_exec {
 #define SOCK_DGRAM_ 2
 #define CLONE_THREAD_ 0x00010000
 
+// Ring buffer submit flags: high-rate events do not wake the reader, which drains on a
+// short timer anyway (cheaper bursts); exec wakes it at once, so /proc is read in time.
+#define RB_NO_WAKEUP 1
+#define RB_FORCE_WAKEUP 2
+
 // What an inet fd is, from socket()/accept4() seen in the window.
 #define FD_UDP 1
 #define FD_OTHER 2
@@ -153,7 +158,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     unsigned short off = args->data_loc_filename & 0xFFFF;
     rec->filename[0] = 0;
     bpf_probe_read_kernel_str(rec->filename, sizeof(rec->filename), (char *)args + off);
-    events.ringbuf_submit(rec, 0);
+    events.ringbuf_submit(rec, RB_FORCE_WAKEUP);
     return 0;
 }
 
@@ -190,7 +195,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
         return 0;
     ev->pid = child;
     ev->ppid = ptgid;
-    events.ringbuf_submit(ev, 0);
+    events.ringbuf_submit(ev, RB_NO_WAKEUP);
     return 0;
 }
 
@@ -214,7 +219,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     if (code)
         exit_codes.delete(&tgid);
     if (ev)
-        events.ringbuf_submit(ev, 0);
+        events.ringbuf_submit(ev, RB_NO_WAKEUP);
     return 0;
 }
 
@@ -274,7 +279,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         __builtin_memcpy(ev->saddr, args->saddr_v6, 16);
         __builtin_memcpy(ev->daddr, args->daddr_v6, 16);
     }
-    events.ringbuf_submit(ev, 0);
+    events.ringbuf_submit(ev, RB_NO_WAKEUP);
     return 0;
 }
 
@@ -349,7 +354,7 @@ static __always_inline void emit_udp(const void *uaddr, u64 len, u8 unknown_is_u
         ev->family = FAM_INET6;
         bpf_probe_read_user(ev->daddr, 16, (const char *)uaddr + 8);
     }
-    events.ringbuf_submit(ev, 0);
+    events.ringbuf_submit(ev, RB_NO_WAKEUP);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
