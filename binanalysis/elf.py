@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from binanalysis.interface import BinaryFacts, BinaryParseError, FileFormat, Relro, Verdict
 from binanalysis.reader import FileBytes
@@ -120,8 +121,7 @@ class _Layout:
 _LAYOUTS = {(c, d): _Layout.make(c == 2, "<" if d == 1 else ">") for c in (1, 2) for d in (1, 2)}
 
 
-@dataclass(frozen=True)
-class _Segment:
+class _Segment(NamedTuple):  # a tuple: built hundreds of thousands of times per scan
     type: int
     flags: int
     offset: int
@@ -131,8 +131,7 @@ class _Segment:
     align: int
 
 
-@dataclass(frozen=True)
-class _Section:
+class _Section(NamedTuple):
     name: int
     type: int
     flags: int
@@ -200,8 +199,16 @@ def _parse(r: FileBytes) -> _Elf:
         if phnum > MAX_HEADERS:
             raise BinaryParseError(f"{phnum} program headers, above the {MAX_HEADERS} limit")
         table = r.read(phoff, phentsize * phnum, "program header table")
-        for i in range(phnum):
-            elf.segments.append(_segment(lay, table, i * phentsize, ei_class == 2))
+        if ei_class == 2:
+            elf.segments = [
+                _Segment(t, f, o, v, fs, ms, a)
+                for t, f, o, v, _p, fs, ms, a in lay.phdr.iter_unpack(table)
+            ]
+        else:
+            elf.segments = [
+                _Segment(t, f, o, v, fs, ms, a)
+                for t, o, v, _p, fs, ms, f, a in lay.phdr.iter_unpack(table)
+            ]
     if elf.shnum > MAX_HEADERS:
         raise BinaryParseError(f"{elf.shnum} section headers, above the {MAX_HEADERS} limit")
     _check_complete(elf)
@@ -217,14 +224,6 @@ def _check_complete(elf: _Elf) -> None:
             raise BinaryParseError(f"truncated: segment #{i} ends past the file's {size} bytes")
     if elf.shoff and elf.shoff + elf.shnum * elf.shentsize > size:
         raise BinaryParseError(f"truncated: section headers end past the file's {size} bytes")
-
-
-def _segment(lay: _Layout, table: bytes, off: int, is64: bool) -> _Segment:
-    if is64:
-        p_type, flags, offset, vaddr, _pa, filesz, memsz, align = lay.phdr.unpack_from(table, off)
-    else:
-        p_type, offset, vaddr, _pa, filesz, memsz, flags, align = lay.phdr.unpack_from(table, off)
-    return _Segment(p_type, flags, offset, vaddr, filesz, memsz, align)
 
 
 def _section_at(elf: _Elf, index: int) -> _Section:
