@@ -6,20 +6,29 @@ import datetime
 
 import numpy as np
 
-from probes.events import EventArray, Flag, Kind, Source, StringTable, comm_text, format_address
+from probes.events import (
+    EventArray,
+    Family,
+    Flag,
+    Kind,
+    Source,
+    StringTable,
+    comm_text,
+    format_address,
+)
 
 # Which fields mean something for each kind (everything else is zero).
 _PROCESS = ("pid", "ppid", "uid", "euid", "comm", "netns")
-_SOCKET = ("pid", "uid", "comm", "netns", "sock", "saddr", "sport", "daddr", "dport")
+_SOCKET = ("pid", "uid", "comm", "netns", "sock", "family", "saddr", "sport", "daddr", "dport")
 _FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.EXEC: (*_PROCESS, "filename", "cmdline"),
     Kind.FORK: ("pid", "ppid", "comm", "netns"),
     Kind.EXIT: ("pid", "comm", "netns", "exit_code"),
     Kind.TCP_CONNECT: _SOCKET,
     Kind.TCP_ESTABLISHED: (*_SOCKET, "direction"),
-    Kind.TCP_LISTEN: ("pid", "uid", "comm", "netns", "sock", "saddr", "sport"),
+    Kind.TCP_LISTEN: ("pid", "uid", "comm", "netns", "sock", "family", "saddr", "sport"),
     Kind.TCP_CLOSE: _SOCKET,
-    Kind.UDP_SEND: ("pid", "uid", "comm", "netns", "daddr", "dport"),
+    Kind.UDP_SEND: ("pid", "uid", "comm", "netns", "family", "daddr", "dport"),
     Kind.LOGIN: ("pid", "user", "tty", "host", "started"),
     Kind.PROC_SNAPSHOT: (*_PROCESS, "exe", "cmdline", "started"),
 }
@@ -45,6 +54,8 @@ def event_dict(event: np.void, strings: StringTable) -> dict[str, object]:
 
 
 def _field(event: np.void, name: str, family: int, strings: StringTable) -> object:
+    if name == "family":
+        return Family(family).name.lower()
     if name == "comm":
         return comm_text(bytes(event["comm"]))
     if name in ("saddr", "daddr"):
@@ -70,10 +81,11 @@ def event_line(event: np.void, strings: StringTable) -> str:
     d = event_dict(event, strings)
     head = f"{str(d.pop('time'))[11:23]} {d.pop('source'):<4} {d.pop('kind'):<15}"
     d.pop("ts_mono")
+    d.pop("family", None)
     if "saddr" in d or "daddr" in d:
         local = _endpoint(d.pop("saddr", ""), d.pop("sport", 0))
         remote = _endpoint(d.pop("daddr", ""), d.pop("dport", 0))
-        d["addr"] = f"{local} -> {remote}" if local and remote else local or remote
+        d["addr"] = f"{local}->{remote}" if local and remote else local or remote
     parts = [f"{k}={_short(v)}" for k, v in d.items() if v not in ("", None, 0) or k == "pid"]
     return f"{head} {' '.join(parts)}"
 
