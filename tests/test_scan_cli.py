@@ -231,3 +231,43 @@ def test_kernel_thread_pid_is_stated_not_fatal() -> None:
     result = run_rba("scan", "--no-cache", "--pid", str(pid))
     assert result.returncode == 0
     assert f"rba: pid {pid}: no executable (a kernel thread, or exiting)" in result.stderr
+
+
+SLEEPER = r"""
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) { char b[64]; strcpy(b, argv[0]); sleep(30); return b[0]; }
+"""
+
+
+@pytest.mark.root
+def test_process_in_another_mount_namespace(tmp_path: Path) -> None:
+    """A container's /x is not the host's /x: its files are read through /proc/PID/root."""
+    import time
+
+    source, built = tmp_path / "sleeper.c", tmp_path / "sleeper"
+    source.write_text(SLEEPER)
+    flags = ["-fno-stack-protector", "-Wl,-z,execstack"]
+    subprocess.run(["gcc", *flags, str(source), "-o", str(built)], check=True, timeout=60)
+    inside = tmp_path / "inside"
+    inside.mkdir()  # empty on the host; a tmpfs holding the program in the namespace
+    script = f"mount -t tmpfs tmpfs {inside} && cp {built} {inside}/prog && exec {inside}/prog"
+    cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    with subprocess.Popen(cmd) as proc:
+        try:
+            for _ in range(200):
+                try:
+                    if os.readlink(f"/proc/{proc.pid}/exe").endswith("/prog"):
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.02)
+            items = _json("--pid", str(proc.pid))
+        finally:
+            proc.kill()
+    assert not (inside / "prog").exists()
+    by_path = {str(i["path"]): i for i in items}
+    row = by_path[f"/proc/{proc.pid}/root{inside}/prog"]
+    assert (row["dep"], row["stack_cookies"], row["error"]) == (False, False, None)
+    assert row["pids"] == [proc.pid]
+    assert any(p.startswith(f"/proc/{proc.pid}/root/") and "libc.so" in p for p in by_path)

@@ -69,6 +69,7 @@ class Collected:
     explicit: set[str] = field(default_factory=set)  # paths named on the command line
     gaps: list[str] = field(default_factory=list)  # processes we could not read
     by_path: dict[str, Target] = field(default_factory=dict)  # process targets, deduplicated
+    own_mount_ns: int | None = None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         _collect_path(path, args.recursive, collected)
     pids = _all_pids() if args.all_processes else args.pid
+    collected.own_mount_ns = _mount_ns("self")
     for pid in pids:
         _collect_process(pid, collected, explicit=not args.all_processes)
     cache_path = None if args.no_cache else (args.cache or default_cache_path())
@@ -180,15 +182,26 @@ def _collect_process(pid: int, out: Collected, *, explicit: bool) -> None:
         fields = line.split(maxsplit=5)
         if len(fields) == 6 and fields[5].startswith(b"/"):
             files.append(os.fsdecode(fields[5]))
+    # In another mount namespace (a container) the same path names another file: go
+    # through the process's own root, and show that path so the rows stay distinct.
+    root = f"/proc/{pid}/root" if _mount_ns(pid) not in (None, out.own_mount_ns) else ""
     for name in dict.fromkeys(files):
-        # A replaced executable is still readable through its /proc link.
-        deleted = name.endswith(" (deleted)")
-        open_path = f"/proc/{pid}/exe" if deleted and name == exe else name
-        target = out.by_path.get(name)
+        shown = root + name
+        open_path = shown
+        if name == exe and (root or name.endswith(" (deleted)")):
+            open_path = f"/proc/{pid}/exe"  # also reaches an executable replaced on disk
+        target = out.by_path.get(shown)
         if target is None:
-            target = out.by_path[name] = Target(name, open_path)
+            target = out.by_path[shown] = Target(shown, open_path)
             out.targets.append(target)
         target.pids.append(pid)
+
+
+def _mount_ns(pid: int | str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    except OSError:
+        return None
 
 
 # ---------------------------------------------------------------- cache file
