@@ -271,3 +271,36 @@ def test_process_in_another_mount_namespace(tmp_path: Path) -> None:
     assert (row["dep"], row["stack_cookies"], row["error"]) == (False, False, None)
     assert row["pids"] == [proc.pid]
     assert any(p.startswith(f"/proc/{proc.pid}/root/") and "libc.so" in p for p in by_path)
+
+
+@pytest.mark.root
+def test_files_deleted_while_mapped_are_still_read(tmp_path: Path) -> None:
+    """An upgraded library shows as '(deleted)' in maps: read it through /proc/PID/map_files."""
+    import time
+
+    from tests.binanalysis.conftest import LIBRARY
+
+    (tmp_path / "sleeper.c").write_text(SLEEPER)
+    (tmp_path / "lib.c").write_text(LIBRARY)
+    prog, lib = tmp_path / "prog", tmp_path / "libgone.so"
+    subprocess.run(["gcc", "-fstack-protector-strong", str(tmp_path / "sleeper.c"), "-o",
+                    str(prog)], check=True, timeout=60)  # fmt: skip
+    subprocess.run(["gcc", "-fno-stack-protector", "-fPIC", "-shared", str(tmp_path / "lib.c"),
+                    "-o", str(lib)], check=True, timeout=60)  # fmt: skip
+    with subprocess.Popen([str(prog)], env={"LD_PRELOAD": str(lib)}) as proc:
+        try:
+            for _ in range(200):
+                with open(f"/proc/{proc.pid}/maps") as f:
+                    if "libgone.so" in f.read():
+                        break
+                time.sleep(0.02)
+            prog.unlink()
+            lib.unlink()
+            items = _json("--pid", str(proc.pid))
+        finally:
+            proc.kill()
+    by_path = {str(i["path"]): i for i in items}
+    gone_lib = by_path[f"{lib} (deleted)"]
+    gone_exe = by_path[f"{prog} (deleted)"]
+    assert (gone_lib["error"], gone_lib["stack_cookies"]) == (None, False)
+    assert (gone_exe["error"], gone_exe["stack_cookies"]) == (None, True)

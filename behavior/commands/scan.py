@@ -177,19 +177,18 @@ def _collect_process(pid: int, out: Collected, *, explicit: bool) -> None:
     except PermissionError:
         out.gaps.append(f"pid {pid}: executable and maps not readable (permission denied)")
         return
-    files = [exe]
+    files = {exe: f"/proc/{pid}/exe"}  # name -> a /proc link that reaches the mapped file
     for line in maps.splitlines():
         fields = line.split(maxsplit=5)
         if len(fields) == 6 and fields[5].startswith(b"/"):
-            files.append(os.fsdecode(fields[5]))
+            files.setdefault(os.fsdecode(fields[5]), f"/proc/{pid}/map_files/{fields[0].decode()}")
     # In another mount namespace (a container) the same path names another file: go
     # through the process's own root, and show that path so the rows stay distinct.
     root = f"/proc/{pid}/root" if _mount_ns(pid) not in (None, out.own_mount_ns) else ""
-    for name in dict.fromkeys(files):
+    for name, link in files.items():
         shown = root + name
-        open_path = shown
-        if name == exe and (root or name.endswith(" (deleted)")):
-            open_path = f"/proc/{pid}/exe"  # also reaches an executable replaced on disk
+        # A file replaced on disk (an upgraded library) is still readable through /proc.
+        open_path = link if name.endswith(" (deleted)") or (root and name == exe) else shown
         target = out.by_path.get(shown)
         if target is None:
             target = out.by_path[shown] = Target(shown, open_path)
