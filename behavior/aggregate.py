@@ -228,7 +228,7 @@ class _ListenerState:
     intervals: list[tuple[int, int]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class _ProcState:
     pid: int
     ppid: int
@@ -253,6 +253,10 @@ class Aggregator:
         self._procs: dict[int, _ProcState] = {}
         self._logins: dict[tuple[int, int, int, int], LoginSession] = {}
         self._login_accepts: list[LoginAccepted] = []
+        # Pids that evidence names (connections, listeners, logins): their process entry
+        # outlives their exit. Others are dropped at exit, so the table stays as small as
+        # the set of live processes plus the referenced ones, however long the window.
+        self._referenced: set[int] = set()
 
     def fold(self, events: EventArray) -> None:
         """Fold one batch of events."""
@@ -274,6 +278,7 @@ class Aggregator:
             )
             fp = _fingerprint(events, outbound, "daddr", "dport", extra)
             self._connections.fold(events, outbound, fp)
+            self._referenced.update(np.unique(events["pid"][outbound]).tolist())
         accepted = np.flatnonzero(lane == _ACCEPTED)
         if len(accepted):
             zero = np.zeros(len(accepted), dtype=np.uint64)
@@ -297,9 +302,7 @@ class Aggregator:
             elif kind == Kind.FORK:
                 self._on_fork(ev)
             elif kind == Kind.EXIT:
-                proc = self._procs.get(ev.pid)
-                if proc is not None:
-                    proc.last_ns = ev.ts_wall
+                self._on_exit(ev)
             elif kind == Kind.TCP_LISTEN:
                 self._on_listen(ev)
             elif kind == Kind.TCP_CLOSE:
@@ -333,6 +336,14 @@ class Aggregator:
         self._procs[pid] = proc
         if is_new_exec:
             self._check_login_program(proc)
+
+    def _on_exit(self, ev: _Ev) -> None:
+        if ev.pid not in self._referenced:
+            self._procs.pop(ev.pid, None)
+            return
+        proc = self._procs.get(ev.pid)
+        if proc is not None:
+            proc.last_ns = ev.ts_wall
 
     def _on_fork(self, ev: _Ev) -> None:
         pid, ppid, ts = ev.pid, ev.ppid, ev.ts_wall
@@ -370,6 +381,7 @@ class Aggregator:
         names = self._names(proc)
         if protocol in ("telnet", "rlogin") and not LOGIN_PROGRAMS.intersection(names):
             return
+        self._referenced.update((proc.pid, parent.pid))
         self._login_accepts.append(
             LoginAccepted(
                 protocol=protocol,
@@ -383,6 +395,7 @@ class Aggregator:
         )
 
     def _on_listen(self, ev: _Ev) -> None:
+        self._referenced.add(ev.pid)
         ts = ev.ts_wall
         key = (ev.netns, ev.family, ev.saddr, ev.sport)
         source = Source(ev.source).label
@@ -425,6 +438,7 @@ class Aggregator:
         state.last_close_ns = ts
 
     def _on_login(self, ev: _Ev) -> None:
+        self._referenced.add(ev.pid)
         key = (ev.str_a, ev.str_b, ev.str_c, ev.aux)
         get = self._strings.get
         old = self._logins.get(key)

@@ -146,6 +146,7 @@ def test_processes_follow_exec_and_fork(strings: StringTable) -> None:
         batch(
             event(strings, Kind.EXEC, pid=5, ppid=1, comm="sh", str_a="/bin/sh", str_b="sh -c x"),
             event(strings, Kind.FORK, pid=6, ppid=5, comm="sh", t=1),
+            connect(strings, 6, "192.0.2.1", 80, t=1.5),
             event(strings, Kind.EXIT, pid=6, t=2),
         )
     )
@@ -159,3 +160,24 @@ def test_empty_batches_are_harmless(strings: StringTable) -> None:
     agg.fold(batch())
     obs = _obs(agg)
     assert obs.events == 0 and obs.connections == () and obs.listeners == ()
+
+
+def test_exited_processes_nobody_refers_to_are_dropped(strings: StringTable) -> None:
+    agg = Aggregator(strings)
+    churn = []
+    for pid in range(100, 1100):
+        churn += [
+            event(strings, Kind.EXEC, pid=pid, ppid=1, comm="true", str_a="/bin/true"),
+            event(strings, Kind.EXIT, pid=pid, t=0.1),
+        ]
+    agg.fold(
+        batch(
+            event(strings, Kind.EXEC, pid=7, ppid=1, comm="curl", str_a="/usr/bin/curl"),
+            connect(strings, 7, "192.0.2.1", 80),
+            *churn,
+            event(strings, Kind.EXIT, pid=7, t=1),
+        )
+    )
+    procs = _obs(agg).processes
+    assert list(procs) == [7]  # the client's entry outlives its exit: evidence names it
+    assert procs[7].exe == "/usr/bin/curl" and procs[7].last_ns == T0 + SEC
