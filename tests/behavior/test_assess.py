@@ -226,3 +226,20 @@ def test_live_ebpf_window_catches_a_50ms_execstack_binary(tmp_path: Path) -> Non
         assert f["evidence"]["package"] == "unpackaged" and f["evidence"]["format"] == "elf"
         assert f["count"] == 1
     assert "ebpf" in data["run"]["sources"] and sys.executable
+
+
+@pytest.mark.root
+def test_unprivileged_ebpf_request_is_a_one_line_error() -> None:
+    as_nobody = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
+    result = subprocess.run(
+        [*as_nobody, *RBA, "assess", "--duration", "2s", "--probes", "ebpf"],
+        cwd="/",
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "rba assess: cannot start the probes: not root\n"
+    assert result.stdout == ""
