@@ -71,11 +71,22 @@ def _inspect_all(paths: list[str], indexes: list[int], workers: int) -> Iterator
     if workers == 1 or len(tasks) < MIN_PARALLEL:
         yield from map(_inspect_one, tasks)
         return
-    import multiprocessing  # only cold scans pay for it
+    import multiprocessing  # only cold scans pay for these
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     chunk = max(1, len(tasks) // (workers * 8))
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap_unordered(_inspect_one, tasks, chunksize=chunk)
+    finished = 0
+    context = multiprocessing.get_context("fork")
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for outcome in pool.map(_inspect_one, tasks, chunksize=chunk):
+                finished += 1
+                yield outcome
+    except BrokenProcessPool:  # a worker was killed (OOM killer, signal): say so per file
+        for index, path in tasks[finished:]:
+            message = "internal error: worker process died"
+            yield index, None, error_facts(path, FileFormat.OTHER, message)
 
 
 def _inspect_one(task: tuple[int, str]) -> Outcome:

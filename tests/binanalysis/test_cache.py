@@ -139,3 +139,28 @@ def test_inspect_many_parallel_equals_serial(gcc_built: dict[str, Path], tmp_pat
     assert isinstance(parallel[-1], BinaryReadError)
     assert seen[-1] == (len(paths), len(paths))
     assert len(cache) == len(gcc_built)
+
+
+def _dies_on_object(task: tuple[int, str]):  # type: ignore[no-untyped-def]
+    """Stands in for the worker function (module level, so that it pickles by name)."""
+    from binanalysis import batch
+
+    if task[1].endswith("object.o"):
+        os._exit(9)
+    return batch.inspect_keyed_task(task)
+
+
+def test_dead_worker_is_an_error_not_a_hang(
+    gcc_built: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-scan (OOM killer, a signal) costs verdicts, never the scan."""
+    from binanalysis import batch
+
+    monkeypatch.setattr(batch, "inspect_keyed_task", batch._inspect_one, raising=False)
+    monkeypatch.setattr(batch, "_inspect_one", _dies_on_object)
+    monkeypatch.setattr(batch, "MIN_PARALLEL", 1)
+    paths = [str(p) for p in gcc_built.values()]
+    results = inspect_many(paths, FactsCache(), jobs=2)
+    assert len(results) == len(paths)
+    died = [r for r in results if isinstance(r, BinaryFacts) and r.error and "died" in r.error]
+    assert died and any(r.path.endswith("object.o") for r in died)
