@@ -137,21 +137,28 @@ def _exec_event(strings: StringTable, proc: subprocess.Popen[bytes], exe: str): 
     )
 
 
-@pytest.mark.root
-def test_live_source_reads_a_running_process_and_its_files() -> None:
+def _gather(
+    argv: list[str], exe: str, facts: LiveFactSource, *, cwd: Path | None = None
+) -> tuple[FactSet, int]:
+    """Run ``argv``, show ``facts`` its exec once it had time to map its libraries, and
+    return what was gathered and the pid."""
     strings = StringTable()
-    gathered: list[object] = []
-    facts = LiveFactSource(sink=gathered.append)
-    proc = subprocess.Popen(["sleep", "5"])
+    proc = subprocess.Popen(argv, cwd=cwd)
     try:
-        time.sleep(0.1)  # let the loader map libc
-        facts.observe(batch(_exec_event(strings, proc, "/usr/bin/sleep")), strings)
-        result = facts.facts(timeout=30)
+        time.sleep(0.2)
+        facts.observe(batch(_exec_event(strings, proc, exe)), strings)
+        return facts.facts(timeout=30), proc.pid
     finally:
         proc.kill()
         proc.wait()
         facts.close()
-    [fact] = [p for p in result.processes.values() if p.pid == proc.pid]
+
+
+@pytest.mark.root
+def test_live_source_reads_a_running_process_and_its_files() -> None:
+    gathered: list[object] = []
+    result, pid = _gather(["sleep", "5"], "/usr/bin/sleep", LiveFactSource(sink=gathered.append))
+    [fact] = [p for p in result.processes.values() if p.pid == pid]
     libc = os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6")
     assert fact.exe == os.path.realpath("/usr/bin/sleep")
     assert fact.cmdline == ("sleep", "5") and fact.euid == 0 and fact.exec_stack is False
@@ -182,18 +189,9 @@ def test_live_source_keeps_a_process_that_exited_before_its_read() -> None:
 def test_live_source_finds_an_interpreter_script(tmp_path: Path) -> None:
     script = tmp_path / "job.py"
     script.write_text("import time\ntime.sleep(5)\n")
-    strings = StringTable()
-    facts = LiveFactSource()
-    proc = subprocess.Popen([sys.executable, "-u", "job.py"], cwd=tmp_path)
-    try:
-        time.sleep(0.2)
-        facts.observe(batch(_exec_event(strings, proc, sys.executable)), strings)
-        result = facts.facts(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-        facts.close()
-    [fact] = [p for p in result.processes.values() if p.pid == proc.pid]
+    argv = [sys.executable, "-u", "job.py"]
+    result, pid = _gather(argv, sys.executable, LiveFactSource(), cwd=tmp_path)
+    [fact] = [p for p in result.processes.values() if p.pid == pid]
     assert fact.script == str(script)
     assert result.files[str(script)].stat is not None
 
@@ -203,16 +201,7 @@ def test_a_failing_sink_does_not_stop_the_gathering() -> None:
     def broken_sink(fact: object) -> None:
         raise OSError("disk full")
 
-    strings = StringTable()
     facts = LiveFactSource(sink=broken_sink)
-    proc = subprocess.Popen(["sleep", "5"])
-    try:
-        time.sleep(0.1)
-        facts.observe(batch(_exec_event(strings, proc, "/usr/bin/sleep")), strings)
-        result = facts.facts(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-        facts.close()
-    assert [p.pid for p in result.processes.values()] == [proc.pid]
+    result, pid = _gather(["sleep", "5"], "/usr/bin/sleep", facts)
+    assert [p.pid for p in result.processes.values()] == [pid]
     assert facts.sink_error == "OSError: disk full"
