@@ -17,6 +17,11 @@ def host_listeners_by_port(inp: RuleInput) -> dict[tuple[int, int], list[Listene
         if host_netns and listener.netns not in (0, host_netns):
             continue
         groups.setdefault((listener.port, listener.pid), []).append(listener)
+    # A socket whose owner could not be attributed joins the port's only known owner.
+    for port, pid in list(groups):
+        owners = [key for key in groups if key[0] == port and key[1]]
+        if pid == 0 and len(owners) == 1:
+            groups[owners[0]] += groups.pop((port, 0))
     return groups
 
 

@@ -224,3 +224,15 @@ def test_login_accepted_from_a_utmp_session_under_telnetd(
         [61],
         "bob",
     )
+
+
+def test_unattributed_socket_joins_the_ports_known_owner(
+    strings: StringTable, evaluate: Evaluate
+) -> None:
+    events = batch(
+        listen(strings, 7, "0.0.0.0", 2200, comm="sshd"),
+        listen(strings, 0, "::", 2200, comm="", source=Source.POLL),
+    )
+    [f] = evaluate(UNUSED, events).findings
+    assert f.evidence["bind_addresses"] == ["0.0.0.0", "::"]
+    assert f.evidence["process"]["pid"] == 7
