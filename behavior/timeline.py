@@ -1,0 +1,193 @@
+"""The window's timeline, for the HTML report's plots.
+
+Findings carry first/last seen and a count, which cannot show *when* traffic happened.
+:class:`TimelineCounter` folds each batch the assessment sees into per-second counts
+(connections by protocol, accepts per listening port) and the exec events; at the end
+:meth:`TimelineCounter.build` turns them, with the observations and the findings, into a
+small JSON-ready dict that :class:`~behavior.report.Report` carries as ``timeline``.
+
+Size is bounded whatever the window: at most :data:`MAX_BUCKETS` buckets per series,
+:data:`MAX_LISTENERS` listeners with at most :data:`MAX_MARKS` accept marks each, and
+:data:`MAX_EXECS` execs (totals say how many there were). Times are seconds from the
+window start, from the events' own wall clock, so a replay gives the same timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from behavior.observations import Listener, Observations
+from behavior.report import Finding
+from probes.events import EventArray, Flag, Kind, Source, StringTable
+
+SERIES = ("tcp-out", "tcp-in", "udp-out")  # outbound TCP, accepted TCP, outbound UDP
+MAX_BUCKETS = 60
+MAX_LISTENERS = 40
+MAX_MARKS = 200
+MAX_EXECS = 200
+MAX_EXEC_ROWS = 100_000  # exec events kept for matching against the flagged binaries
+_NS = 1_000_000_000
+
+
+def _lane(kind: int, flags: int, polled: bool) -> int:
+    """Series index of an event (see SERIES), or NO_SERIES.
+
+    eBPF reports an outbound TCP connection as a connect (counted) and an active
+    established (not counted again); polling sees only the established one."""
+    if kind == Kind.TCP_CONNECT or (
+        kind == Kind.TCP_ESTABLISHED and flags & Flag.ACTIVE and polled
+    ):
+        return 0
+    if kind == Kind.TCP_ESTABLISHED and flags & Flag.PASSIVE:
+        return 1
+    if kind == Kind.UDP_SEND:
+        return 2
+    return NO_SERIES
+
+
+NO_SERIES = len(SERIES)
+_LANES = np.array([_lane(i >> 3, i & 3, bool(i & 4)) for i in range(256 * 8)], dtype=np.uint8)
+
+
+def _per_second(
+    ts_ns: npt.NDArray[np.uint64], keys: npt.NDArray[np.intp], nkeys: int
+) -> Iterator[tuple[int, int, int]]:
+    """(key, second, count) for each (key, whole second) that has events; keys < nkeys."""
+    secs = (ts_ns // np.uint64(_NS)).astype(np.int64)
+    base = int(secs.min())
+    counts = np.bincount((secs - base) * nkeys + keys)
+    for index in np.flatnonzero(counts).tolist():
+        offset, key = divmod(index, nkeys)
+        yield key, base + offset, int(counts[index])
+
+
+class TimelineCounter:
+    """Per-second connection counts, per-port accept seconds, and exec events."""
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[int, int], int] = {}  # (series, second) -> count
+        self._accepts: dict[tuple[int, int], int] = {}  # (netns << 16 | port, second) -> n
+        self._execs: list[tuple[int, int, int]] = []  # (ts_ns, pid, filename id)
+        self.execs_seen = 0
+
+    def fold(self, events: EventArray) -> None:
+        """Count one batch (the same batches the assessment folds)."""
+        if len(events) == 0:
+            return
+        kind = events["kind"]
+        polled = (events["source"] == Source.POLL).astype(np.intp) << 2
+        lane = _LANES[(kind.astype(np.intp) << 3) | (events["flags"] & 3) | polled]
+        counted = np.flatnonzero(lane != NO_SERIES)
+        if len(counted):
+            ts = events["ts_wall"][counted]
+            for series, sec, n in _per_second(ts, lane[counted].astype(np.intp), NO_SERIES):
+                self._connections[series, sec] = self._connections.get((series, sec), 0) + n
+            passive = counted[lane[counted] == 1]
+            if len(passive):
+                self._fold_accepts(events, passive)
+        execs = events[kind == Kind.EXEC]
+        self.execs_seen += len(execs)
+        room = MAX_EXEC_ROWS - len(self._execs)
+        if len(execs) and room > 0:
+            rows = execs[:room]
+            self._execs += zip(
+                rows["ts_wall"].tolist(), rows["pid"].tolist(), rows["str_a"].tolist(), strict=True
+            )
+
+    def _fold_accepts(self, events: EventArray, passive: npt.NDArray[np.intp]) -> None:
+        netns = events["netns"][passive].astype(np.uint64) << np.uint64(16)
+        where = netns | events["sport"][passive].astype(np.uint64)
+        keys, index = np.unique(where, return_inverse=True)
+        for i, sec, n in _per_second(events["ts_wall"][passive], index, len(keys)):
+            key = int(keys[i])
+            self._accepts[key, sec] = self._accepts.get((key, sec), 0) + n
+
+    def build(
+        self, obs: Observations, findings: Sequence[Finding], strings: StringTable
+    ) -> dict[str, Any]:
+        """The JSON-ready timeline of the window ``obs`` covers."""
+        start, end = obs.window_start_ns, max(obs.window_end_ns, obs.window_start_ns + 1)
+        bucket_ns = max(_NS, -(-(end - start) // MAX_BUCKETS))
+        buckets = max(1, -(-(end - start) // bucket_ns))
+        series = {name: [0] * buckets for name in SERIES}
+        for (index, sec), n in self._connections.items():
+            slot = (sec * _NS - start) // bucket_ns
+            if 0 <= slot < buckets:
+                series[SERIES[index]][slot] += n
+        listeners = sorted(obs.listeners, key=lambda s: (s.port, s.address, s.pid))
+        accepts: dict[int, list[int]] = {}  # netns << 16 | port -> accept seconds
+        for (key, sec), _ in sorted(self._accepts.items()):
+            accepts.setdefault(key, []).append(sec)
+        flagged = _flagged_paths(findings)
+        execs = list(self._flagged_execs(obs, strings, flagged))
+        return {
+            "bucket_s": bucket_ns / _NS,
+            "window_s": round((end - start) / _NS, 3),
+            "series": series,
+            "listeners": [_listener(s, start, end, accepts) for s in listeners[:MAX_LISTENERS]],
+            "listeners_total": len(listeners),
+            "execs": execs[:MAX_EXECS],
+            "execs_total": len(execs),
+            "execs_examined": len(self._execs),
+            "execs_seen": self.execs_seen,
+        }
+
+    def _flagged_execs(
+        self, obs: Observations, strings: StringTable, flagged: Mapping[str, list[str]]
+    ) -> Iterator[dict[str, Any]]:
+        start = obs.window_start_ns
+        for ts, pid, name_id in sorted(self._execs):
+            name = strings.get(name_id) if name_id else ""
+            proc = obs.processes.get(pid)
+            exe = name if name in flagged else (proc.exe if proc else "")
+            if exe in flagged:
+                yield {
+                    "t_s": round(max(0, ts - start) / _NS, 3),
+                    "pid": pid,
+                    "exe": exe,
+                    "rule_ids": flagged[exe],
+                }
+
+
+def _listener(
+    listener: Listener, start: int, end: int, accepts: Mapping[int, list[int]]
+) -> dict[str, Any]:
+    """One listener's lifetime in the window and its accepts, as seconds from the start.
+    Accepts are matched on (network namespace, port); a listener whose namespace is
+    unknown (0) takes the accepts of its port in any namespace."""
+    began = max(listener.started_ns, start)
+    if listener.netns:
+        seconds = accepts.get(listener.netns << 16 | listener.port, [])
+    else:
+        seconds = sorted(s for k, v in accepts.items() if k & 0xFFFF == listener.port for s in v)
+    marks = [(sec * _NS - start) / _NS for sec in seconds if start - _NS < sec * _NS <= end]
+    return {
+        "port": listener.port,
+        "address": listener.address,
+        "pid": listener.pid,
+        "comm": listener.comm,
+        "start_s": round((began - start) / _NS, 3),
+        "end_s": round(min(end - start, began - start + listener.listening_ns) / _NS, 3),
+        "before_window": listener.before_window,
+        "accepted": listener.accepted,
+        "accept_marks_s": [round(max(0.0, m), 3) for m in marks[:MAX_MARKS]],
+    }
+
+
+def _flagged_paths(findings: Iterable[Finding]) -> dict[str, list[str]]:
+    """Executable paths the findings name, each with the rule ids that name it."""
+    paths: dict[str, list[str]] = {}
+    for finding in findings:
+        ev = finding.evidence
+        process = ev.get("process")
+        candidates = [ev.get("path"), ev.get("exe")]
+        if isinstance(process, Mapping):
+            candidates.append(process.get("exe"))
+        for path in candidates:
+            if isinstance(path, str) and path and finding.rule_id not in paths.get(path, []):
+                paths.setdefault(path, []).append(finding.rule_id)
+    return paths
