@@ -25,9 +25,7 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
         "sources": list(run.sources),
         "events": run.events,
         "lost_events": run.lost_events,
-        "rules": [
-            {"rule_id": r.rule_id, "ran": r.ran, "reason": r.reason} for r in run.rules
-        ],
+        "rules": [{"rule_id": r.rule_id, "ran": r.ran, "reason": r.reason} for r in run.rules],
         "notes": list(run.notes),
     }
 
