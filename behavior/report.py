@@ -105,6 +105,7 @@ class ExpiredSuppression:
 
     suppression: SuppressionInfo
     findings: int
+    matched: tuple[Finding, ...] = ()  # those findings, so formats can annotate them
 
 
 @dataclass(frozen=True)

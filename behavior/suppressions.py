@@ -189,10 +189,10 @@ def apply_suppressions(
             kept.append(finding)
         else:
             suppressed.append(SuppressedFinding(finding, entry.info()))
-    stale = [
-        ExpiredSuppression(s.info(), sum(1 for f in report.findings if s.matches(f)))
-        for s in expired
-    ]
+    stale = []
+    for entry in expired:
+        matched = tuple(f for f in report.findings if entry.matches(f))
+        stale.append(ExpiredSuppression(entry.info(), len(matched), matched))
     return replace(
         report,
         findings=tuple(kept),
