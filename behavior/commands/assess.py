@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
+from behavior.commands.report_options import FORMAT_CHOICES, add_report_options, report_options
 from behavior.durations import parse_duration
 from behavior.errors import RbaError, UsageError
 
@@ -24,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_DURATION,
         help="length of the window, 1s..24h (e.g. 90s, 15m, 1h; default 15m)",
     )
-    parser.add_argument("--format", default="text", help="report format: text or json")
+    parser.add_argument(
+        "--format", default="text", help=f"report format: {', '.join(FORMAT_CHOICES)}"
+    )
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE (mode 0600)")
     parser.add_argument(
         "--probes", default="auto", choices=("auto", "ebpf", "poll"), help="observation sources"
@@ -48,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --record: replace command-line arguments in the trace with keyed hashes",
     )
+    add_report_options(parser)
 
 
 @contextlib.contextmanager
@@ -68,7 +72,7 @@ def _interrupts_end_window(stop: threading.Event) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     """Run ``rba assess``; returns the exit status."""
     from behavior.assess import AssessConfig, run_assessment
-    from behavior.formats import Format, render
+    from behavior.formats import Format
     from behavior.output import emit
     from behavior.progress import TerminalObserver
     from behavior.record import recorder_for
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         unknown = sorted(rules - set(RULE_IDS))
         if unknown:
             raise UsageError(f"unknown rule id(s): {', '.join(unknown)} (see rba rules)")
+    options = report_options(args)
     config = AssessConfig(duration, rules, args.probes, poll_interval)
     recorder = recorder_for(args.record, purpose="assess", redact=args.redact_cmdline)
     observer = TerminalObserver()
@@ -111,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     observer.clear()
     if report.run.partial:
         observer.notice("window ended early: the report is partial")
-    emit(render(fmt, report), args.output)
+    report, text = options.finish(fmt, report)
+    emit(text, args.output)
     if fail_on is not None and any(f.severity.rank >= fail_on.rank for f in report.findings):
         return 1
     return 0
