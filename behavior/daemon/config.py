@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from behavior.daemon.schedule import Schedule, parse_schedule
-from behavior.daemon.suppressions import Suppression, parse_suppression
 from behavior.durations import parse_duration
 from behavior.errors import UsageError
 from behavior.formats import Format
+from behavior.suppressions import Suppression, parse_suppression
 
 DEFAULT_CONFIG = "/etc/rba/rba.toml"
 DEFAULT_STATE_DIR = "/var/lib/rba"
@@ -136,7 +136,7 @@ def parse_config(
         findings=_parse_findings(_table(data, "findings")),
         templates=templates,
         suppressions=tuple(
-            parse_suppression(f"suppression[{i}]", s)
+            parse_suppression(f"suppression[{i}]", s, known_rules)
             for i, s in enumerate(_array_of_tables(data, "suppression"))
         ),
     )

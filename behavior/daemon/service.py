@@ -44,10 +44,10 @@ from behavior.daemon.store import (
     RunStore,
     StoreError,
 )
-from behavior.daemon.suppressions import apply_suppressions
 from behavior.errors import RbaError
 from behavior.output import write_atomic
 from behavior.report import Report
+from behavior.suppressions import apply_suppressions
 from probes.events import StringTable
 
 log = logging.getLogger("rba.daemon")

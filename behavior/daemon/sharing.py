@@ -57,6 +57,9 @@ class Subscription:
     sources: tuple[str, ...] = ()  # the session's sources and notices when it attached
     notices: tuple[str, ...] = ()
     events: int = 0
+    # A run that joined an open session: events older than this (CLOCK_MONOTONIC ns),
+    # still queued in the session when it joined, predate its window and are skipped.
+    since_ns: int = 0
     final: dict[str, SourceStats] = field(default_factory=dict)
 
     def delta(self, now: dict[str, SourceStats]) -> dict[str, SourceStats]:
@@ -123,6 +126,7 @@ class SharedSession:
             if not late:
                 self._open()
             assert self._session is not None and self._strings is not None
+            since_ns = time.monotonic_ns() if late else 0
             try:
                 sink = make_sink(self._strings, tuple(self._session.sources))
                 if late:
@@ -139,6 +143,7 @@ class SharedSession:
                 baseline=session.stats(),
                 sources=tuple(session.sources),
                 notices=tuple(session.notices),
+                since_ns=since_ns,
             )
             self._subs[key] = sub
             return sub
@@ -255,8 +260,10 @@ class SharedSession:
             return
         for key, sub in list(self._subs.items()):
             try:
-                sub.sink(batch)
-                sub.events += n
+                view = _within_window(sub, batch)
+                if len(view):
+                    sub.sink(view)
+                    sub.events += len(view)
             except Exception as e:
                 log.exception("run %s: feeding events failed", key)
                 self._subs.pop(key, None)
@@ -273,3 +280,14 @@ class SharedSession:
             self._close()
         for key, sub in failed:
             sub.on_error(key, error)
+
+
+def _within_window(sub: Subscription, batch: EventArray) -> EventArray:
+    """The rows of ``batch`` inside ``sub``'s window (see ``Subscription.since_ns``)."""
+    if not sub.since_ns:
+        return batch
+    old = batch["ts_mono"] < sub.since_ns
+    if not old.any():
+        sub.since_ns = 0  # batches come in time order: nothing older will follow
+        return batch
+    return batch[~old]

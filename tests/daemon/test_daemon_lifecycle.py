@@ -17,12 +17,15 @@ from pathlib import Path
 import pytest
 
 from behavior.daemon.client import DaemonError
+from behavior.daemon.engine import FORMATS
 from behavior.daemon.protocol import MAX_REQUEST_BYTES
+from behavior.daemon.store import report_file
 from tests.conftest import REPO, run_rba
 from tests.daemon.daemon_proc import UNIT_CAPS, DaemonProcess
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.root]
 
+RULE = "unused-listening-port"
 BPF_PROG = "anon_inode:bpf-prog"
 PERF_EVENT = "anon_inode:[perf_event]"
 TEMPLATES = """
@@ -65,9 +68,14 @@ def listener(port: int = 0) -> socket.socket:
     return sock
 
 
-def test_run_wait_store_and_findings_copies_are_private(tmp_path: Path) -> None:
+def test_run_wait_store_findings_copies_and_suppressions(tmp_path: Path) -> None:
     copies = tmp_path / "findings"
-    proc = DaemonProcess(tmp_path, f'[findings]\ndirectory = "{copies}"\n' + TEMPLATES)
+    accepted, other = listener(), listener()  # idle all window: unused-listening-port
+    port, other_port = accepted.getsockname()[1], other.getsockname()[1]
+    config = f'[findings]\ndirectory = "{copies}"\n' + TEMPLATES
+    config += f'\n[[suppression]]\nrule = "unused-listening-port"\nport = {port}\n'
+    config += 'reason = "the test accepts this one"\n'
+    proc = DaemonProcess(tmp_path, config)
     try:
         proc.start()
         st = os.stat(proc.socket)
@@ -81,7 +89,8 @@ def test_run_wait_store_and_findings_copies_are_private(tmp_path: Path) -> None:
         assert entry["state"] == "completed" and entry["events"] == report["run"]["events"] > 0
         run_dir = proc.state_dir / "runs" / run_id
         assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
-        assert sorted(os.listdir(run_dir)) == ["report.json", "report.text", "state.json"]
+        stored = {"state.json", *(report_file(fmt) for fmt in FORMATS)}
+        assert set(os.listdir(run_dir)) == stored
         for name in os.listdir(run_dir):
             assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
         copy = copies / f"{run_id}.json"
@@ -90,8 +99,16 @@ def test_run_wait_store_and_findings_copies_are_private(tmp_path: Path) -> None:
         status = run_rba("status", "--socket", proc.socket)
         assert status.returncode == 0 and f"{run_id}  completed" in status.stdout
         assert "probes: idle (last: ebpf+poll)" in status.stdout
+        # The configured suppression moved its finding aside, with its reason.
+        unused = [f["evidence"]["port"] for f in report["findings"] if f["rule_id"] == RULE]
+        assert other_port in unused and port not in unused
+        (moved,) = [s for s in report["suppressed"] if s["evidence"].get("port") == port]
+        assert moved["rule_id"] == RULE
+        assert moved["suppression"]["reason"] == "the test accepts this one"
     finally:
         proc.close()
+        accepted.close()
+        other.close()
 
 
 def test_readiness_is_notified_once_the_socket_answers(daemon: DaemonProcess) -> None:
@@ -232,6 +249,9 @@ def test_overlapping_runs_share_one_probe_session(daemon: DaemonProcess) -> None
         second = daemon.request("run", template="traced")
         # A second session would load a second copy of the programs and attach it.
         assert (daemon.fds_to(BPF_PROG), daemon.fds_to(PERF_EVENT)) == (programs, attached)
+        for _ in range(5):  # some exec events, so that the rate is not zero on a quiet host
+            subprocess.run(["true"], check=True)
+        time.sleep(0.5)
         probes = daemon.status()["daemon"]["probes"]
         assert probes["session_active"] and probes["sessions_opened"] == 1
         assert probes["backend"] == "ebpf+poll" and probes["events_per_s"] > 0
