@@ -41,6 +41,11 @@ duration = "60s"
 name = "traced"
 duration = "3s"
 trace = true
+
+[[template]]
+name = "long-traced"
+duration = "60s"
+trace = true
 """
 
 
@@ -203,8 +208,8 @@ def test_sigkill_then_restart_shows_failed_and_keeps_completed(daemon: DaemonPro
     done = daemon.request("run", template="short")
     assert daemon.wait_finished(done)["state"] == "completed"
     before = report_of(daemon, done)
-    killed = daemon.request("run", template="long")
-    time.sleep(1.0)
+    killed = daemon.request("run", template="long-traced")
+    time.sleep(2.0)
     daemon.signal(signal.SIGKILL)
     daemon.wait_exit(timeout=10)
     daemon.start()  # a stale socket file is left behind: the new daemon replaces it
@@ -217,6 +222,13 @@ def test_sigkill_then_restart_shows_failed_and_keeps_completed(daemon: DaemonPro
     with pytest.raises(DaemonError, match=f"run {killed} failed: the daemon stopped"):
         daemon.request("findings", run=killed, format="json")
     assert "was interrupted: now failed" in daemon.log()
+    # What the killed run recorded up to the kill is still there, and replays.
+    trace = daemon.state_dir / "runs" / killed / "trace.rbt"
+    replayed = run_rba("replay", str(trace), "--format", "json")
+    assert replayed.returncode == 0, replayed.stderr
+    recovered = json.loads(replayed.stdout)
+    assert recovered["run"]["id"] == killed and recovered["run"]["partial"] is True
+    assert recovered["run"]["events"] > 0
 
 
 def test_sighup_with_broken_config_keeps_the_old_one(daemon: DaemonProcess) -> None:
@@ -227,13 +239,14 @@ def test_sighup_with_broken_config_keeps_the_old_one(daemon: DaemonProcess) -> N
         time.sleep(0.1)
     refused = [line for line in daemon.log().splitlines() if "reload" in line]
     assert len(refused) == 1, refused
-    assert "template[3].duration: invalid duration '5 days'" in refused[0]
-    assert [t["name"] for t in daemon.status()["templates"]] == ["short", "long", "traced"]
+    assert "template[4].duration: invalid duration '5 days'" in refused[0]
+    names = ["short", "long", "traced", "long-traced"]
+    assert [t["name"] for t in daemon.status()["templates"]] == names
     assert daemon.notified()[-2:] == ["RELOADING=1", "READY=1"]
     daemon.write_config(TEMPLATES + '\n[[template]]\nname = "added"\nduration = "2s"\n')
     daemon.signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while len(daemon.status()["templates"]) != 4 and time.monotonic() < deadline:
+    while len(daemon.status()["templates"]) != 5 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert daemon.wait_finished(daemon.request("run", template="added"))["state"] == "completed"
 
