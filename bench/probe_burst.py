@@ -7,6 +7,7 @@ can, with an acceptor it forked. Each run is one of three modes, interleaved so 
 machine noise spreads evenly:
 
 - ``none``: no probes (baseline throughput);
+- ``kernel``: the eBPF programs attached but nothing reading (kernel-side cost alone);
 - ``ebpf``: ``open_session("ebpf")`` (eBPF + complementary polling) consuming in this
   process; every connect makes 5 events (SYN_SENT, active and passive ESTABLISHED, two
   CLOSEs), the listener 2 more;
@@ -21,6 +22,7 @@ Needs root, bcc and gcc.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,8 +36,10 @@ sys.path.insert(0, str(REPO))
 
 from probes.backend import ProbeSession, open_session  # noqa: E402
 from probes.common import concat  # noqa: E402
+from probes.ebpf import EbpfSource  # noqa: E402
 from probes.events import EventArray, Flag, Kind, StringTable  # noqa: E402
 
+MODES = ("none", "kernel", "ebpf", "poll")
 EVENTS_PER_CONNECT = 5
 LISTENER_EVENTS = 2  # LISTEN, and CLOSE of the listener
 
@@ -45,6 +49,7 @@ class Run:
     mode: str
     seconds: float  # connect loop only, measured by the client
     connects: int
+    client_cpu: float = 0.0  # CPU seconds of the client and its acceptor
     captured: int = 0  # burst events delivered (port match)
     polled_connections: int = 0  # distinct burst connections a poller saw
     delivered: int = 0  # every event the eBPF source delivered in the window
@@ -57,6 +62,11 @@ class Run:
     def rate(self) -> float:
         return self.connects / self.seconds
 
+    @property
+    def client_us(self) -> float:
+        """Client + acceptor CPU microseconds per connect."""
+        return 1e6 * self.client_cpu / self.connects
+
 
 def build_client(directory: Path) -> Path:
     binary = directory / "probe_connect_burst"
@@ -65,12 +75,16 @@ def build_client(directory: Path) -> Path:
     return binary
 
 
-def burst(client: Path, port: int, count: int) -> tuple[float, int, int]:
-    """(seconds of the connect loop, connects that succeeded, client pid)."""
+def burst(client: Path, port: int, count: int) -> tuple[float, int, int, float]:
+    """(seconds of the connect loop, connects that succeeded, client pid, CPU seconds of
+    client + acceptor, user and system: the in-kernel probe cost lands here)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [str(client), str(port), str(count)], check=True, capture_output=True, text=True
     ).stdout.split()
-    return float(out[3]), int(out[2]), int(out[0])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(out[3]), int(out[2]), int(out[0]), cpu
 
 
 def drain(session: ProbeSession, quiet: float = 0.5) -> EventArray:
@@ -116,20 +130,26 @@ def burst_pid_events(events: EventArray, port: int, pid: int) -> EventArray:
 
 def run_once(mode: str, client: Path, port: int, count: int) -> Run:
     if mode == "none":
-        seconds, ok, _ = burst(client, port, count)
-        return Run(mode, seconds, ok)
+        seconds, ok, _, client_cpu = burst(client, port, count)
+        return Run(mode, seconds, ok, client_cpu=client_cpu)
+    if mode == "kernel":
+        source = EbpfSource(wait_for_seed=True)  # attached, reader held back
+        source.start(StringTable())
+        seconds, ok, _, client_cpu = burst(client, port, count)
+        source.stop()
+        return Run(mode, seconds, ok, client_cpu=client_cpu)
     session = open_session(mode, poll_interval=1.0)
     session.start(StringTable())
     drain(session, quiet=0.3)  # the window-start snapshot
     cpu0 = time.process_time()
-    seconds, ok, client_pid = burst(client, port, count)
+    seconds, ok, client_pid, client_cpu = burst(client, port, count)
     expected = ok * EVENTS_PER_CONNECT + LISTENER_EVENTS
     events = collect_burst(session, port, expected, settle=1.0 if mode == "ebpf" else 2.5)
     cpu = time.process_time() - cpu0
     delivered = len(events)
     session.stop()
     events = concat([events, session.read(0.0)])
-    run = Run(mode, seconds, ok, cpu=cpu)
+    run = Run(mode, seconds, ok, cpu=cpu, client_cpu=client_cpu)
     mine = burst_pid_events(events, port, client_pid)
     run.captured = len(mine)
     established = mine[mine["kind"] == Kind.TCP_ESTABLISHED]
@@ -156,7 +176,7 @@ def main() -> int:
         open_session("ebpf").stop()  # compile once, outside the measurements
         runs: list[Run] = []
         for i in range(args.runs):
-            for mode in ("none", "ebpf", "poll"):
+            for mode in MODES:
                 runs.append(run_once(mode, client, args.port + i % 2, args.connects))
     report(runs, args.connects)
     return 0
@@ -164,33 +184,44 @@ def main() -> int:
 
 def report(runs: list[Run], connects: int) -> None:
     generated = connects * EVENTS_PER_CONNECT + LISTENER_EVENTS
-    base = statistics.median(r.rate for r in runs if r.mode == "none")
-    print(f"{connects} loopback connects per run, {sum(r.mode == 'none' for r in runs)} runs")
+    rounds = len(runs) // len(MODES)
+    print(f"{connects} loopback connects per run, {rounds} rounds of {', '.join(MODES)}")
     print(
-        f"{'mode':<6} {'connects/s':>11} {'vs none':>8} {'burst events':>14} "
-        f"{'captured':>9} {'lost':>6} {'deliv+lost=att':>15} {'cpu ms/1k ev':>13}"
+        f"{'mode':<6} {'connects/s':>11} {'vs none':>8} {'client us/conn':>15} {'vs none':>8}"
+        f" {'burst events':>17} "
+        f"{'captured':>9} {'lost':>5} {'deliv+lost=att':>14} {'cpu ms/1k ev':>13}"
     )
-    for mode in ("none", "ebpf", "poll"):
+    for mode in MODES:
         mine = [r for r in runs if r.mode == mode]
         rate = statistics.median(r.rate for r in mine)
-        line = f"{mode:<6} {rate:>11.0f} {rate / base:>8.3f}"
+        # Paired with the baseline of the same round, so load drifts cancel out.
+        ratio = statistics.median(
+            r.rate / base.rate for r, base in zip(mine, runs[:: len(MODES)], strict=True)
+        )
+        cpu_ratio = statistics.median(
+            r.client_us / base.client_us for r, base in zip(mine, runs[:: len(MODES)], strict=True)
+        )
+        client_us = statistics.median(r.client_us for r in mine)
+        line = f"{mode:<6} {rate:>11.0f} {ratio:>8.3f} {client_us:>15.1f} {cpu_ratio:>8.3f}"
         if mode == "ebpf":
             captured = statistics.median(r.captured for r in mine)
             exact = all(r.delivered + r.lost == r.attempted for r in mine)
-            cpu = statistics.median(1000 * r.cpu_per_1k for r in mine)
+            cpu = statistics.median(r.cpu_per_1k * 1000 for r in mine)
             line += (
-                f" {f'{captured:.0f}/{generated}':>14} {100 * captured / generated:>8.2f}%"
-                f" {statistics.median(r.lost for r in mine):>6.0f} {exact!s:>15} {cpu:>13.2f}"
+                f" {f'{captured:.0f}/{generated}':>17} {100 * captured / generated:>8.2f}%"
+                f" {statistics.median(r.lost for r in mine):>5.0f} {exact!s:>14} {cpu:>13.2f}"
             )
         elif mode == "poll":
             seen = statistics.median(r.polled_connections for r in mine)
-            line += f" {f'{seen:.0f}/{connects} conns':>14} {100 * seen / connects:>8.2f}%"
+            line += f" {f'{seen:.0f}/{connects} conns':>17} {100 * seen / connects:>8.2f}%"
         print(line)
-    print("per run (mode, connects/s, captured, lost, attempted, delivered, cpu s):")
+    print("per run: mode, connects/s, client us/conn, burst events, lost, attempted, delivered,")
+    print("         rba cpu ms/1k events")
     for r in runs:
         print(
-            f"  {r.mode:<5} {r.rate:>8.0f} {r.captured:>7} {r.lost:>5} {r.attempted:>7} "
-            f"{r.delivered:>7} {r.cpu:.3f}"
+            f"  {r.mode:<6} {r.rate:>8.0f} {r.client_us:>6.1f} {r.captured:>7} {r.lost:>5} "
+            f"{r.attempted:>7} "
+            f"{r.delivered:>7} {r.cpu_per_1k * 1000 if r.mode == 'ebpf' else 0:.2f}"
         )
 
 

@@ -186,7 +186,7 @@ CLIENT = r"""
 import socket, sys, time
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
 print("connected", flush=True)
-time.sleep(0.3)
+time.sleep(10)  # killed by the test: alive while its events are read
 """
 
 
@@ -204,8 +204,12 @@ def test_connect_inside_a_namespace_carries_that_namespace(
         assert inum != host_ns
         server = listener_factory("127.0.0.1", prefix=["ip", "netns", "exec", ns.name])
         host_server = listener_factory("127.0.0.1", port=server.port)
-        client = ns.run([sys.executable, "-c", CLIENT, "127.0.0.1", str(server.port)])
-        assert "connected" in client.stdout, client.stderr
+        client = ns.spawn(
+            [sys.executable, "-c", CLIENT, "127.0.0.1", str(server.port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None and client.stdout.readline() == "connected\n"
         with socket.create_connection(("127.0.0.1", server.port)):
             pass
         ev = read_until(
@@ -218,7 +222,7 @@ def test_connect_inside_a_namespace_carries_that_namespace(
     connects = select(ev, kind=Kind.TCP_CONNECT, dport=server.port)
     assert sorted(connects["netns"].tolist()) == sorted([inum, host_ns])
     inside = select(connects, netns=inum)[0]
-    assert inside["pid"] not in (0, os.getpid())
+    assert inside["pid"] == client.pid  # ip netns exec execs: same pid
     assert select(connects, netns=host_ns)[0]["pid"] == os.getpid()
     listens = select(ev, kind=Kind.TCP_LISTEN, sport=server.port)
     assert {(int(e["netns"]), int(e["pid"])) for e in listens} == {
