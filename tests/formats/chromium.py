@@ -9,9 +9,11 @@ requested, and the values of a few JavaScript expressions evaluated in the page.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -108,7 +110,8 @@ class _Pipe:
     def _read(self) -> dict[str, Any]:
         deadline = time.monotonic() + TIMEOUT_S
         while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
                 raise TimeoutError("chromium did not answer within 30 s")
             chunk = os.read(self._from_chrome, 1 << 16)
             if not chunk:
@@ -119,10 +122,8 @@ class _Pipe:
         return parsed
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, OSError, TimeoutError):
             self.call("Browser.close")
-        except (RuntimeError, OSError):
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
