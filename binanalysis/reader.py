@@ -19,7 +19,8 @@ from binanalysis.interface import BinaryParseError, BinaryReadError
 
 MAX_FILE_SIZE = 1 << 30  # files above 1 GiB get an error verdict
 MAX_READ = 256 << 20  # no single read (code scan, PE image) above 256 MiB
-HEAD_SIZE = 64 << 10  # read once up front: headers and, for most files, the dynamic tables
+MAGIC_SIZE = 4 << 10  # read up front: enough to tell ELF/PE from anything else
+HEAD_SIZE = 64 << 10  # read once when needed: headers and, mostly, the dynamic tables
 
 CacheKey = tuple[int, int, int, int]  # (st_dev, st_ino, st_size, st_mtime_ns)
 
@@ -44,7 +45,7 @@ class FileBytes:
                 raise BinaryReadError("not a regular file")
             self.key: CacheKey = stat_key(st)
             self.size = st.st_size
-            self._head = os.pread(self._fd, min(HEAD_SIZE, self.size), 0)
+            self._head = os.pread(self._fd, min(MAGIC_SIZE, self.size), 0)
         except BaseException as e:
             os.close(self._fd)
             if isinstance(e, OSError):
@@ -60,7 +61,7 @@ class FileBytes:
 
     @property
     def head(self) -> bytes:
-        """The first :data:`HEAD_SIZE` bytes (fewer for small files)."""
+        """The first bytes of the file: at least :data:`MAGIC_SIZE` (fewer if it is small)."""
         return self._head
 
     def read(self, offset: int, length: int, what: str) -> bytes:
@@ -74,8 +75,13 @@ class FileBytes:
                 f"{what} is {length} bytes, above the {MAX_READ >> 20} MiB limit"
             )
         end = offset + length
+        if end > len(self._head) and end <= HEAD_SIZE and len(self._head) < self.size:
+            self._head = self._pread(min(HEAD_SIZE, self.size), 0, "file head")
         if end <= len(self._head):
             return self._head[offset:end]
+        return self._pread(length, offset, what)
+
+    def _pread(self, length: int, offset: int, what: str) -> bytes:
         try:
             data = os.pread(self._fd, length, offset)
         except OSError as e:

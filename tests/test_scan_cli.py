@@ -304,3 +304,22 @@ def test_files_deleted_while_mapped_are_still_read(tmp_path: Path) -> None:
     gone_exe = by_path[f"{prog} (deleted)"]
     assert (gone_lib["error"], gone_lib["stack_cookies"]) == (None, False)
     assert (gone_exe["error"], gone_exe["stack_cookies"]) == (None, True)
+
+
+@pytest.mark.root
+def test_recursive_skips_mounted_pseudo_filesystems(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A /proc mounted inside the tree is skipped with a notice, not walked."""
+    tree = tmp_path / "tree"
+    (tree / "proc").mkdir(parents=True)
+    (tree / "good").write_bytes(programs["good"].read_bytes())
+    rba = " ".join([sys.executable, "-m", "behavior.cli", "scan", "--no-cache", "-r", str(tree)])
+    script = f"mount -t proc proc {tree / 'proc'} && exec {rba}"
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"rba: skipped {tree / 'proc'}: a kernel pseudo-filesystem" in result.stderr
+    assert "1 ELF/PE files" in result.stdout and "0 skipped (not ELF/PE)" in result.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -132,8 +133,37 @@ def _collect_path(path: str, recursive: bool, out: Collected) -> None:
     out.targets.append(Target(path, path))
 
 
+# Kernel pseudo-filesystems hold no programs, and walking them is slow or endless.
+PSEUDO_FS = {
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+    "securityfs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs",
+    "binfmt_misc", "efivarfs", "rpc_pipefs", "nsfs",
+}  # fmt: skip
+
+
+def _pseudo_mounts() -> set[str]:
+    """Mount points of kernel pseudo-filesystems, from /proc/self/mountinfo."""
+    found: set[str] = set()
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        before, _sep, after = line.partition(" - ")
+        fields = before.split()
+        if len(fields) >= 5 and after.split(" ", 1)[0] in PSEUDO_FS:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            found.add(point)
+    return found
+
+
 def _walk(top: str, out: Collected) -> None:
-    """Regular files below ``top`` (symlinks to files included, symlinked dirs not followed)."""
+    """Regular files below ``top`` (symlinks to files included, symlinked dirs not followed).
+
+    Mounted pseudo-filesystems (/proc, /sys, /dev, ...) below ``top`` are skipped with a
+    notice; name one as ``top`` to scan it anyway."""
+    pseudo = _pseudo_mounts()
     stack = [top]
     while stack:
         directory = stack.pop()
@@ -146,6 +176,9 @@ def _walk(top: str, out: Collected) -> None:
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
+                    if os.path.abspath(entry.path) in pseudo:
+                        out.gaps.append(f"skipped {entry.path}: a kernel pseudo-filesystem")
+                        continue
                     subdirs.append(entry.path)
                 elif entry.is_file():
                     out.targets.append(Target(entry.path, entry.path))
