@@ -316,9 +316,9 @@ class Daemon:
             for record in self._records.values():
                 entry: dict[str, Any] = dict(record.__dict__)
                 run = self._active.get(record.id)
-                if run is not None:
+                if run is not None and record.state == COLLECTING:
                     entry["time_left_s"] = max(0.0, run.deadline - now)
-                    if run.subscription is not None and record.state == COLLECTING:
+                    if run.subscription is not None:
                         entry["events"] = run.subscription.events
                         entry["lost_events"] = self._live_lost(run.subscription)
                 runs.append(entry)
