@@ -87,6 +87,7 @@ class _Image:
     uid: int
     euid: int
     exe_hint: str  # the exec's filename (or snapshot exe) from the event
+    cmdline_hint: str
     comm: str
     seen_ns: int
     exe: str | None = None  # real path read from /proc (identity check for re-reads)
@@ -111,6 +112,7 @@ class LiveFactSource(FactSource):
         self._set = FactSet()
         self._lock = threading.Lock()
         self._images: dict[int, _Image] = {}  # pid -> current image
+        self._forks: set[int] = set()  # forked children that have not exec'd yet
         self._tasks: list[tuple[float, int, _Image]] = []
         self._task_seq = 0
         self._wake = threading.Condition()
@@ -138,11 +140,15 @@ class LiveFactSource(FactSource):
     def observe(self, events: EventArray, strings: StringTable) -> None:
         kind = events["kind"]
         self._note_users(events)
-        images = (kind == Kind.EXEC) | (kind == Kind.PROC_SNAPSHOT)
-        exits = kind == Kind.EXIT
-        if not images.any() and not exits.any():
+        wanted = (
+            (kind == Kind.EXEC)
+            | (kind == Kind.PROC_SNAPSHOT)
+            | (kind == Kind.FORK)
+            | (kind == Kind.EXIT)
+        )
+        if not wanted.any():
             return
-        rows = events[images | exits]
+        rows = events[wanted]
         now = time.monotonic()
         with self._wake:
             for row in rows:
@@ -213,14 +219,23 @@ class LiveFactSource(FactSource):
         pid = int(row["pid"])
         kind = int(row["kind"])
         if kind == Kind.EXIT:
+            self._forks.discard(pid)
             image = self._images.pop(pid, None)
             if image is not None:
                 image.done = image.reads > 0
             return
+        if kind == Kind.FORK:
+            self._forks.add(pid)  # the parent's image, until the child execs
+            return
         exe_hint = strings.get(int(row["str_a"]))
+        cmdline_hint = strings.get(int(row["str_b"]))
         if kind == Kind.PROC_SNAPSHOT:
-            if pid in self._images or not exe_hint:
-                return  # already followed, or a kernel thread
+            if pid in self._images or pid in self._forks or not exe_hint:
+                return  # already followed, a fork child, or a kernel thread
+            parent = self._images.get(int(row["ppid"]))
+            if parent and (parent.exe_hint, parent.cmdline_hint) == (exe_hint, cmdline_hint):
+                self._forks.add(pid)  # polling met a fork child before its exec
+                return
             key = f"{pid}@{int(row['aux'])}"
         else:
             key = f"{pid}@{int(row['ts_wall'])}"
@@ -231,6 +246,7 @@ class LiveFactSource(FactSource):
             uid=int(row["uid"]),
             euid=int(row["euid"]),
             exe_hint=exe_hint,
+            cmdline_hint=cmdline_hint,
             comm=comm_text(bytes(row["comm"])),
             seen_ns=int(row["ts_wall"]),
         )
@@ -238,6 +254,7 @@ class LiveFactSource(FactSource):
         if old is not None:
             old.done = True  # the pid exec'd: the old image is gone
         self._images[pid] = image
+        self._forks.discard(pid)
         delays = (
             REREAD_DELAYS_S
             if kind == Kind.EXEC or not int(row["flags"]) & Flag.SNAPSHOT

@@ -205,3 +205,29 @@ def test_a_failing_sink_does_not_stop_the_gathering() -> None:
     result, pid = _gather(["sleep", "5"], "/usr/bin/sleep", facts)
     assert [p.pid for p in result.processes.values()] == [pid]
     assert facts.sink_error == "OSError: disk full"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("announced_by_fork", [True, False])
+def test_fork_children_are_not_new_images(announced_by_fork: bool) -> None:
+    """A child seen between fork and exec (polling meets it; eBPF announces it with a
+    FORK) runs its parent's image: it is no second process image of the program."""
+    strings = StringTable()
+    facts = LiveFactSource()
+    proc = subprocess.Popen(["sleep", "5"])
+    child = 4_000_000  # beyond pid_max: any fact about it would be a fallback with a gap
+    snap = {"kind": Kind.PROC_SNAPSHOT, "str_a": "/usr/bin/sleep", "str_b": "sleep 5"}
+    rows = [event(strings, pid=proc.pid, ppid=os.getpid(), **snap)]
+    if announced_by_fork:
+        rows.append(event(strings, Kind.FORK, pid=child, ppid=proc.pid))
+    rows.append(event(strings, pid=child, ppid=proc.pid, t=0.5, **snap))
+    try:
+        time.sleep(0.2)
+        facts.observe(batch(*rows), strings)
+        result = facts.facts(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        facts.close()
+    assert [p.pid for p in result.processes.values()] == [proc.pid]
+    assert result.gaps == {}
