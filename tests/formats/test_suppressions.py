@@ -276,3 +276,10 @@ def test_applying_twice_keeps_earlier_suppressions(report: Report) -> None:
     again = apply_suppressions(once, [], today=TODAY)
     assert again.suppressed == once.suppressed and again.findings == once.findings
     assert replace(again, timeline=None) == replace(once, timeline=None)
+
+
+def test_the_documented_example_is_valid() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    entries = parse_suppressions(example, name="ops.toml", known_rules=KNOWN)
+    assert [e.rule for e in entries] == ["unused-listening-port", "software-without-relro"]
