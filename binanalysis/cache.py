@@ -20,7 +20,7 @@ from binanalysis.reader import CacheKey, stat_key
 
 # Bump whenever inspect() can give a different answer for the same bytes: old caches are
 # then ignored instead of serving stale verdicts.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CACHE_FORMAT = "rba-binary-facts"
 DEFAULT_MAX_ENTRIES = 200_000
 
@@ -87,9 +87,24 @@ class FactsCache:
         return iter(snapshot)
 
     def dumps(self) -> str:
-        """The cache as compact JSON text (see :meth:`loads`)."""
-        entries = [[*key, facts.to_dict()] for key, facts in self.items()]
-        doc = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": entries}
+        """The cache as compact JSON text (see :meth:`loads`).
+
+        Files often share identical facts (every shell script; many programs of one
+        package), so distinct facts are stored once, without a path, and each entry is
+        ``[dev, ino, size, mtime_ns, index into facts]``."""
+        table: dict[str, int] = {}
+        facts_list: list[dict[str, Any]] = []
+        entries = []
+        for key, facts in self.items():
+            d = facts.with_path("").to_dict()
+            text = json.dumps(d, sort_keys=True)
+            index = table.get(text)
+            if index is None:
+                index = table[text] = len(facts_list)
+                facts_list.append(d)
+            entries.append([*key, index])
+        doc = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "facts": facts_list,
+               "entries": entries}  # fmt: skip
         return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
@@ -106,9 +121,12 @@ class FactsCache:
         cache = cls(max_entries)
         memo: VerdictMemo = {}
         try:
-            for dev, ino, size, mtime_ns, facts in doc["entries"]:
+            facts = [BinaryFacts.from_dict(d, memo) for d in doc["facts"]]
+            for dev, ino, size, mtime_ns, index in doc["entries"]:
                 key = (int(dev), int(ino), int(size), int(mtime_ns))
-                cache._entries[key] = BinaryFacts.from_dict(facts, memo)
+                if not isinstance(index, int) or not 0 <= index < len(facts):
+                    raise ValueError(f"facts index {index!r} out of range")
+                cache._entries[key] = facts[index]
         except (KeyError, TypeError, ValueError) as e:
             raise CacheFormatError(f"malformed entry ({e})") from e
         return cache

@@ -110,8 +110,13 @@ def test_dumps_loads(gcc_built: dict[str, Path]) -> None:
     cache = FactsCache()
     for path in gcc_built.values():
         cache.get_or_inspect(str(path))
+    cache.get_or_inspect("/etc/hostname")  # an 'other' file: its facts are shared
     loaded = FactsCache.loads(cache.dumps())
-    assert list(loaded.items()) == list(cache.items())
+    assert [(k, f.with_path("")) for k, f in loaded.items()] == [
+        (k, f.with_path("")) for k, f in cache.items()
+    ]
+    for key, facts in cache.items():
+        assert loaded.lookup(key, facts.path) == facts
     assert not loaded.changed
     assert loaded.dumps() == cache.dumps()
 
@@ -119,8 +124,10 @@ def test_dumps_loads(gcc_built: dict[str, Path]) -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "{", "[]", '{"format": "x"}', '{"format": "rba-binary-facts", "version": 999}',
-     '{"format": "rba-binary-facts", "version": 1, "entries": [[1, 2, 3]]}',
-     '{"format": "rba-binary-facts", "version": 1, "entries": [[1, 2, 3, 4, {"path": 1}]]}'],
+     '{"format": "rba-binary-facts", "version": 2, "facts": [], "entries": [[1, 2, 3]]}',
+     '{"format": "rba-binary-facts", "version": 2, "facts": [], "entries": [[1, 2, 3, 4, 0]]}',
+     '{"format": "rba-binary-facts", "version": 2, "facts": [{"path": 1}], "entries": []}',
+     '{"format": "rba-binary-facts", "version": 1, "entries": []}'],
 )  # fmt: skip
 def test_corrupt_cache_text_is_refused(text: str) -> None:
     with pytest.raises(CacheFormatError):
