@@ -49,7 +49,7 @@ MAX_LISTED_GAPS = 5
 _GAP_TEXT = {
     GAP_MAPS_GONE: "process(es) exited before their memory maps were read "
     "(their executables were still checked)",
-    GAP_MAPS_DENIED: "process(es) whose memory maps could not be read (permission denied)",
+    GAP_MAPS_DENIED: "process(es) that could not be read (permission denied)",
     GAP_FILE_UNREADABLE: "module file(s) could not be examined",
     GAP_GATHER_ERROR: "process(es) whose facts could not be gathered",
 }
