@@ -139,8 +139,10 @@ class Daemon:
             notify("RELOADING=1")
             self.reload()
             notify("READY=1")
+        failures = []
         while not self._failures.empty():
-            run_id, reason = self._failures.get()
+            failures.append(self._failures.get())
+        for run_id, reason in failures:
             self._fail_collecting(run_id, reason)
         now = time.monotonic()
         with self._lock:
@@ -443,6 +445,10 @@ class Daemon:
     def _fail_collecting(self, run_id: str, reason: str) -> None:
         with self._lock:
             run = self._active.get(run_id)
+            attaching = self._starting > 0
+        if run is None and attaching:
+            self._failures.put((run_id, reason))  # failed while still attaching: next tick
+            return
         if run is None or run.finisher is not None:
             return
         self.probes.unsubscribe(run_id)
