@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rba scan``."""
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files (or, with -r, dirs)")
     parser.add_argument("-r", "--recursive", action="store_true", help="descend directories")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format (text)"
+    )
     parser.add_argument("--output", metavar="FILE", help="write the report here (mode 0600)")
     parser.add_argument(
         "--jobs", type=int, default=None, metavar="N", help="worker processes (default: CPUs)"

@@ -51,6 +51,11 @@ def test_pip_launchers_agree_with_full_pefile_parse(path: Path) -> None:
     load_config = getattr(full, "DIRECTORY_ENTRY_LOAD_CONFIG", None)
     has_cookie = bool(load_config and getattr(load_config.struct, "SecurityCookie", 0))
     assert facts.stack_cookies.value is has_cookie, facts.stack_cookies.reason
+    if full.FILE_HEADER.Machine == 0x14C:  # SafeSEH is a 32-bit x86 mitigation
+        table = load_config and getattr(load_config.struct, "SEHandlerTable", 0)
+        count = load_config and getattr(load_config.struct, "SEHandlerCount", 0)
+        safe = bool(dll_chars & 0x400) or bool(table and count)
+        assert facts.extra["safeseh"].value is safe, facts.extra["safeseh"].reason
 
 
 def test_launchers_found() -> None:
