@@ -20,7 +20,7 @@ from binanalysis.reader import CacheKey, stat_key
 
 # Bump whenever inspect() can give a different answer for the same bytes: old caches are
 # then ignored instead of serving stale verdicts.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 CACHE_FORMAT = "rba-binary-facts"
 DEFAULT_MAX_ENTRIES = 200_000
 
@@ -124,7 +124,7 @@ class FactsCache:
             facts = [BinaryFacts.from_dict(d, memo) for d in doc["facts"]]
             for dev, ino, size, mtime_ns, index in doc["entries"]:
                 key = (int(dev), int(ino), int(size), int(mtime_ns))
-                if not isinstance(index, int) or not 0 <= index < len(facts):
+                if type(index) is not int or not 0 <= index < len(facts):
                     raise ValueError(f"facts index {index!r} out of range")
                 cache._entries[key] = facts[index]
         except (KeyError, TypeError, ValueError) as e:

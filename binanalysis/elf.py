@@ -284,7 +284,7 @@ def _dep(elf: _Elf) -> Verdict:
           and s.flags & PF_X]  # fmt: skip
     wx_note = f"; PT_LOAD #{wx[0]} is writable and executable" if wx else ""
     if not stacks:
-        return Verdict(False, "no PT_GNU_STACK: the kernel maps the stack executable" + wx_note)
+        return Verdict(False, "no PT_GNU_STACK: loaded as needing an executable stack" + wx_note)
     which = f"last of {len(stacks)} PT_GNU_STACK" if len(stacks) > 1 else "PT_GNU_STACK"
     if stacks[-1].flags & PF_X:
         return Verdict(False, f"{which} is executable (RWX stack)" + wx_note)

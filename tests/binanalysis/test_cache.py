@@ -20,6 +20,7 @@ from binanalysis import (
     inspect_many,
 )
 from binanalysis import inspector as inspector_module
+from binanalysis.cache import CACHE_VERSION
 
 
 def _all_facts(gcc_built: dict[str, Path], pe_built: dict[tuple[str, str], Path]) -> list[str]:
@@ -121,13 +122,17 @@ def test_dumps_loads(gcc_built: dict[str, Path]) -> None:
     assert loaded.dumps() == cache.dumps()
 
 
+HEAD = f'{{"format": "rba-binary-facts", "version": {CACHE_VERSION}'
+
+
 @pytest.mark.parametrize(
     "text",
     ["", "{", "[]", '{"format": "x"}', '{"format": "rba-binary-facts", "version": 999}',
-     '{"format": "rba-binary-facts", "version": 2, "facts": [], "entries": [[1, 2, 3]]}',
-     '{"format": "rba-binary-facts", "version": 2, "facts": [], "entries": [[1, 2, 3, 4, 0]]}',
-     '{"format": "rba-binary-facts", "version": 2, "facts": [{"path": 1}], "entries": []}',
-     '{"format": "rba-binary-facts", "version": 1, "entries": []}'],
+     HEAD + ', "facts": [], "entries": [[1, 2, 3]]}',  # short entry
+     HEAD + ', "facts": [], "entries": [[1, 2, 3, 4, 0]]}',  # index out of range
+     HEAD + ', "facts": [], "entries": [[1, 2, 3, 4, true]]}',  # index not an int
+     HEAD + ', "facts": [{"path": 1}], "entries": []}',  # malformed facts
+     HEAD + ', "facts": []}'],  # no entries
 )  # fmt: skip
 def test_corrupt_cache_text_is_refused(text: str) -> None:
     with pytest.raises(CacheFormatError):
