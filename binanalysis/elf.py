@@ -24,6 +24,7 @@ table and :data:`MAX_STRTAB` bytes of string table; larger counts are errors.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from dataclasses import dataclass, field
@@ -71,13 +72,17 @@ MACHINES = {
 # The stack protector's canary load: x86_64 `mov|sub|xor %fs:0x28,%reg` and i386 the same
 # on %gs:0x14. Only used for stripped static binaries, which have no symbols to check.
 CANARY_CODE = {
-    "x86_64": re.compile(
-        rb"\x64[\x48\x4c][\x8b\x2b\x33][\x04\x0c\x14\x1c\x24\x2c\x34\x3c]\x25\x28\x00\x00\x00"
-    ),
-    "i386": re.compile(
-        rb"\x65(?:\xa1|[\x8b\x2b\x33][\x05\x0d\x15\x1d\x25\x2d\x35\x3d])\x14\x00\x00\x00"
-    ),
+    "x86_64": rb"\x64[\x48\x4c][\x8b\x2b\x33][\x04\x0c\x14\x1c\x24\x2c\x34\x3c]"
+    rb"\x25\x28\x00\x00\x00",
+    "i386": rb"\x65(?:\xa1|[\x8b\x2b\x33][\x05\x0d\x15\x1d\x25\x2d\x35\x3d])\x14\x00\x00\x00",
 }
+
+
+@functools.cache
+def _canary_regex(arch: str) -> re.Pattern[bytes] | None:
+    """Compiled on first use: most scans never meet a symbol-less static binary."""
+    source = CANARY_CODE.get(arch)
+    return None if source is None else re.compile(source)
 
 
 @dataclass(frozen=True)
@@ -521,7 +526,7 @@ def _section_cookie(elf: _Elf, table: _Section, sections: list[_Section]) -> str
 
 
 def _code_cookie(elf: _Elf) -> Verdict:
-    pattern = CANARY_CODE.get(elf.arch)
+    pattern = _canary_regex(elf.arch)
     if pattern is None:
         return Verdict(None, f"self-contained {elf.arch} file without symbols: cannot tell")
     reg = "%fs:0x28" if elf.arch == "x86_64" else "%gs:0x14"
