@@ -6,11 +6,11 @@ entry)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from behavior.report import Finding, Report, SuppressionInfo
@@ -29,8 +29,11 @@ BINARY_RULES = frozenset(
 )
 
 
+@functools.cache
 def product_version() -> str:
     """The installed rba version ("0+unknown" when run from a tree that is not installed)."""
+    from importlib import metadata  # costs ~35 ms: only when a format needs it
+
     try:
         return metadata.version("rba")
     except metadata.PackageNotFoundError:

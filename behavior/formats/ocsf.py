@@ -71,6 +71,7 @@ def _event(report: Report, entry: Entry) -> dict[str, Any]:
     class_uid = VULNERABILITY_FINDING if finding.rule_id in BINARY_RULES else DETECTION_FINDING
     host = report.run.host or "unknown"
     status = STATUS_SUPPRESSED if entry.suppressed else STATUS_NEW
+    uid = finding_uid(report, finding)
     event: dict[str, Any] = {
         "activity_id": ACTIVITY_CREATE,
         "activity_name": "Create",
@@ -91,7 +92,7 @@ def _event(report: Report, entry: Entry) -> dict[str, Any]:
         "message": finding.title,
         "metadata": {
             "version": OCSF_VERSION,
-            "uid": finding_uid(report, finding),
+            "uid": uid,
             "correlation_uid": report.run.id,
             "product": {
                 "name": PRODUCT_NAME,
@@ -99,7 +100,7 @@ def _event(report: Report, entry: Entry) -> dict[str, Any]:
                 "version": product_version(),
             },
         },
-        "finding_info": _finding_info(report, finding),
+        "finding_info": _finding_info(report, finding, uid),
         "device": {"type_id": 0, "type": "Unknown", "hostname": host, "name": host},
         "resources": _resources(host, finding),
     }
@@ -114,9 +115,9 @@ def _event(report: Report, entry: Entry) -> dict[str, Any]:
     return event
 
 
-def _finding_info(report: Report, finding: Finding) -> dict[str, Any]:
+def _finding_info(report: Report, finding: Finding, uid: str) -> dict[str, Any]:
     return {
-        "uid": finding_uid(report, finding),
+        "uid": uid,
         "title": finding.title,
         "desc": finding.description,
         "types": ["Runtime Behavior Analysis", finding.rule_id],
