@@ -349,3 +349,29 @@ def test_without_bpf_capabilities_ebpf_is_refused_and_auto_falls_back(tmp_path: 
         assert "eBPF unavailable" in notes and "polling only" in notes, notes
     finally:
         proc.close()
+
+
+def test_back_to_back_runs_leak_no_threads_or_descriptors(tmp_path: Path) -> None:
+    proc = DaemonProcess(tmp_path, '[[template]]\nname = "one"\nduration = "1s"\n')
+
+    def counts() -> tuple[int, int]:
+        # Settled counts: a finished run's evaluation thread may take a moment to exit.
+        last, deadline = (-1, -1), time.monotonic() + 5
+        while time.monotonic() < deadline:
+            now = len(os.listdir(f"/proc/{proc.pid}/task")), len(os.listdir(f"/proc/{proc.pid}/fd"))
+            if now == last:
+                return now
+            last = now
+            time.sleep(0.3)
+        return last
+
+    try:
+        proc.start()
+        proc.wait_finished(proc.request("run", template="one"))
+        after_first = counts()  # bcc loaded, its programs pooled for reuse
+        for _ in range(4):
+            proc.wait_finished(proc.request("run", template="one"))
+        assert counts() == after_first
+        assert proc.status()["daemon"]["probes"]["sessions_opened"] == 5
+    finally:
+        proc.close()
