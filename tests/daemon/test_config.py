@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from behavior.daemon import engine
 from behavior.daemon.config import ConfigError, load_config
 
 FULL = """
@@ -148,3 +149,11 @@ def test_trace_options(tmp_path: Path) -> None:
     path = write(tmp_path, "[[template]]\nname='t'\nduration='1m'\ntrace='yes'\n")
     with pytest.raises(ConfigError, match=r"template\[0\].trace: must be a bool"):
         load_config(path)
+
+
+def test_the_documented_example_is_valid(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "daemon.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    cfg = load_config(write(tmp_path, example), known_rules=engine.known_rules())
+    assert [t.name for t in cfg.templates] == ["nightly", "baseline"]
+    assert cfg.templates[0].trace and cfg.suppressions[0].reason
