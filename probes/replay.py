@@ -87,6 +87,8 @@ class ReplaySource(EventSource):
         return SourceStats(events=self._delivered, lost=self._dropped, gaps=tuple(gaps))
 
     def _sanitized(self, batch: EventArray) -> EventArray:
+        if not len(batch):
+            return batch
         top = max(int(batch[f].max()) for f in _STRING_FIELDS)
         known = np.isin(batch["kind"], _KNOWN_KINDS)
         if top >= self._n_strings or not known.all():

@@ -187,7 +187,7 @@ def open_trace(path: str) -> TraceIndex:
                 if first is None or first[0] != ChunkType.START:
                     raise _DamageError("no start chunk")
                 start = _json_object(first[4], first[1], first[2])
-            except (_DamageError, ValueError, UnicodeDecodeError) as e:
+            except (_DamageError, ValueError, UnicodeDecodeError, RecursionError) as e:
                 raise TraceError(
                     f"{path}: unreadable start of trace ({e}), nothing recovered"
                 ) from e

@@ -299,3 +299,38 @@ def test_disk_full_is_a_clear_error_and_the_written_part_stays_readable(tmp_path
         assert len(_all_events(str(mount / "t.rbt"))) == index.events
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def _chunk(ctype: int, payload: bytes) -> bytes:
+    import zlib
+
+    head = CHUNK_HEADER.pack(ctype, 0, 0, len(payload), len(payload), 0)[:12]
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def test_hostile_but_well_framed_chunks(tmp_path: Path) -> None:
+    """Chunks with valid CRCs that no rba writes: deep JSON, empty or ragged events."""
+    header = FILE_HEADER.pack(MAGIC, 1, 0, 0)
+    path = tmp_path / "t.rbt"
+    path.write_bytes(header + _chunk(1, b"[" * 100_000 + b"]" * 100_000))
+    with pytest.raises(TraceError, match="nothing recovered"):
+        open_trace(str(path))
+    start = _chunk(1, b"{}")
+    one = empty(1)
+    one["kind"] = Kind.EXIT
+    zero_kind = bytes(EVENT_DTYPE.itemsize)  # kind 0 exists in no rba: dropped, counted
+    path.write_bytes(
+        header + start + _chunk(3, b"") + _chunk(3, one.tobytes()) + _chunk(3, zero_kind)
+    )
+    assert _check_reads_cleanly(str(path)) == (1, None)
+    source = ReplaySource(str(path))
+    source.start(StringTable())
+    while not source.exhausted:
+        source.read(0)
+    assert source.stats().lost == 1 and "1 malformed events dropped" in source.stats().gaps[-1]
+    path.write_bytes(header + start + _chunk(3, bytes(7)))
+    n, damage = _check_reads_cleanly(str(path))
+    assert n == 0 and damage is not None and "not a whole number of events" in damage
+    path.write_bytes(header + start + _chunk(4, b"[" * 100_000))
+    n, damage = _check_reads_cleanly(str(path))
+    assert damage is not None and "malformed chunk" in damage
