@@ -31,10 +31,16 @@ class DaemonProcess:
     """Start with :meth:`start`; always :meth:`close` (a fixture does)."""
 
     def __init__(
-        self, workdir: Path, config_text: str, *, caps: tuple[str, ...] = UNIT_CAPS
+        self,
+        workdir: Path,
+        config_text: str,
+        *,
+        caps: tuple[str, ...] = UNIT_CAPS,
+        read_only_system: bool = False,
     ) -> None:
         self.workdir = workdir
         self.caps = caps
+        self.read_only_system = read_only_system
         # Every user can traverse the socket's directory (pytest's tmp_path is 0700), so
         # only the socket's own protections stand between another user and the daemon.
         self.socket_dir = Path(tempfile.mkdtemp(prefix="rba-daemon-", dir="/tmp"))
@@ -61,6 +67,8 @@ class DaemonProcess:
         """Start the daemon and wait until it answers ``status``."""
         bounding = "-all," + ",".join(f"+{c}" for c in self.caps)
         argv = ["setpriv", f"--bounding-set={bounding}", *RBA, "daemon"]
+        if self.read_only_system:
+            argv = self._read_only_system(argv)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [*argv, "--config", str(self.config)],
@@ -80,6 +88,25 @@ class DaemonProcess:
             except DaemonError:
                 time.sleep(0.1)
         raise AssertionError(f"daemon did not answer within {START_TIMEOUT_S}s: {self.log()}")
+
+    def _read_only_system(self, argv: list[str]) -> list[str]:
+        """``argv`` in a private mount namespace where, as with systemd's
+        ``ProtectSystem=strict`` plus ``ReadWritePaths``, every file system is read-only
+        but the state and socket directories. The shell refuses to go on if a write
+        elsewhere still succeeds, then execs ``argv`` (same pid)."""
+        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        script = (
+            'for d in "$1" "$2"; do mount --bind "$d" "$d"; done\n'
+            "mount -o remount,bind,ro /\n"
+            'if touch "$3" 2>/dev/null; then echo "root is writable" >&2; exit 3; fi\n'
+            "shift 3\n"
+            'exec "$@"\n'
+        )
+        probe = str(self.workdir / "must-not-be-writable")
+        return [
+            *("unshare", "--mount", "--propagation", "private", "sh", "-ec", script, "sh"),
+            *(str(self.state_dir), str(self.socket_dir), probe, *argv),
+        ]
 
     @property
     def pid(self) -> int:

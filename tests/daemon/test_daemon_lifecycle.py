@@ -375,3 +375,23 @@ def test_back_to_back_runs_leak_no_threads_or_descriptors(tmp_path: Path) -> Non
         assert proc.status()["daemon"]["probes"]["sessions_opened"] == 5
     finally:
         proc.close()
+
+
+def test_runs_with_a_read_only_system_but_its_two_directories(tmp_path: Path) -> None:
+    """What packaging/rba.service's ProtectSystem=strict + ReadWritePaths leave writable
+    (the state and socket directories) is all the daemon writes, traces included."""
+    proc = DaemonProcess(tmp_path, TEMPLATES, read_only_system=True)
+    try:
+        proc.start()
+        run_id = proc.request("run", template="traced")
+        assert proc.wait_finished(run_id)["state"] == "completed"
+        assert (
+            json.loads(proc.request("findings", run=run_id, format="json"))["run"]["id"] == run_id
+        )
+        assert (proc.state_dir / "runs" / run_id / "trace.rbt").stat().st_size > 0
+        proc.signal(signal.SIGTERM)
+        assert proc.wait_exit(timeout=10) == 0
+        assert "ERROR" not in proc.log(), proc.log()
+        assert not (tmp_path / "must-not-be-writable").exists()
+    finally:
+        proc.close()
