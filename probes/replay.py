@@ -10,11 +10,16 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from probes.events import EventArray, Kind, StringTable, empty
+from probes.events import EventArray, Family, Kind, Source, StringTable, empty
 from probes.interface import Capabilities, EventSource, SourceStats
 from probes.trace import TraceIndex, open_trace, read_events
 
-_KNOWN_KINDS = np.array([int(k) for k in Kind], dtype=np.uint8)
+# Enumerated fields the aggregator decodes: a value outside them is not an rba event.
+_ENUMS = {
+    "kind": np.array([int(k) for k in Kind], dtype=np.uint8),
+    "source": np.array([int(s) for s in Source], dtype=np.uint8),
+    "family": np.array([int(f) for f in Family], dtype=np.uint8),
+}
 _STRING_FIELDS = ("str_a", "str_b", "str_c")
 
 
@@ -31,9 +36,9 @@ def recorded_capabilities(trace: TraceIndex) -> Capabilities:
 class ReplaySource(EventSource):
     """Delivers a trace's events, one chunk per read, never waiting.
 
-    Events the trace cannot support (an unknown kind, a string id beyond its string
-    table, as only a corrupt or hostile file has) are dropped and counted as lost, with a
-    stated gap, rather than handed to the aggregator."""
+    Events the trace cannot support (an unknown kind, source or family, a string id
+    beyond its string table, as only a corrupt or hostile file has) are dropped and
+    counted as lost, with a stated gap, rather than handed to the aggregator."""
 
     name = "replay"
 
@@ -90,14 +95,14 @@ class ReplaySource(EventSource):
         if not len(batch):
             return batch
         top = max(int(batch[f].max()) for f in _STRING_FIELDS)
-        known = np.isin(batch["kind"], _KNOWN_KINDS)
+        known = np.ones(len(batch), dtype=bool)
+        for name, allowed in _ENUMS.items():
+            known &= np.isin(batch[name], allowed)
         if top >= self._n_strings or not known.all():
-            in_table = np.ones(len(batch), dtype=bool)
             for f in _STRING_FIELDS:
-                in_table &= batch[f] < self._n_strings
-            keep = known & in_table
-            self._dropped += int(len(batch) - keep.sum())
-            batch = batch[keep]
+                known &= batch[f] < self._n_strings
+            self._dropped += int(len(batch) - known.sum())
+            batch = batch[known]
         if self._remap is not None:
             batch = batch.copy()
             for f in _STRING_FIELDS:

@@ -118,3 +118,47 @@ def test_unwritable_trace_location_is_refused_before_the_window(tmp_path: Path) 
         TraceRecorder(str(tmp_path / "missing-dir" / "t.rbt"), purpose="capture")
     with pytest.raises(UsageError, match="cannot write trace"):
         TraceRecorder(str(tmp_path), purpose="capture")
+
+
+def test_random_event_content_replays_without_a_crash(tmp_path: Path) -> None:
+    """Well-framed events full of random bytes: what is not an rba event is dropped and
+    counted as lost; the rest is assessed (random ports, addresses, pids, flags...)."""
+    import numpy as np
+
+    from behavior.observer import NullObserver
+    from behavior.record import replay
+    from probes.events import EVENT_DTYPE
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / "t.rbt"
+    for _ in range(6):
+        strings = StringTable([f"/bin/p{i}" for i in range(10)])
+        events = rng.integers(0, 256, size=(2000, 120), dtype=np.uint8).view(EVENT_DTYPE)
+        events = events.ravel().copy()
+        events["kind"] = rng.integers(0, 12, len(events))
+        events["source"] = rng.integers(0, 3, len(events))
+        events["family"] = rng.choice([0, 4, 6, 9], len(events))
+        for field in ("str_a", "str_b", "str_c"):
+            events[field] = rng.integers(0, 12, len(events))
+        # Times stay inside the window: behavior.timeline allocates per second of span
+        # (a known limit, reported), everything else is random.
+        events["ts_wall"] = 10**18 + rng.integers(0, 10**10, len(events))
+        recorder = TraceRecorder(str(path), purpose="capture")
+        recorder.begin(
+            run_id="r", host=HOST, started_at_ns=10**18, sources=("ebpf",), strings=strings,
+            config=AssessConfig(duration_s=10),
+        )  # fmt: skip
+        recorder.events(events)
+        recorder.end(ended_at_ns=10**18 + 10**10, partial=False, source_stats={}, notices=[])
+        recorder.close()
+        report = replay(load_recording(str(path)), NullObserver())
+        valid = (
+            np.isin(events["kind"], range(1, 11))
+            & np.isin(events["source"], [1, 2])
+            & np.isin(events["family"], [0, 4, 6])
+        )
+        for field in ("str_a", "str_b", "str_c"):
+            valid &= events[field] < len(strings)
+        assert report.run.events == int(valid.sum())
+        assert report.run.lost_events == len(events) - int(valid.sum())
+        assert any("malformed events dropped" in note for note in report.run.notes)
