@@ -59,7 +59,8 @@ def epoch_ms(iso: str) -> int:
 
 
 def flatten(evidence: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Evidence as flat ``{"process.exe": "/usr/bin/telnet", "pids": "4, 5"}`` strings."""
+    """Evidence as flat ``{"process.exe": "/usr/bin/telnet", "pids": "4, 5"}`` strings;
+    empty strings (an exe nobody could read) are left out, as the text format does."""
     flat: dict[str, str] = {}
     for key, value in evidence.items():
         name = f"{prefix}{key}"
@@ -70,7 +71,7 @@ def flatten(evidence: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
                 flat |= flatten(item if isinstance(item, Mapping) else {"": item}, f"{name}.{i}.")
         elif isinstance(value, list):
             flat[name] = ", ".join(_text(v) for v in value)
-        else:
+        elif value != "":
             flat[name] = _text(value)
     return {k.rstrip("."): v for k, v in flat.items()}
 
