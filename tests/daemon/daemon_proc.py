@@ -1,8 +1,9 @@
 """A real ``rba daemon`` process for the acceptance tests.
 
 It runs with its own configuration, state directory and control socket in temporary
-directories, and with the systemd unit's capability bounding set (``setpriv
---bounding-set``), so every test also proves that the unit's capabilities suffice.
+directories, with the systemd unit's capability bounding set and NoNewPrivileges
+(``setpriv --bounding-set ... --no-new-privs``), so every test also proves that the
+unit's capabilities suffice.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class DaemonProcess:
     def start(self) -> DaemonProcess:
         """Start the daemon and wait until it answers ``status``."""
         bounding = "-all," + ",".join(f"+{c}" for c in self.caps)
-        argv = ["setpriv", f"--bounding-set={bounding}", *RBA, "daemon"]
+        argv = ["setpriv", "--no-new-privs", f"--bounding-set={bounding}", *RBA, "daemon"]
         if self.read_only_system:
             argv = self._read_only_system(argv)
         with open(self.log_path, "ab") as log:
