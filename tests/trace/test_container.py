@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probes.events import EVENT_DTYPE, Kind, StringTable, empty
+from probes.events import EVENT_DTYPE, Kind, Source, StringTable, empty
 from probes.replay import ReplaySource
 from probes.trace import (
     CmdlineRedactor,
@@ -41,6 +41,7 @@ def _events(strings: StringTable, n: int, *, t0: int = 1_000) -> np.ndarray:
     ev["str_a"] = strings.intern("/usr/bin/telnet")
     ev["str_b"] = np.where(ev["kind"] == Kind.EXEC, strings.intern("telnet -l root db1"), 0)
     ev["comm"] = b"telnet"
+    ev["source"] = Source.EBPF
     return ev
 
 
@@ -318,6 +319,7 @@ def test_hostile_but_well_framed_chunks(tmp_path: Path) -> None:
     start = _chunk(1, b"{}")
     one = empty(1)
     one["kind"] = Kind.EXIT
+    one["source"] = Source.POLL
     zero_kind = bytes(EVENT_DTYPE.itemsize)  # kind 0 exists in no rba: dropped, counted
     path.write_bytes(
         header + start + _chunk(3, b"") + _chunk(3, one.tobytes()) + _chunk(3, zero_kind)
