@@ -313,6 +313,7 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         """Runs, templates and health, for ``rba status``."""
         now = time.monotonic()
+        live: list[tuple[dict[str, Any], Subscription]] = []
         with self._lock:
             runs = []
             for record in self._records.values():
@@ -321,10 +322,15 @@ class Daemon:
                 if run is not None and record.state == COLLECTING:
                     entry["time_left_s"] = max(0.0, run.deadline - now)
                     if run.subscription is not None:
-                        entry["events"] = run.subscription.events
-                        entry["lost_events"] = self._live_lost(run.subscription)
+                        live.append((entry, run.subscription))
                 runs.append(entry)
             templates = [self._template_status(t) for t in self.config.templates]
+        # Outside the run table's lock: the probe session's lock may be held for a while
+        # (a session opening, a joining run's snapshot).
+        counters = self.probes.stats_now() if live else {}
+        for entry, subscription in live:
+            entry["events"] = subscription.events
+            entry["lost_events"] = sum(s.lost for s in subscription.delta(counters).values())
         return {
             "daemon": {
                 "pid": os.getpid(),
@@ -338,9 +344,6 @@ class Daemon:
             "templates": templates,
             "runs": runs,
         }
-
-    def _live_lost(self, sub: Subscription) -> int:
-        return sum(s.lost for s in sub.delta(self.probes.stats_now()).values())
 
     def _probe_health(self) -> dict[str, Any]:
         health = self.probes.health
