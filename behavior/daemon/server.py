@@ -38,6 +38,7 @@ log = logging.getLogger("rba.daemon")
 MAX_CONNECTIONS = 16
 BACKLOG = 128
 REQUEST_TIMEOUT_S = 5.0  # for the whole request line, however it trickles in
+REPLY_TIMEOUT_S = 30.0  # for a client to take its reply
 
 
 class RequestRefusedError(RbaError):
@@ -129,7 +130,9 @@ class ControlServer:
     def _serve(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(REQUEST_TIMEOUT_S)
-            self._reply(conn, self._answer(conn))
+            answer = self._answer(conn)
+            conn.settimeout(REPLY_TIMEOUT_S)  # a report can be megabytes
+            self._reply(conn, answer)
             _drain(conn)
         finally:
             conn.close()
