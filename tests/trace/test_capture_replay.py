@@ -325,13 +325,15 @@ def test_replay_cli_refuses_newer_major_version_and_garbage(
     assert result.returncode == 2 and "not an rba trace" in result.stderr
 
 
-def test_redacted_capture_keeps_no_arguments(tmp_path: Path) -> None:
+def test_redacted_capture_keeps_no_arguments_and_no_environment(tmp_path: Path) -> None:
     trace = tmp_path / "redacted.rbt"
     secret = "hunter2-" + os.urandom(4).hex()
+    in_environment = "envsecret-" + os.urandom(4).hex()
 
     def run_with_secret() -> None:
         time.sleep(1.0)
-        subprocess.run(["sleep", "1.5", secret], check=False)
+        env = {**os.environ, "RBA_TEST_TOKEN": in_environment}
+        subprocess.run(["sleep", "1.5", secret], check=False, env=env)
 
     worker = threading.Thread(target=run_with_secret)
     worker.start()
@@ -343,8 +345,9 @@ def test_redacted_capture_keeps_no_arguments(tmp_path: Path) -> None:
     from probes.trace import open_trace
 
     index = open_trace(str(trace))
-    assert not any(secret in s for s in index.strings)
-    assert secret not in json.dumps(index.records)
+    for hidden in (secret, in_environment, "RBA_TEST_TOKEN"):
+        assert not any(hidden in s for s in index.strings)
+        assert hidden not in json.dumps(index.records)
     assert any(s.startswith("sleep #") for s in index.strings), "the sleep was not seen"
     assert index.start["options"]["redact_cmdline"] is True
 
