@@ -33,24 +33,27 @@ MAX_EXEC_ROWS = 100_000  # exec events kept for matching against the flagged bin
 _NS = 1_000_000_000
 
 
-def _lane(kind: int, flags: int, polled: bool) -> int:
-    """Series index of an event (see SERIES), or NO_SERIES.
+def _lane(kind: int, flags: int) -> int:
+    """Series index of an event (see SERIES), MAYBE_OUT, EXEC or NO_SERIES.
 
     eBPF reports an outbound TCP connection as a connect (counted) and an active
-    established (not counted again); polling sees only the established one."""
-    if kind == Kind.TCP_CONNECT or (
-        kind == Kind.TCP_ESTABLISHED and flags & Flag.ACTIVE and polled
-    ):
+    established (not counted again); polling sees only the established one, so an active
+    established is MAYBE_OUT until its source is known."""
+    if kind == Kind.TCP_CONNECT:
         return 0
     if kind == Kind.TCP_ESTABLISHED and flags & Flag.PASSIVE:
         return 1
     if kind == Kind.UDP_SEND:
         return 2
+    if kind == Kind.TCP_ESTABLISHED and flags & Flag.ACTIVE:
+        return MAYBE_OUT
+    if kind == Kind.EXEC:
+        return EXEC
     return NO_SERIES
 
 
-NO_SERIES = len(SERIES)
-_LANES = np.array([_lane(i >> 3, i & 3, bool(i & 4)) for i in range(256 * 8)], dtype=np.uint8)
+NO_SERIES, MAYBE_OUT, EXEC = len(SERIES), len(SERIES) + 1, len(SERIES) + 2
+_LANES = np.array([_lane(i >> 2, i & 3) for i in range(256 * 4)], dtype=np.uint8)
 
 
 def _per_second(
@@ -78,18 +81,21 @@ class TimelineCounter:
         """Count one batch (the same batches the assessment folds)."""
         if len(events) == 0:
             return
-        kind = events["kind"]
-        polled = (events["source"] == Source.POLL).astype(np.intp) << 2
-        lane = _LANES[(kind.astype(np.intp) << 3) | (events["flags"] & 3) | polled]
-        counted = np.flatnonzero(lane != NO_SERIES)
+        lane = _LANES[(events["kind"].astype(np.uint16) << 2) | (events["flags"] & 3)]
+        maybe = np.flatnonzero(lane == MAYBE_OUT)
+        if len(maybe):
+            polled = events["source"][maybe] == Source.POLL
+            lane[maybe] = np.where(polled, 0, NO_SERIES)
+        counted = np.flatnonzero(lane < NO_SERIES)
         if len(counted):
             ts = events["ts_wall"][counted]
-            for series, sec, n in _per_second(ts, lane[counted].astype(np.intp), NO_SERIES):
-                self._connections[series, sec] = self._connections.get((series, sec), 0) + n
-            passive = counted[lane[counted] == 1]
+            series = lane[counted]
+            for index, sec, n in _per_second(ts, series.astype(np.intp), NO_SERIES):
+                self._connections[index, sec] = self._connections.get((index, sec), 0) + n
+            passive = counted[series == 1]
             if len(passive):
                 self._fold_accepts(events, passive)
-        execs = events[kind == Kind.EXEC]
+        execs = events[np.flatnonzero(lane == EXEC)]
         self.execs_seen += len(execs)
         room = MAX_EXEC_ROWS - len(self._execs)
         if len(execs) and room > 0:
