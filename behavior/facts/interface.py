@@ -13,10 +13,15 @@ findings byte for byte.
 from __future__ import annotations
 
 import abc
+import hashlib
+import itertools
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from binanalysis.interface import BinaryFacts
 from probes.events import EventArray, StringTable
@@ -126,9 +131,44 @@ GAP_FILE_UNREADABLE = "file-unreadable"
 GAP_GATHER_ERROR = "gather-error"
 
 
+# A window holds this many process images in full; older ones are then folded into
+# groups of identical images, so a 24 h window of churn stays within bounded memory.
+MAX_FULL_IMAGES = 100_000
+MAX_GROUP_PIDS = 20
+
+
 @dataclass
+class ImageGroup:
+    """Process images the rules count together: identical executable, script, modules,
+    uids and stack mode. A full image is a group of one; ``sample`` is the first image."""
+
+    sample: ProcessFact
+    count: int
+    first_ns: int
+    last_ns: int
+    pids: list[int]
+
+    @classmethod
+    def of(cls, fact: ProcessFact) -> ImageGroup:
+        """The group of one image."""
+        return cls(fact, 1, fact.seen_ns, fact.seen_ns, [fact.pid])
+
+
+def _signature(fact: ProcessFact) -> tuple[object, ...]:
+    return (fact.exe, fact.script, fact.modules, fact.uid, fact.euid, fact.exec_stack)
+
+
+def _key_digest(key: str) -> int:
+    """A stable 64-bit digest of an image key (unlike hash(), the same in every process)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+@dataclass(eq=False)
 class FactSet:
-    """All facts of a window, merged and indexed for the rules."""
+    """All facts of a window, merged and indexed for the rules.
+
+    Adding the same facts in the same order always gives the same set, whether they come
+    from the live gatherer or from a trace: folding depends on nothing else."""
 
     host: HostFact | None = None
     coverage: CoverageFact | None = None
@@ -137,17 +177,19 @@ class FactSet:
     dirs: dict[str, DirFact] = field(default_factory=dict)
     users: dict[int, str] = field(default_factory=dict)
     gaps: dict[str, set[str]] = field(default_factory=dict)
+    folded: dict[tuple[object, ...], ImageGroup] = field(default_factory=dict)
     # Identical module lists are shared: a long window holds many images of few programs.
     _module_lists: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    # Digests of folded image keys, sorted: 8 bytes per folded image.
+    _folded_keys: npt.NDArray[np.uint64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.uint64)
+    )
 
     def add(self, fact: Fact) -> None:
-        """Merge one fact. Order-independent except that later host/coverage facts win."""
+        """Merge one fact. Later host/coverage facts win; a later fact about a folded
+        image is dropped (its group keeps what the image had when it was folded)."""
         if isinstance(fact, ProcessFact):
-            merged = _merge_process(self.processes.get(fact.key), fact)
-            modules = self._module_lists.setdefault(merged.modules, merged.modules)
-            if modules is not merged.modules or merged.exe is not sys.intern(merged.exe):
-                merged = replace(merged, modules=modules, exe=sys.intern(merged.exe))
-            self.processes[fact.key] = merged
+            self._add_process(fact)
         elif isinstance(fact, FileFact):
             self.files[fact.path] = fact
         elif isinstance(fact, DirFact):
@@ -160,6 +202,41 @@ class FactSet:
             self.host = fact
         else:
             self.coverage = fact
+
+    def _add_process(self, fact: ProcessFact) -> None:
+        if len(self._folded_keys):
+            digest = np.uint64(_key_digest(fact.key))
+            at = int(np.searchsorted(self._folded_keys, digest))
+            if at < len(self._folded_keys) and self._folded_keys[at] == digest:
+                return
+        merged = _merge_process(self.processes.get(fact.key), fact)
+        modules = self._module_lists.setdefault(merged.modules, merged.modules)
+        if modules is not merged.modules or merged.exe is not sys.intern(merged.exe):
+            merged = replace(merged, modules=modules, exe=sys.intern(merged.exe))
+        self.processes[fact.key] = merged
+        if len(self.processes) > MAX_FULL_IMAGES:
+            self._fold_oldest(len(self.processes) // 10)
+
+    def _fold_oldest(self, n: int) -> None:
+        """Fold the ``n`` images added first into their groups."""
+        keys = list(itertools.islice(self.processes, n))
+        digests = np.array([_key_digest(k) for k in keys], dtype=np.uint64)
+        self._folded_keys = np.sort(np.concatenate((self._folded_keys, digests)), kind="stable")
+        for key in keys:
+            fact = self.processes.pop(key)
+            group = self.folded.get(_signature(fact))
+            if group is None:
+                self.folded[_signature(fact)] = ImageGroup.of(fact)
+                continue
+            group.count += 1
+            group.first_ns = min(group.first_ns, fact.seen_ns)
+            group.last_ns = max(group.last_ns, fact.seen_ns)
+            if len(group.pids) < MAX_GROUP_PIDS:
+                group.pids.append(fact.pid)
+
+    def images(self) -> list[ImageGroup]:
+        """Every process image of the window: full ones as groups of one, then the folded."""
+        return [ImageGroup.of(p) for p in self.processes.values()] + list(self.folded.values())
 
     @classmethod
     def of(cls, facts: Iterable[Fact]) -> FactSet:

@@ -169,16 +169,8 @@ class LiveFactSource(FactSource):
                 break
             time.sleep(0.01)
         with self._lock:
-            self._frozen = True
-            return FactSet(
-                host=self._set.host,
-                coverage=self._set.coverage,
-                processes=dict(self._set.processes),
-                files=dict(self._set.files),
-                dirs=dict(self._set.dirs),
-                users=dict(self._set.users),
-                gaps={k: set(v) for k, v in self._set.gaps.items()},
-            )
+            self._frozen = True  # nothing changes the set from now on: no copy needed
+            return self._set
 
     def close(self) -> None:
         if self._closed.is_set():

@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from behavior.facts.interface import FactSet, PathStat, ProcessFact
+from behavior.facts.interface import FactSet, ImageGroup, PathStat, ProcessFact
 from behavior.report import Severity
 from behavior.rules.interface import (
     Rule,
@@ -106,20 +106,23 @@ def _modules(proc: ProcessFact) -> list[tuple[str, str]]:
 
 def evaluate(inp: RuleInput) -> RuleResult:
     """One finding per (executable, module) for root processes with modifiable modules."""
-    groups: dict[tuple[str, str], list[tuple[ProcessFact, str, Offence]]] = {}
-    for proc in sorted(inp.facts.processes.values(), key=lambda p: (p.seen_ns, p.key)):
+    groups: dict[tuple[str, str], list[tuple[ImageGroup, str, Offence]]] = {}
+    images = sorted(inp.facts.images(), key=lambda g: (g.first_ns, g.sample.pid, g.sample.key))
+    for image in images:
+        proc = image.sample
         if proc.euid != 0:
             continue
         for path, role in _modules(proc):
             offence = module_offence(path, inp.facts)
             if offence is not None:
-                groups.setdefault((proc.exe, path), []).append((proc, role, offence))
+                groups.setdefault((proc.exe, path), []).append((image, role, offence))
     findings = []
     for (exe, module), members in groups.items():
-        proc, role, offence = members[0]
+        first, role, offence = members[0]
+        proc = first.sample
         evidence: dict[str, Any] = {
             "pid": proc.pid,
-            "pids": listed_pids(p.pid for p, _, _ in members),
+            "pids": listed_pids(pid for g, _, _ in members for pid in g.pids),
             "user": inp.facts.user_name(proc.uid),
             "euid": proc.euid,
             "exe": exe,
@@ -137,9 +140,9 @@ def evaluate(inp: RuleInput) -> RuleResult:
             finding(
                 INFO,
                 evidence,
-                count=len(members),
-                first_ns=min(p.seen_ns for p, _, _ in members),
-                last_ns=max(p.seen_ns for p, _, _ in members),
+                count=sum(g.count for g, _, _ in members),
+                first_ns=min(g.first_ns for g, _, _ in members),
+                last_ns=max(g.last_ns for g, _, _ in members),
             )
         )
     return RuleResult(tuple(findings))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from behavior.facts.interface import FileFact, ProcessFact
+from behavior.facts.interface import FileFact, ImageGroup
 from behavior.rules.interface import RuleInfo, RuleInput, RuleResult, finding
 
 MAX_LISTED_PROCESSES = 5
@@ -19,24 +19,29 @@ class FileUse:
     """A module file and the process images that used it during the window."""
 
     file: FileFact
-    processes: tuple[ProcessFact, ...]
+    images: tuple[ImageGroup, ...]
 
     @property
     def is_executable(self) -> bool:
         """True when some process ran this file as its executable (not only as a library)."""
-        return any(p.exe == self.file.path for p in self.processes)
+        return any(g.sample.exe == self.file.path for g in self.images)
+
+    @property
+    def count(self) -> int:
+        """How many process images used the file."""
+        return sum(g.count for g in self.images)
 
 
-def _by_time(proc: ProcessFact) -> tuple[int, int, str]:
-    return (proc.seen_ns, proc.pid, proc.key)
+def _by_time(group: ImageGroup) -> tuple[int, int, str]:
+    return (group.first_ns, group.sample.pid, group.sample.key)
 
 
 def file_uses(inp: RuleInput) -> list[FileUse]:
     """Every analysed module file used by a process observed in the window, by path."""
-    users: dict[str, list[ProcessFact]] = {}
-    for proc in inp.facts.processes.values():
-        for path in proc.modules:
-            users.setdefault(path, []).append(proc)
+    users: dict[str, list[ImageGroup]] = {}
+    for group in inp.facts.images():
+        for path in group.sample.modules:
+            users.setdefault(path, []).append(group)
     uses = []
     for path in sorted(users):
         fact = inp.facts.files.get(path)
@@ -49,12 +54,13 @@ def file_uses(inp: RuleInput) -> list[FileUse]:
 def file_evidence(use: FileUse) -> dict[str, Any]:
     """Path, owning package, format and the processes that used the file."""
     binary = use.file.binary
+    listed = use.images[:MAX_LISTED_PROCESSES]
     return {
         "path": use.file.path,
         "package": use.file.package or "unpackaged",
         "format": binary.format.value if binary else "other",
-        "processes": [{"pid": p.pid, "exe": p.exe} for p in use.processes[:MAX_LISTED_PROCESSES]],
-        "process_count": len(use.processes),
+        "processes": [{"pid": g.sample.pid, "exe": g.sample.exe} for g in listed],
+        "process_count": use.count,
     }
 
 
@@ -63,9 +69,9 @@ def file_finding(info: RuleInfo, use: FileUse, extra: dict[str, Any]) -> Any:
     return finding(
         info,
         file_evidence(use) | extra,
-        count=len(use.processes),
-        first_ns=min(p.seen_ns for p in use.processes),
-        last_ns=max(p.seen_ns for p in use.processes),
+        count=use.count,
+        first_ns=min(g.first_ns for g in use.images),
+        last_ns=max(g.last_ns for g in use.images),
     )
 
 

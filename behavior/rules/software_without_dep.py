@@ -36,8 +36,8 @@ def evaluate(inp: RuleInput) -> RuleResult:
     for use in file_uses(inp):
         binary = use.file.binary
         assert binary is not None
-        stacked = [p for p in use.processes if p.exe == use.file.path and p.exec_stack]
-        runtime = {"runtime_executable_stack_pids": listed_pids(p.pid for p in stacked)}
+        stacked = [g for g in use.images if g.sample.exe == use.file.path and g.sample.exec_stack]
+        runtime = {"runtime_executable_stack_pids": listed_pids(p for g in stacked for p in g.pids)}
         if binary.dep.value is False:
             extra = {"reason": binary.dep.reason} | (runtime if stacked else {})
             findings.append(file_finding(INFO, use, extra))

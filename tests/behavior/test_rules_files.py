@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from behavior.facts import interface
 from behavior.facts.interface import FactSet, PathStat
 from behavior.observations import Observations
 from behavior.rules import (
@@ -203,3 +206,28 @@ def test_root_rule_cannot_run_without_memory_maps(evaluate: Evaluate) -> None:
     facts = facts_with([], {}, maps_readable=False)
     obs = Observations(T0, T0, 0, (), (), {}, (), ())
     assert ROOT.unavailable(RuleInput(obs, facts, ("ebpf",))) == "not root"
+
+
+def test_folded_images_count_like_full_ones(
+    evaluate: Evaluate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond MAX_FULL_IMAGES, old images fold into groups of identical ones: the
+    findings (counts, times, pids) are those of the unfolded set."""
+    exe, lib = "/opt/tool", "/opt/lib/libtool.so"
+    files = {
+        exe: (ROOT_FILE, binary(exe, cookies=False), None),
+        lib: (PathStat(0, 0, 0o100644), binary(lib, dep=False), None),
+    }
+    dirs = {"/opt/lib": PathStat(1000, 1000, 0o40755)}
+    images = [process(100 + i, exe, modules=(lib,), t=1 + i) for i in range(30)]
+    full = facts_with(images, files, dirs)
+    monkeypatch.setattr(interface, "MAX_FULL_IMAGES", 10)
+    folded = facts_with(images, files, dirs)
+    assert folded.folded and len(folded.processes) <= 10
+    for rule in (COOKIES, DEP, ROOT):
+        want = [(f.count, f.first_seen, f.last_seen) for f in _run(evaluate, rule, full).findings]
+        got = [(f.count, f.first_seen, f.last_seen) for f in _run(evaluate, rule, folded).findings]
+        assert got == want and want and want[0][0] == 30
+    # A late fact about a folded image is dropped: the same in a live set and a replay.
+    again = facts_with([*images, process(100, exe, modules=(lib, "/opt/new.so"), t=1)], files)
+    assert "/opt/new.so" not in {m for g in again.images() for m in g.sample.modules}
