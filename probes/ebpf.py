@@ -172,6 +172,71 @@ class _Program:
     def attempts_total(self) -> int:
         return int(sum(self.bpf[b"attempts"][0]))
 
+    def skipped_runs(self) -> tuple[int, int]:
+        """Runs the kernel skipped (``recursion_misses``: a tracepoint fired while a BPF
+        program was already running on that CPU, e.g. a softirq interrupting one), as
+        (programs that emit events, helper programs that only keep state)."""
+        emitting = helpers = 0
+        for name, fn in self.bpf.funcs.items():
+            misses = _recursion_misses(fn.fd)
+            if name.decode().split("__")[-1] in _HELPER_PROGRAMS:
+                helpers += misses
+            else:
+                emitting += misses
+        return emitting, helpers
+
+    def counters(self) -> KernelCounters:
+        emitting, helpers = self.skipped_runs()
+        return KernelCounters(self.attempts_total(), self.lost_total(), emitting, helpers)
+
+
+_HELPER_PROGRAMS = {
+    "sys_enter_clone",
+    "sys_enter_clone3",
+    "sys_enter_exit_group",
+    "sys_enter_socket",
+    "sys_exit_socket",
+    "sys_exit_accept4",
+}
+
+
+def _recursion_misses(prog_fd: int) -> int:
+    try:
+        with open(f"/proc/self/fdinfo/{prog_fd}") as f:
+            for line in f:
+                if line.startswith("recursion_misses:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class KernelCounters(NamedTuple):
+    """Counters kept in the kernel, over a window.
+
+    ``attempted`` reserves either succeed (and are delivered) or fail (``reserve_failed``),
+    so ``delivered + reserve_failed == attempted`` exactly. ``skipped`` runs of
+    event-emitting programs never got to attempt: each is an event (at most one) lost.
+    """
+
+    attempted: int
+    reserve_failed: int
+    skipped: int
+    skipped_helpers: int
+
+    def __sub__(self, other: object) -> KernelCounters:
+        assert isinstance(other, KernelCounters)
+        return KernelCounters(*(a - b for a, b in zip(self, other, strict=True)))
+
+    @property
+    def lost(self) -> int:
+        """Events lost: failed reserves plus skipped runs that may have carried one."""
+        return self.reserve_failed + self.skipped
+
+
+GAP_SKIPPED_HELPERS = (
+    "helper tracepoint runs skipped by the kernel (UDP or exit details may be missing)"
+)
 
 _program_lock = threading.Lock()
 _idle_programs: list[_Program] = []
@@ -483,15 +548,15 @@ class EbpfSource(EventSource):
         self._thread: threading.Thread | None = None
         self._attributor: Attributor | None = None
         self._events = 0
-        self._base = (0, 0)  # kernel counters (attempted, lost) at start
-        self._final: tuple[int, int] | None = None
+        self._base = KernelCounters(0, 0, 0, 0)  # at start
+        self._final: KernelCounters | None = None
         self._error: BaseException | None = None
 
     def start(self, strings: StringTable) -> None:
         program = self._live_program()
         self._attributor = Attributor(strings, self._netns, self._gaps)
         program.drain()  # leftovers from a previous session using this program
-        self._base = (program.attempts_total(), program.lost_total())
+        self._base = program.counters()
         try:
             program.attach()
         except Exception as e:
@@ -526,21 +591,20 @@ class EbpfSource(EventSource):
         self._program = None
 
     def stats(self) -> SourceStats:
-        return SourceStats(
-            events=self._events, lost=self.kernel_counts()[1], gaps=self._gaps.statements()
-        )
+        counters = self.kernel_counts()
+        gaps = self._gaps.statements()
+        if counters.skipped_helpers:
+            gaps = (*gaps, f"{counters.skipped_helpers} x {GAP_SKIPPED_HELPERS}")
+        return SourceStats(events=self._events, lost=counters.lost, gaps=gaps)
 
-    def kernel_counts(self) -> tuple[int, int]:
-        """(events the kernel program tried to emit, events it lost) since start, so
-        that ``delivered + lost == attempted`` can be checked once stopped."""
+    def kernel_counts(self) -> KernelCounters:
+        """The kernel's counters since start (final once stopped), so that
+        ``delivered + reserve_failed == attempted`` can be checked."""
         if self._final is not None:
             return self._final
         if self._program is None:
-            return (0, 0)
-        return (
-            self._program.attempts_total() - self._base[0],
-            self._program.lost_total() - self._base[1],
-        )
+            return KernelCounters(0, 0, 0, 0)
+        return self._program.counters() - self._base
 
     def _live_program(self) -> _Program:
         if self._program is None:
