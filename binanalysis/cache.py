@@ -117,7 +117,10 @@ class FactsCache:
         if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
             raise CacheFormatError("not an rba binary-facts cache")
         if doc.get("version") != CACHE_VERSION:
-            raise CacheFormatError(f"cache version {doc.get('version')!r}, want {CACHE_VERSION}")
+            raise CacheFormatError(
+                f"written by another rba (cache version {doc.get('version')!r}, "
+                f"this one reads {CACHE_VERSION})"
+            )
         cache = cls(max_entries)
         memo: VerdictMemo = {}
         try:

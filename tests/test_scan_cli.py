@@ -171,7 +171,7 @@ def test_persistent_cache(programs: dict[str, Path], tmp_path: Path) -> None:
     default.write_text(default.read_text()[:100])  # truncated: no longer JSON
     third = run_rba("scan", "--format", "json", "-r", str(programs["tree"]), env=env)
     assert third.returncode == 0 and third.stdout == first.stdout
-    assert f"rba: ignoring corrupt cache {default}" in third.stderr
+    assert f"rba: ignoring cache {default}: not valid JSON" in third.stderr
     assert len(json.loads(default.read_text())["entries"]) == 3  # rewritten, valid
 
 
@@ -323,3 +323,21 @@ def test_recursive_skips_mounted_pseudo_filesystems(
     assert result.returncode == 0, result.stderr
     assert f"rba: skipped {tree / 'proc'}: a kernel pseudo-filesystem" in result.stderr
     assert "1 ELF/PE files" in result.stdout and "0 skipped (not ELF/PE)" in result.stdout
+
+
+def test_warm_scan_imports_no_parser(programs: dict[str, Path], tmp_path: Path) -> None:
+    """The warm path is stat + cache lookup: no pefile, no ELF parser, no numpy."""
+    cache = tmp_path / "facts.json"
+    assert run_rba("scan", "--cache", str(cache), "-r", str(programs["tree"])).returncode == 0
+    probe = (
+        "import sys; from behavior.cli import main; "
+        f"main(['scan', '--cache', {str(cache)!r}, '--output', '/dev/null', '-r', "
+        f"{str(programs['tree'])!r}]); "
+        "print(sorted(m for m in ('numpy', 'pefile', 'elftools', 'binanalysis.elf', "
+        "'binanalysis.pe', 'multiprocessing') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=REPO,
+        check=True,
+    )  # fmt: skip
+    assert result.stdout.strip() == "[]", result.stderr
