@@ -65,7 +65,9 @@ class Kind(enum.IntEnum):
     FORK: pid = child, ppid = parent, comm.
     EXIT: pid, comm; aux = exit code.
     TCP_CONNECT: a socket entered SYN_SENT. pid, uid, comm, family, saddr/sport,
-        daddr/dport, sock, netns.
+        daddr/dport, sock, netns. From eBPF, sport is 0 unless the socket was bound: the
+        kernel picks the local port just after SYN_SENT (the ACTIVE TCP_ESTABLISHED of the
+        same sock has it).
     TCP_ESTABLISHED: flags ACTIVE or PASSIVE; sock, addresses and ports. pid is the
         attributed owner (the connecting process, or the listener's owner), 0 if unknown.
         For PASSIVE, saddr/sport is the local (listening) side.
