@@ -112,3 +112,60 @@ def test_jsonl_holds_the_same_events_one_per_line(report: Report) -> None:
 def test_empty_report(report: Report) -> None:
     empty = Report(run=report.run, findings=())
     assert render(Format.OCSF, empty) == "[]\n" and render(Format.OCSF_JSONL, empty) == ""
+
+
+def _rule_finding(rule_id: str, evidence: dict[str, Any]) -> Any:
+    from behavior.rules import RULES
+    from behavior.rules.interface import finding
+
+    info = next(r.info for r in RULES if r.info.id == rule_id)
+    return finding(
+        info, evidence, count=2, first_ns=1_700_000_000 * 10**9, last_ns=1_700_000_009 * 10**9
+    )
+
+
+# Evidence shapes of the rules the sample report does not produce (see the rule modules).
+OTHER_SHAPES = [
+    (
+        "insecure-login-accepted",
+        {"protocol": "telnet", "server": "inetd", "server_pid": 300, "program": "/bin/login",
+         "pids": [301], "basis": "program", "user": "alice", "tty": "pts/3",
+         "remote_host": "198.51.100.20"},
+    ),
+    (
+        "insecure-login-accepted",
+        {"protocol": "rsh", "server": "in.rshd", "server_pid": 310, "program": "/bin/sh",
+         "pids": [311], "basis": "program"},
+    ),
+    (
+        "insecure-client-general",
+        {"process": {"pid": 9, "exe": "", "cmdline": "", "comm": "snmpget", "user": "",
+                     "uid": 0}, "pids": [9], "remote": {"address": "2001:db8::7", "port": 161},
+         "transport": "udp", "protocol": "snmp", "basis": "port", "netns": 1, "sources": ["poll"]},
+    ),
+    (
+        "software-without-relro",
+        {"path": "/usr/lib/x86_64-linux-gnu/libold.so.1", "package": "libold1", "format": "elf",
+         "processes": [], "process_count": 0, "relro": "partial", "reason": "partial RELRO"},
+    ),
+    (
+        "software-without-aslr",
+        {"path": "C:/tools/app.exe", "package": "unpackaged", "format": "pe",
+         "processes": [{"pid": 5, "exe": "/usr/bin/wine"}], "process_count": 1},
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rule_id", "evidence"), OTHER_SHAPES)
+def test_other_rule_shapes_validate_in_ocsf_and_asff(
+    report: Report, ocsf_errors: Validator, rule_id: str, evidence: dict[str, Any]
+) -> None:
+    from behavior.formats.asff import asff_findings
+    from tests.formats.test_asff import _check_limits
+
+    single = Report(run=report.run, findings=(_rule_finding(rule_id, evidence),))
+    (event,) = ocsf_events(single)
+    assert ocsf_errors(event) == []
+    assert event["class_uid"] == (2002 if rule_id.startswith("software-") else 2004)
+    (asff,) = asff_findings(single)
+    _check_limits(asff)
