@@ -73,7 +73,7 @@ class ProbeSession:
             raise
         if self._ebpf is not None:
             snapshot = self._poll.snapshot
-            self._ebpf.seed_listeners(snapshot if snapshot is not None else concat([]))
+            self._ebpf.seed(snapshot if snapshot is not None else concat([]))
 
     def read(self, timeout: float) -> EventArray:
         """Events from all sources since the last call, snapshot rows first, then by

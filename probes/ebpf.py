@@ -355,20 +355,24 @@ class Attributor:
         self.recent_active: collections.OrderedDict[tuple[bytes, int, bytes, int], int] = (
             collections.OrderedDict()
         )
+        # Connections established before the window, by (saddr, sport, daddr, dport).
+        self.snapshot_conns: dict[tuple[bytes, int, bytes, int], Owner] = {}
 
-    def seed_listeners(self, batch: EventArray) -> None:
-        """Learn the listeners open at window start (TCP_LISTEN rows of a snapshot)."""
-        for row in batch[batch["kind"] == Kind.TCP_LISTEN]:
+    def seed(self, batch: EventArray) -> None:
+        """Learn the window-start snapshot: listeners (so passive connections to them
+        are attributed) and established connections (so their closes are)."""
+        for row in batch[(batch["flags"] & Flag.SNAPSHOT) != 0]:
+            kind = int(row["kind"])
+            if kind not in (Kind.TCP_LISTEN, Kind.TCP_ESTABLISHED):
+                continue
             owner = Owner(int(row["pid"]), int(row["uid"]), int(row["netns"]), bytes(row["comm"]))
-            self._add_listener(
-                Listener(
-                    int(row["sock"]),
-                    int(row["family"]),
-                    bytes(row["saddr"]),
-                    int(row["sport"]),
-                    owner,
+            saddr, sport = bytes(row["saddr"]), int(row["sport"])
+            if kind == Kind.TCP_LISTEN:
+                self._add_listener(
+                    Listener(int(row["sock"]), int(row["family"]), saddr, sport, owner)
                 )
-            )
+            elif owner.pid:
+                self.snapshot_conns[(saddr, sport, bytes(row["daddr"]), int(row["dport"]))] = owner
 
     def decode(self, records: list[bytes]) -> EventArray:
         """One batch from ring-buffer records (exec records carry a filename after)."""
@@ -457,6 +461,9 @@ class Attributor:
     def _close(self, cols: _Columns, i: int) -> None:
         sock = cols.sock[i]
         owner = self.sockets.pop(sock, None)
+        if owner is None and self.snapshot_conns:
+            saddr, daddr = cols.addresses(i)
+            owner = self.snapshot_conns.pop((saddr, cols.sport[i], daddr, cols.dport[i]), None)
         if cols.flags[i] & _LISTENER:
             saddr = cols.addresses(i)[0]
             family = cols.family[i]
@@ -564,10 +571,11 @@ class EbpfSource(EventSource):
         self._thread = threading.Thread(target=self._loop, name="rba-ebpf", daemon=True)
         self._thread.start()
 
-    def seed_listeners(self, snapshot: EventArray) -> None:
-        """Listeners open at window start, so passive connections to them are attributed."""
+    def seed(self, snapshot: EventArray) -> None:
+        """The window-start snapshot: listeners and connections already open, so that
+        later events on them are attributed. The reader starts decoding after this."""
         if self._attributor is not None:
-            self._attributor.seed_listeners(snapshot)
+            self._attributor.seed(snapshot)
         self._seeded.set()
 
     def read(self, timeout: float) -> EventArray:

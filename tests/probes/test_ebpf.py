@@ -132,6 +132,36 @@ def test_passive_connection_to_a_listener_from_before_the_window(
     assert len(passive) == 1 and passive[0]["pid"] == before.pid
 
 
+def test_sockets_from_before_the_window(
+    strings: StringTable, listener_factory: Callable[..., Listener]
+) -> None:
+    """A UDP socket and a TCP connection opened before the window: the UDP send is
+    still seen, and the connection's close is attributed through the snapshot."""
+    server = listener_factory("127.0.0.1")
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.create_connection(("127.0.0.1", server.port))
+    local_port = tcp.getsockname()[1]
+    with open_session("ebpf") as session:
+        session.start(strings)
+        udp.sendto(b"x", ("127.0.0.1", 69))
+        tcp.close()
+        ev = read_until(
+            session,
+            lambda e: (
+                len(select(e, kind=Kind.UDP_SEND, dport=69))
+                and len(select(e, kind=Kind.TCP_CLOSE, sport=local_port))
+            ),
+        )
+    udp.close()
+    sends = select(ev, kind=Kind.UDP_SEND, dport=69)
+    assert len(sends) == 1 and sends[0]["pid"] == os.getpid()
+    snap = select(ev, kind=Kind.TCP_ESTABLISHED, sport=local_port)
+    assert len(snap) == 1 and snap[0]["flags"] & Flag.SNAPSHOT and snap[0]["pid"] == os.getpid()
+    closes = select(ev, kind=Kind.TCP_CLOSE, sport=local_port)
+    assert len(closes) == 1 and closes[0]["pid"] == os.getpid()
+    assert closes[0]["source"] == Source.EBPF
+
+
 def test_udp_sends_to_snmp_port_with_pid(session: ProbeSession) -> None:
     a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     a.sendto(b"\x30\x00", ("127.0.0.1", 161))
@@ -248,7 +278,7 @@ def test_ring_buffer_overflow_is_counted_exactly(strings: StringTable) -> None:
         socket.create_connection(("127.0.0.1", port)).close()
     server.close()
     assert source.stats().lost > 0  # counted in the kernel while nothing was read
-    source.seed_listeners(empty())
+    source.seed(empty())
     source.stop()
     ev = source.read(0.0)
     stats = source.stats()
