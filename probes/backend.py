@@ -26,7 +26,8 @@ def open_session(choice: str = "auto", poll_interval: float = 1.0) -> ProbeSessi
     ``"ebpf"``; ValueError for an unknown choice."""
     if choice not in CHOICES:
         raise ValueError(f"unknown probe choice {choice!r}: use one of {', '.join(CHOICES)}")
-    netns = NetnsCache(GapCounter())
+    netns_gaps = GapCounter()
+    netns = NetnsCache(netns_gaps)
     notices: list[str] = []
     ebpf: EbpfSource | None = None
     if choice in ("auto", "ebpf"):
@@ -45,14 +46,21 @@ def open_session(choice: str = "auto", poll_interval: float = 1.0) -> ProbeSessi
             f"polling only (--probes poll), every {poll_interval:g}s; "
             "connections and processes shorter than that may be missed"
         )
-    return ProbeSession(ebpf, poll, tuple(notices))
+    return ProbeSession(ebpf, poll, tuple(notices), netns_gaps)
 
 
 class ProbeSession:
     """The sources of one window, read as one stream of events."""
 
-    def __init__(self, ebpf: EbpfSource | None, poll: PollSource, notices: tuple[str, ...]):
+    def __init__(
+        self,
+        ebpf: EbpfSource | None,
+        poll: PollSource,
+        notices: tuple[str, ...],
+        netns_gaps: GapCounter | None = None,
+    ):
         self._ebpf = ebpf
+        self._netns_gaps = netns_gaps or GapCounter()
         self._poll = poll
         self._sources: list[EventSource] = [s for s in (ebpf, poll) if s is not None]
         self.sources: tuple[str, ...] = tuple(s.name for s in self._sources)
@@ -97,8 +105,14 @@ class ProbeSession:
             source.stop()
 
     def stats(self) -> dict[str, SourceStats]:
-        """Per source: events delivered, events lost, stated gaps."""
-        return {s.name: s.stats() for s in self._sources}
+        """Per source: events delivered, events lost, stated gaps. Network namespaces
+        that could not be read are stated with the first source (eBPF when running)."""
+        stats = {s.name: s.stats() for s in self._sources}
+        first = self._sources[0].name
+        extra = self._netns_gaps.statements()
+        if extra:
+            stats[first] = dataclasses.replace(stats[first], gaps=(*stats[first].gaps, *extra))
+        return stats
 
     def coverage(self) -> str:
         """One line on what this session can and cannot see."""
