@@ -3,7 +3,7 @@
     .venv/bin/python bench/probe_burst.py [--connects 20000] [--runs 5]
 
 A gcc-built C client (bench/probe_connect_burst.c) connects to 127.0.0.1 as fast as it
-can, with an acceptor it forked. Each run is one of three modes, interleaved so that
+can, with an acceptor it forked. Each run is one of four modes, interleaved so that
 machine noise spreads evenly:
 
 - ``none``: no probes (baseline throughput);
