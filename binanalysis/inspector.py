@@ -7,6 +7,8 @@ None), so callers get a verdict for every file. Only a file that cannot be read 
 
 from __future__ import annotations
 
+import struct
+
 from binanalysis.interface import BinaryFacts, BinaryParseError, FileFormat, Verdict
 from binanalysis.reader import CacheKey, FileBytes
 
@@ -21,24 +23,32 @@ def inspect(path: str) -> BinaryFacts:
 def inspect_keyed(path: str) -> tuple[CacheKey, BinaryFacts]:
     """Like :func:`inspect`, plus the cache key of exactly the file that was read."""
     with FileBytes(path) as r:
+        fmt = FileFormat.OTHER  # until the magic (and PE signature) says otherwise
         try:
+            fmt = _format_of(r)
             r.check_size()
-            return r.key, _dispatch(r)
+            return r.key, _dispatch(r, fmt)
         except BinaryParseError as e:
-            return r.key, error_facts(path, _format_of(r.head), str(e))
+            return r.key, error_facts(path, fmt, str(e))
 
 
-def _format_of(head: bytes) -> FileFormat:
-    if head.startswith(ELF_MAGIC):
+def _format_of(r: FileBytes) -> FileFormat:
+    if r.head.startswith(ELF_MAGIC):
         return FileFormat.ELF
-    if head.startswith(b"MZ"):
+    if r.head.startswith(b"MZ") and _has_pe_signature(r):
         return FileFormat.PE
-    return FileFormat.OTHER
+    return FileFormat.OTHER  # an MZ file without "PE\0\0" is a DOS program or just data
 
 
-def _dispatch(r: FileBytes) -> BinaryFacts:
+def _has_pe_signature(r: FileBytes) -> bool:
+    if r.size < 0x40:
+        return False
+    (lfanew,) = struct.unpack("<I", r.read(0x3C, 4, "e_lfanew"))
+    return lfanew + 4 <= r.size and r.read(lfanew, 4, "PE signature") == b"PE\0\0"
+
+
+def _dispatch(r: FileBytes, fmt: FileFormat) -> BinaryFacts:
     # The parsers are imported on first use: a cache-only (warm) scan never loads them.
-    fmt = _format_of(r.head)
     if fmt is FileFormat.ELF:
         from binanalysis.elf import inspect_elf
 

@@ -109,3 +109,15 @@ def test_il_only_dotnet(pe_built: dict[tuple[str, str], Path], tmp_path: Path) -
     assert facts.dep.value is True
     assert "runtime" in facts.dep.reason
     assert facts.stack_cookies.value is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"MZ", b"MZ is how this text file starts\n", b"MZ" + bytes(0x3A) + struct.pack("<I", 0x40)],
+)
+def test_mz_without_pe_signature_is_other(tmp_path: Path, data: bytes) -> None:
+    """DOS programs and data that happen to start with MZ are neither PE nor errors."""
+    path = tmp_path / "dos.exe"
+    path.write_bytes(data + bytes(64))
+    facts = inspect(str(path))
+    assert (facts.format, facts.error) == (FileFormat.OTHER, None)
