@@ -21,6 +21,7 @@ import ctypes
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -46,7 +47,7 @@ from probes.interface import (
     ProbeUnavailableError,
     SourceStats,
 )
-from probes.procfs import NetnsCache, read_cmdline, read_ids
+from probes.procfs import NetnsCache, local_addresses, read_cmdline, read_ids
 
 PROGRAM_PATH = Path(__file__).with_name("ebpf_program.c")
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -64,7 +65,9 @@ GAP_EXEC_GONE = "exec'd process gone before /proc was read (empty cmdline, euid 
 GAP_EXEC_AGAIN = "exec'd process exec'd again before /proc was read (empty cmdline)"
 GAP_UNKNOWN_SOCKET = "tcp event on a socket opened before the window (owner unknown)"
 GAP_NO_LISTENER = "passive connection whose listener is unknown (owner unknown)"
-GAP_AMBIGUOUS_LISTENER = "passive connection matching listeners in several namespaces"
+GAP_AMBIGUOUS_LISTENER = (
+    "passive connection matching listeners in several namespaces (owner unknown)"
+)
 
 _V4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
 _RECENT_ACTIVE_MAX = 65536
@@ -355,6 +358,8 @@ class Attributor:
         self.recent_active: collections.OrderedDict[tuple[bytes, int, bytes, int], int] = (
             collections.OrderedDict()
         )
+        # netns -> (when read, local addresses), to place ambiguous passive connections.
+        self.netns_addresses: dict[int, tuple[float, set[tuple[int, bytes]]]] = {}
         # Connections established before the window, by (saddr, sport, daddr, dport).
         self.snapshot_conns: dict[tuple[bytes, int, bytes, int], Owner] = {}
 
@@ -483,6 +488,17 @@ class Attributor:
         entries.append(listener)
         self.listeners[listener.port] = entries
 
+    def _netns_has(self, owner: Owner, family: int, addr: bytes) -> bool:
+        """Is ``addr`` local to ``owner``'s network namespace? Read through the owner's
+        /proc/<pid>/net, cached per namespace and re-read at most once a second."""
+        entry = self.netns_addresses.get(owner.netns)
+        now = time.monotonic()
+        if entry is None or ((family, addr) not in entry[1] and now - entry[0] > 1.0):
+            addresses = local_addresses(owner.pid)
+            if addresses is not None:
+                entry = self.netns_addresses[owner.netns] = (now, addresses)
+        return entry is not None and (family, addr) in entry[1]
+
     def _listener_owner(
         self, family: int, local: tuple[bytes, int], remote: tuple[bytes, int]
     ) -> Owner | None:
@@ -491,13 +507,16 @@ class Attributor:
         exact = [lst for lst in candidates if lst.addr == laddr]
         pool = exact or candidates
         if len({lst.owner.netns for lst in pool}) > 1:
-            # Loopback never leaves a namespace: the connecting side tells which one.
             client_ns = self.recent_active.pop((*remote, *local), None)
             if is_loopback(family, laddr) and client_ns is not None:
+                # Loopback never leaves a namespace: the connecting side tells which one.
                 pool = [lst for lst in pool if lst.owner.netns == client_ns]
             else:
-                self.gaps.add(GAP_AMBIGUOUS_LISTENER)
-                return None
+                # Otherwise: the namespace that owns the local address.
+                pool = [lst for lst in pool if self._netns_has(lst.owner, family, laddr)]
+                if len({lst.owner.netns for lst in pool}) != 1:
+                    self.gaps.add(GAP_AMBIGUOUS_LISTENER)
+                    return None
         if not pool:
             self.gaps.add(GAP_NO_LISTENER)
             return None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 from probes.common import GapCounter
+from probes.events import Family
 
 GAP_NETNS_GONE = "process gone before its network namespace could be read (netns 0)"
 GAP_NETNS_DENIED = "network namespace of a process not readable (netns 0)"
@@ -104,3 +106,26 @@ class NetnsCache:
     def forget(self, pid: int) -> int | None:
         """Drop ``pid``'s entry (exec, exit, or a fork reusing it) and return what it was."""
         return self._cache.pop(pid, None) or None
+
+
+def local_addresses(pid: int) -> set[tuple[int, bytes]] | None:
+    """The (family, 16-byte address) pairs local to ``pid``'s network namespace, from
+    /proc/<pid>/net/fib_trie (IPv4 /32 LOCAL entries) and if_inet6; None when gone."""
+    found: set[tuple[int, bytes]] = set()
+    try:
+        with open(f"/proc/{pid}/net/fib_trie") as f:
+            last = ""
+            for line in f:
+                text = line.strip()
+                if text.startswith("|-- "):
+                    last = text[4:]
+                elif text == "/32 host LOCAL" and last:
+                    found.add((Family.INET, socket.inet_aton(last) + bytes(12)))
+        with open(f"/proc/{pid}/net/if_inet6") as f:
+            for line in f:
+                fields = line.split()
+                if fields and len(fields[0]) == 32:
+                    found.add((Family.INET6, bytes.fromhex(fields[0])))
+    except (OSError, ValueError):
+        return None
+    return found

@@ -266,6 +266,47 @@ def test_connect_inside_a_namespace_carries_that_namespace(
     }
 
 
+CONNECT_ONCE = r"""
+import socket, sys
+socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+print("connected", flush=True)
+"""
+
+
+@pytest.mark.netns
+def test_wildcard_listeners_on_one_port_in_two_namespaces_over_veth(
+    session: ProbeSession, listener_factory: Callable[..., Listener]
+) -> None:
+    """0.0.0.0:P in the host and in a namespace; connections across the veth pair land
+    on the listener of the namespace that owns the destination address."""
+    from tests.support.netns import peer_namespace
+
+    host_ns = os.stat("/proc/self/ns/net").st_ino
+    with peer_namespace() as ns:
+        inum = os.stat(f"/run/netns/{ns.name}").st_ino
+        inside = listener_factory("0.0.0.0", prefix=["ip", "netns", "exec", ns.name])
+        outside = listener_factory("0.0.0.0", port=inside.port)
+        with socket.create_connection((ns.peer_ip, inside.port), timeout=5):
+            pass
+        back = ns.run(
+            [sys.executable, "-c", CLIENT.replace("10", "0"), ns.host_ip, str(inside.port)]
+        )
+        assert "connected" in back.stdout, back.stderr
+        ev = read_until(
+            session,
+            lambda e: (
+                len(select(e, kind=Kind.TCP_ESTABLISHED, flags=Flag.PASSIVE, sport=inside.port))
+                >= 2
+            ),
+        )
+    passive = select(ev, kind=Kind.TCP_ESTABLISHED, flags=Flag.PASSIVE, sport=inside.port)
+    placed = {
+        format_address(int(e["family"]), e["saddr"]): (int(e["netns"]), int(e["pid"]))
+        for e in passive
+    }
+    assert placed == {ns.peer_ip: (inum, inside.pid), ns.host_ip: (host_ns, outside.pid)}
+
+
 def test_ring_buffer_overflow_is_counted_exactly(strings: StringTable) -> None:
     """A one-page ring buffer that nobody drains: every event is delivered or lost."""
     source = EbpfSource(ringbuf_pages=1, wait_for_seed=True)  # reader waits: nothing drains
