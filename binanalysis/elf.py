@@ -19,7 +19,8 @@ Semantics (RULES.md):
 
 Limits (beyond :mod:`binanalysis.reader`'s): at most :data:`MAX_HEADERS` program or section
 headers, :data:`MAX_DYN_ENTRIES` dynamic entries, :data:`MAX_SYMBOLS` symbols scanned per
-table and :data:`MAX_STRTAB` bytes of string table; larger counts are errors.
+table, :data:`MAX_CHAIN` hash-chain steps per lookup and :data:`MAX_STRTAB` bytes of string
+table; larger counts are errors.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ MAX_SYMBOLS = 1 << 22
 MAX_STRTAB = 64 << 20
 MAX_NOTES_BYTES = 1 << 16
 MAX_HASH_BUCKETS = 1 << 24
+MAX_CHAIN = 1 << 16  # hash chain steps per lookup (real chains are a few entries long)
 CODE_CHUNK = 4 << 20  # code is searched for canary loads this many bytes at a time
 
 COOKIE_SYMBOLS = (
@@ -429,7 +431,11 @@ def _gnu_hash_cookie(
     nbuckets, symoffset, bloom_size, _shift = struct.unpack(
         u32.format[0] + "4I", elf.r.read(off, 16, "DT_GNU_HASH header")
     )
-    if nbuckets > MAX_HASH_BUCKETS or symoffset > MAX_SYMBOLS or bloom_size > MAX_HASH_BUCKETS:
+    if (
+        not 0 < nbuckets <= MAX_HASH_BUCKETS
+        or symoffset > MAX_SYMBOLS
+        or (bloom_size > MAX_HASH_BUCKETS)
+    ):
         raise BinaryParseError("DT_GNU_HASH counts are absurd")
     # Imports are never hashed: they sit below symoffset, so scan that (small) block.
     if symoffset:
@@ -447,7 +453,7 @@ def _gnu_hash_cookie(
             continue
         if index < symoffset:
             raise BinaryParseError("DT_GNU_HASH bucket points below symoffset")
-        for _ in range(MAX_SYMBOLS):
+        for _ in range(MAX_CHAIN):
             (chain,) = elf.r.unpack(u32, chains + (index - symoffset) * 4, "DT_GNU_HASH chain")
             if chain | 1 == h | 1:
                 (st_name,) = elf.r.unpack(u32, symtab + index * syment, "dynamic symbol")
@@ -456,6 +462,8 @@ def _gnu_hash_cookie(
             if chain & 1:
                 break
             index += 1
+        else:
+            raise BinaryParseError(f"DT_GNU_HASH chain longer than {MAX_CHAIN}")
     return None
 
 
@@ -469,7 +477,7 @@ def _sysv_hash_cookie(
     for name in set(offsets.values()):
         h = _sysv_hash(name)
         (index,) = elf.r.unpack(u32, off + 8 + (h % nbucket) * 4, "DT_HASH bucket")
-        for _ in range(nchain + 1):
+        for _ in range(min(nchain + 1, MAX_CHAIN)):
             if index == 0:
                 break
             if index >= nchain:
@@ -478,6 +486,8 @@ def _sysv_hash_cookie(
             if offsets.get(st_name) == name:
                 return _describe(elf, symtab, syment, index, name, table=".dynsym, DT_HASH")
             (index,) = elf.r.unpack(u32, off + 8 + (nbucket + index) * 4, "DT_HASH chain")
+        else:
+            raise BinaryParseError("DT_HASH chain does not end (a cycle, or too long)")
     return None
 
 

@@ -50,6 +50,8 @@ GCC_MATRIX: dict[str, tuple[str, str, list[str]]] = {
     "stripped_nosp": (PROGRAM, "", [*NOSP, *PIE, *NX, *FULL, "-s"]),
     "static_stripped": (PROGRAM, "", [*SP, "-static", *NX, *FULL, "-s"]),
     "stack_size": (PROGRAM, "", [*SP, *PIE, *NX, *FULL, "-Wl,-z,stack-size=0x100000"]),
+    "sysv_hash": (PROGRAM, "", [*SP, *PIE, *NX, *FULL, "-Wl,--hash-style=sysv"]),
+    "sysv_hash_nosp": (PROGRAM, "", [*NOSP, *PIE, *NX, *FULL, "-Wl,--hash-style=sysv"]),
     "shared": (LIBRARY, ".so", [*SP, "-fPIC", "-shared", *NX, *FULL]),
     "shared_nosp": (LIBRARY, ".so", [*NOSP, "-fPIC", "-shared", *NX, *FULL]),
     "object": (PROGRAM, ".o", [*SP, "-c"]),

@@ -143,6 +143,32 @@ def _elf_absurd(data: bytes, path: Path) -> Iterator[tuple[str, bytes]]:
                         f"gnu hash word {field}",
                         _patched(data, table + 4 * field, "<I", 2**32 - 1),
                     )
+                yield "gnu hash nbuckets=0", _patched(data, table, "<I", 0)
+
+
+def _sysv_chain_cycle(path: Path) -> bytes:
+    """Every bucket points at a non-cookie symbol whose chain entry points to itself."""
+    data = bytearray(path.read_bytes())
+    with path.open("rb") as f:
+        elf = ELFFile(f)
+        dynamic = next(s for s in elf.iter_segments() if s["p_type"] == "PT_DYNAMIC")
+        vaddr = next(t.entry.d_val for t in dynamic.iter_tags() if t.entry.d_tag == "DT_HASH")
+        load = next(s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"
+                    and s["p_vaddr"] <= vaddr < s["p_vaddr"] + s["p_filesz"])  # fmt: skip
+        table = load["p_offset"] + vaddr - load["p_vaddr"]
+        dynsym = elf.get_section_by_name(".dynsym")
+        other = next(i for i, sym in enumerate(dynsym.iter_symbols()) if sym.name == "puts")
+    nbucket, nchain = struct.unpack_from("<II", data, table)
+    for i in range(nbucket):
+        struct.pack_into("<I", data, table + 8 + 4 * i, other)
+    for i in range(1, nchain):
+        struct.pack_into("<I", data, table + 8 + 4 * (nbucket + i), i)
+    return bytes(data)
+
+
+def test_hash_chain_cycle_is_an_error(tmp_path: Path, gcc_built: dict[str, Path]) -> None:
+    (facts,) = _check_all(tmp_path, iter([("cycle", _sysv_chain_cycle(gcc_built["sysv_hash"]))]))
+    assert facts.error is not None and "DT_HASH chain" in facts.error
 
 
 def _pe_absurd(data: bytes) -> Iterator[tuple[str, bytes]]:

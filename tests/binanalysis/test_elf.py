@@ -34,6 +34,8 @@ EXPECTED: dict[str, tuple[bool | None, bool | None, bool | None, Relro | None, s
     "stripped_nosp": (T, F, T, FULL, "none of"),
     "static_stripped": (T, T, F, PARTIAL, "canary load from %fs:0x28"),
     "stack_size": (T, T, T, FULL, "imported"),
+    "sysv_hash": (T, T, T, FULL, "__stack_chk_fail imported (.dynsym, DT_HASH)"),
+    "sysv_hash_nosp": (T, F, T, FULL, "none of"),
     "shared": (T, T, T, FULL, "imported"),
     "shared_nosp": (T, F, T, FULL, "none of"),
     "object": (NA, T, NA, None, "__stack_chk_fail imported (.symtab)"),
@@ -78,6 +80,15 @@ def test_fortify_seen_in_imports(gcc_built: dict[str, Path], tmp_path: Path) -> 
     assert inspect(str(fortified)).extra["fortify"].value is True
     assert "__printf_chk" in inspect(str(fortified)).extra["fortify"].reason
     assert inspect(str(plain)).extra["fortify"].value is False
+
+
+def test_defined_cookie_found_through_gnu_hash() -> None:
+    """glibc defines __stack_chk_fail and exports it: found by a DT_GNU_HASH lookup."""
+    libc = "/lib/x86_64-linux-gnu/libc.so.6"
+    if not Path(libc).exists():
+        pytest.skip("no x86_64 glibc")
+    reason = inspect(libc).stack_cookies.reason
+    assert reason == "__stack_chk_fail defined (.dynsym, DT_GNU_HASH)"
 
 
 def test_ldconfig_static_pie_has_stack_cookies() -> None:
