@@ -90,7 +90,6 @@ def test_events_auto_prints_the_scenario_live(
     assert [(e["pid"], e["daddr"]) for e in udp] == [(udp_pid, "127.0.0.1")]
 
 
-@pytest.mark.root
 def test_events_poll_runs_the_same_scenario_and_states_coverage(
     listener_factory: Callable[..., Listener], short_program: Path
 ) -> None:
