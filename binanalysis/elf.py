@@ -265,6 +265,13 @@ def _read_dynamic(elf: _Elf) -> None:
 
 def inspect_elf(r: FileBytes) -> BinaryFacts:
     """Facts about the ELF file behind ``r``. Raises BinaryParseError on corrupt input."""
+    try:
+        return _inspect(r)
+    except struct.error as e:  # a layout our checks let through: still the file's fault
+        raise BinaryParseError(f"malformed ELF structure: {e}") from e
+
+
+def _inspect(r: FileBytes) -> BinaryFacts:
     elf = _parse(r)
     if elf.e_type not in (ET_REL, ET_EXEC, ET_DYN):
         na = Verdict(None, f"ELF type {elf.e_type} (core dump or unknown): not a program")
@@ -523,7 +530,9 @@ def _section_cookie(elf: _Elf, table: _Section, sections: list[_Section]) -> str
         raise BinaryParseError(f"string table is above the {MAX_STRTAB >> 20} MiB limit")
     offsets = _name_offsets(elf.r.read(strsec.offset, strsec.size, "string table"))
     entsize = table.entsize or elf.lay.sym_name.size
-    if not offsets or entsize < elf.lay.sym_name.size:
+    if entsize != elf.lay.sym_name.size:
+        raise BinaryParseError(f"symbol table entry size {entsize}, want {elf.lay.sym_name.size}")
+    if not offsets:
         return None
     count = min(table.size // entsize, MAX_SYMBOLS)
     data = elf.r.read(table.offset, count * entsize, "symbol table")
