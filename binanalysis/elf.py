@@ -292,7 +292,7 @@ def _inspect(r: FileBytes) -> BinaryFacts:
 
 def _dep(elf: _Elf) -> Verdict:
     if elf.e_type == ET_REL or not elf.segments:
-        return Verdict(None, "no program headers (relocatable object): the linker decides")
+        return Verdict(None, _not_loadable(elf))
     stacks = elf.segs(PT_GNU_STACK)
     wx = [i for i, s in enumerate(elf.segments) if s.type == PT_LOAD and s.flags & PF_W
           and s.flags & PF_X]  # fmt: skip
@@ -305,6 +305,12 @@ def _dep(elf: _Elf) -> Verdict:
     if wx:
         return Verdict(False, f"{which} is non-executable, but PT_LOAD #{wx[0]} is W+X")
     return Verdict(True, f"{which} is non-executable, no W+X PT_LOAD")
+
+
+def _not_loadable(elf: _Elf) -> str:
+    if elf.e_type == ET_REL:
+        return "no program headers (relocatable object): the final link decides"
+    return "no program headers: the file cannot be loaded"
 
 
 def _aslr(elf: _Elf) -> Verdict:
@@ -322,7 +328,7 @@ def _aslr(elf: _Elf) -> Verdict:
 
 def _relro(elf: _Elf) -> tuple[Relro | None, str]:
     if elf.e_type == ET_REL or not elf.segments:
-        return None, "no program headers (relocatable object): the linker decides"
+        return None, _not_loadable(elf)
     if not elf.segs(PT_GNU_RELRO):
         return Relro.NONE, "no PT_GNU_RELRO"
     if DT_BIND_NOW in elf.dynamic:
