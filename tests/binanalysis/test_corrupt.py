@@ -215,8 +215,8 @@ def test_special_files_are_not_read(tmp_path: Path) -> None:
 def test_mutation_fuzz(tmp_path: Path, seeds: dict[str, bytes], gcc_built: dict[str, Path]) -> None:
     """Random byte changes in the headers and tables (fixed seed): facts or an error, always.
 
-    75,000 mutations (seeds 1-7) ran clean before this was committed; fuzzing found a division by zero
-    (DT_GNU_HASH with 0 buckets) and a struct error (absurd sh_entsize)."""
+    75,000 mutations (seeds 1-7) ran clean before this was committed. Fuzzing found a
+    division by zero (DT_GNU_HASH with 0 buckets) and a struct error (absurd sh_entsize)."""
     rng = random.Random(20261129)
     corpus_seeds = {
         **seeds,
