@@ -62,10 +62,12 @@ def _per_second(
     """(key, second, count) for each (key, whole second) that has events; keys < nkeys."""
     secs = (ts_ns // np.uint64(_NS)).astype(np.int64)
     base = int(secs.min())
-    counts = np.bincount((secs - base) * nkeys + keys)
-    for index in np.flatnonzero(counts).tolist():
+    # np.unique, not a dense bincount: a hostile trace may put timestamps years apart,
+    # and the work must stay bounded by the batch, not by the time span it covers.
+    cells, counts = np.unique((secs - base) * nkeys + keys, return_counts=True)
+    for index, count in zip(cells.tolist(), counts.tolist(), strict=True):
         offset, key = divmod(index, nkeys)
-        yield key, base + offset, int(counts[index])
+        yield key, base + offset, count
 
 
 class TimelineCounter:

@@ -115,3 +115,17 @@ def test_listeners_are_bounded_with_a_total() -> None:
     timeline = _timeline(10, make)
     assert len(timeline["listeners"]) == MAX_LISTENERS and timeline["listeners_total"] == 55
     assert timeline["listeners"][0]["start_s"] == 0.5
+
+
+def test_timestamps_years_apart_cost_no_more_than_the_batch() -> None:
+    """A crafted trace may carry absurd times; counting must not allocate per second."""
+    centuries = 300 * 365 * 24 * 3600  # a dense per-second table would need ~200 GB
+
+    def make(s: StringTable) -> list[EventArray]:
+        return [
+            connect(s, 7, "198.51.100.1", 80, t=1),
+            connect(s, 7, "198.51.100.1", 80, t=centuries),
+        ]
+
+    timeline = _timeline(10, make)
+    assert timeline["series"]["tcp-out"][1] == 1
