@@ -535,13 +535,14 @@ class Aggregator:
     def _connection_list(self) -> tuple[Connection, ...]:
         table = self._connections
         merged: dict[tuple[int, int, int, bytes, int, str], _ConnTotal] = {}
+        labels = {int(s): s.label for s in Source}
         for i in range(table.size):
             rep = table.reps[i]
             family, raw = int(rep["family"]), bytes(rep["daddr"])
             transport = "udp" if int(rep["kind"]) == Kind.UDP_SEND else "tcp"
             key = (int(rep["pid"]), int(rep["netns"]), family, raw, int(rep["dport"]), transport)
             count, first, last = int(table.count[i]), int(table.first[i]), int(table.last[i])
-            source = Source(int(rep["source"])).label
+            source = labels[int(rep["source"])]
             total = merged.get(key)
             if total is None:
                 merged[key] = _ConnTotal(rep, count, first, last, {source})
@@ -550,6 +551,11 @@ class Aggregator:
                 total.first = min(total.first, first)
                 total.last = max(total.last, last)
                 total.sources.add(source)
+        # Many connections share a remote: format each address once.
+        remotes: dict[tuple[int, bytes], tuple[str, bool]] = {}
+        for _pid, _netns, family, raw, _port, _transport in merged:
+            if (family, raw) not in remotes:
+                remotes[family, raw] = (format_address(family, raw), is_loopback(family, raw))
         out = [
             Connection(
                 pid=pid,
@@ -557,8 +563,8 @@ class Aggregator:
                 uid=int(t.rep["uid"]),
                 netns=netns,
                 family=family,
-                remote=format_address(family, raw),
-                remote_loopback=is_loopback(family, raw),
+                remote=remotes[family, raw][0],
+                remote_loopback=remotes[family, raw][1],
                 port=port,
                 transport=transport,
                 count=t.count,
@@ -588,7 +594,12 @@ class Aggregator:
     def _listener_list(
         self, started_ns: int, ended_ns: int, procs: dict[int, Process]
     ) -> tuple[Listener, ...]:
-        accepts = self._accept_totals()
+        # Indexed by port: a listener only looks at accepts on its own port, so evaluation
+        # stays linear when a window saw many distinct endpoints.
+        accepts_by_port: dict[int, list[tuple[tuple[int, int, bytes, int], tuple[int, int, int]]]]
+        accepts_by_port = {}
+        for key, totals in self._accept_totals().items():
+            accepts_by_port.setdefault(key[3], []).append((key, totals))
         out = []
         for state in self._listeners.values():
             intervals = list(state.intervals)
@@ -602,8 +613,8 @@ class Aggregator:
                 total += max(0, hi - lo)
                 begin = lo if begin is None else min(begin, lo)
             count, first, last = 0, 0, 0
-            for (netns, family, addr, port), (n, f, la) in accepts.items():
-                if port != state.port or not _same_netns(netns, state.netns):
+            for (netns, family, addr, _port), (n, f, la) in accepts_by_port.get(state.port, ()):
+                if not _same_netns(netns, state.netns):
                     continue
                 if not _address_accepts(state.family, state.addr, family, addr):
                     continue

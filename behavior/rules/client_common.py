@@ -25,12 +25,16 @@ POLLING_NOTE = (
 def evaluate_clients(info: RuleInfo, inp: RuleInput, *, login: bool) -> RuleResult:
     """Findings for cleartext client connections whose protocol carries logins (or not)."""
     groups: dict[tuple[str, str, int, str], list[tuple[Connection, str, str]]] = {}
+    names_of: dict[tuple[int, str], list[str]] = {}  # one process has many connections
     for conn in inp.obs.connections:
         if not conn.remote or conn.remote_loopback or conn.remote in UNSPECIFIED:
             continue  # connecting to the unspecified address reaches this host too
         proc = inp.obs.processes.get(conn.pid)
         exe = proc.exe if proc else ""
-        names = program_names(conn.comm, exe, proc.cmdline if proc else "")
+        names = names_of.get((conn.pid, conn.comm))
+        if names is None:
+            names = program_names(conn.comm, exe, proc.cmdline if proc else "")
+            names_of[conn.pid, conn.comm] = names
         verdict = classify_client(conn.port, conn.transport, names)
         if verdict is None or verdict[0].login != login:
             continue

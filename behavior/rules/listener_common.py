@@ -18,10 +18,14 @@ def host_listeners_by_port(inp: RuleInput) -> dict[tuple[int, int], list[Listene
             continue
         groups.setdefault((listener.port, listener.pid), []).append(listener)
     # A socket whose owner could not be attributed joins the port's only known owner.
+    owners: dict[int, list[tuple[int, int]]] = {}
+    for port, pid in groups:
+        if pid:
+            owners.setdefault(port, []).append((port, pid))
     for port, pid in list(groups):
-        owners = [key for key in groups if key[0] == port and key[1]]
-        if pid == 0 and len(owners) == 1:
-            groups[owners[0]] += groups.pop((port, 0))
+        known = owners.get(port, [])
+        if pid == 0 and len(known) == 1:
+            groups[known[0]] += groups.pop((port, 0))
     return groups
 
 
