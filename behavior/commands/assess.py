@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from types import FrameType
 
 from behavior.commands.report_options import FORMAT_CHOICES, add_report_options, report_options
+from behavior.commands.window import interrupts_end_window
 from behavior.durations import parse_duration
 from behavior.errors import RbaError, UsageError
 
@@ -54,21 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_report_options(parser)
 
 
-@contextlib.contextmanager
-def _interrupts_end_window(stop: threading.Event) -> Iterator[None]:
-    """While the window runs, Ctrl-C and SIGTERM end it early instead of killing rba."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``rba assess``; returns the exit status."""
     from behavior.assess import AssessConfig, run_assessment
@@ -105,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     observer = TerminalObserver()
     stop = threading.Event()
     try:
-        with _interrupts_end_window(stop), recorder or contextlib.nullcontext():
+        with interrupts_end_window(stop), recorder or contextlib.nullcontext():
             report = run_assessment(config, observer, stop, recorder=recorder)
     except UsageError:
         raise

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``rba capture``."""
     from behavior.assess import AssessConfig, run_assessment
-    from behavior.commands.assess import _interrupts_end_window
+    from behavior.commands.window import interrupts_end_window
     from behavior.durations import parse_duration
     from behavior.errors import RbaError, UsageError
     from behavior.progress import TerminalObserver
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     recorder = TraceRecorder(args.output, purpose="capture", redact=args.redact_cmdline)
     stop = threading.Event()
     try:
-        with _interrupts_end_window(stop), recorder:
+        with interrupts_end_window(stop), recorder:
             report = run_assessment(config, observer, stop, recorder=recorder)
     except RbaError as e:
         raise UsageError(str(e)) from e
