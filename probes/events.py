@@ -80,6 +80,10 @@ class Kind(enum.IntEnum):
         time (epoch seconds); pid = session leader if known. flags ENDED when it ended.
     PROC_SNAPSHOT: pid, ppid, uid, euid, comm; str_a = exe, str_b = cmdline;
         aux = start time (epoch ns). flags SNAPSHOT when taken at window start.
+    PROTO_LABEL: the protocol a connection's first payloads carried (probes/classify.py;
+        never the bytes). pid, uid, comm, netns, family, daddr/dport = the remote end;
+        flags ACTIVE (we connected or sent the datagram) or PASSIVE (accepted);
+        aux = IP protocol (6 TCP, 17 UDP); str_a = label ("http", "tls", "snmp-v2c", ...).
     """
 
     EXEC = 1
@@ -92,6 +96,7 @@ class Kind(enum.IntEnum):
     UDP_SEND = 8
     LOGIN = 9
     PROC_SNAPSHOT = 10
+    PROTO_LABEL = 11
 
 
 class Source(enum.IntEnum):
