@@ -17,6 +17,7 @@ on stop), because compiling costs a noticeable fraction of a second.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import re
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from probes.common import BatchQueue, GapCounter, wall_offset_ns
+from probes.content import ContentTracker
 from probes.events import (
     ADDR_LEN,
     EVENT_SIZE,
@@ -130,11 +132,32 @@ class _Program:
         self.detach()
         self.records: list[bytes] = []
         self.bpf[b"events"].open_ring_buffer(self._on_record)
+        self.payloads: list[bytes] = []
+        self.bpf[b"payloads"].open_ring_buffer(self._on_payload)
         self.in_use = False
 
     def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
         self.records.append(ctypes.string_at(data, size))
         return 0
+
+    def _on_payload(self, _ctx: Any, data: Any, size: int) -> int:
+        self.payloads.append(ctypes.string_at(data, size))
+        return 0
+
+    def take_payloads(self) -> list[bytes]:
+        """First-payload records received so far (probes/content.py)."""
+        payloads, self.payloads = self.payloads, []
+        return payloads
+
+    def forget_connections(self, keys: list[int]) -> None:
+        """Stop capturing payloads of connections user space has labelled."""
+        table = self.bpf[b"conns"]
+        for key in keys:
+            with contextlib.suppress(KeyError):
+                del table[table.Key(key)]
+
+    def payloads_lost(self) -> int:
+        return int(sum(self.bpf[b"payloads_lost"][0]))
 
     def attach(self) -> None:
         if self.attached:
@@ -200,6 +223,16 @@ _HELPER_PROGRAMS = {
     "sys_enter_socket",
     "sys_exit_socket",
     "sys_exit_accept4",
+    # content capture (first payloads): they never emit into the events ring buffer
+    "sys_exit_connect",
+    "sys_enter_accept4",
+    "sys_enter_write",
+    "sys_enter_read",
+    "sys_exit_read",
+    "sys_enter_recvfrom",
+    "sys_exit_recvfrom",
+    "sys_enter_recvmsg",
+    "sys_exit_recvmsg",
 }
 
 
@@ -239,6 +272,10 @@ class KernelCounters(NamedTuple):
 
 GAP_SKIPPED_HELPERS = (
     "helper tracepoint runs skipped by the kernel (UDP or exit details may be missing)"
+)
+
+GAP_PAYLOADS_LOST = (
+    "first payloads lost (payload ring buffer full): protocol identified by port or program"
 )
 
 _program_lock = threading.Lock()
@@ -398,7 +435,7 @@ class Attributor:
                 self._established(cols, i)
             elif kind == Kind.TCP_CLOSE:
                 self._close(cols, i)
-            elif kind == Kind.TCP_CONNECT or kind == Kind.UDP_SEND:  # noqa: PLR1714
+            elif kind in (Kind.TCP_CONNECT, Kind.UDP_SEND, Kind.PROTO_LABEL):
                 owner = cols.owner(i, self._resolve(cols.pid[i]))
                 cols.netns[i] = owner.netns
                 if kind == Kind.TCP_CONNECT:
@@ -573,6 +610,8 @@ class EbpfSource(EventSource):
             self._seeded.set()
         self._thread: threading.Thread | None = None
         self._attributor: Attributor | None = None
+        self._content: ContentTracker | None = None
+        self._payloads_lost_base = self._payloads_lost = 0
         self._events = 0
         self._base = KernelCounters(0, 0, 0, 0)  # at start
         self._final: KernelCounters | None = None
@@ -581,6 +620,8 @@ class EbpfSource(EventSource):
     def start(self, strings: StringTable) -> None:
         program = self._live_program()
         self._attributor = Attributor(strings, self._netns, self._gaps)
+        self._content = ContentTracker(strings)
+        self._payloads_lost_base = program.payloads_lost()
         program.drain()  # leftovers from a previous session using this program
         self._base = program.counters()
         try:
@@ -613,6 +654,9 @@ class EbpfSource(EventSource):
             self._thread = None
         program.detach()
         self._deliver(program.drain())
+        if self._content is not None:
+            self._deliver([], self._content.flush())
+        self._payloads_lost = program.payloads_lost() - self._payloads_lost_base
         self._final = self.kernel_counts()
         _release_program(program, self._pages)
         self._program = None
@@ -622,6 +666,8 @@ class EbpfSource(EventSource):
         gaps = self._gaps.statements()
         if counters.skipped_helpers:
             gaps = (*gaps, f"{counters.skipped_helpers} x {GAP_SKIPPED_HELPERS}")
+        if self._payloads_lost:
+            gaps = (*gaps, f"{self._payloads_lost} x {GAP_PAYLOADS_LOST}")
         return SourceStats(events=self._events, lost=counters.lost, gaps=gaps)
 
     def kernel_counts(self) -> KernelCounters:
@@ -647,7 +693,12 @@ class EbpfSource(EventSource):
         except Exception as e:  # surfaced by read(); the thread must not die silently
             self._error = e
 
-    def _deliver(self, records: list[bytes]) -> None:
+    def _deliver(self, records: list[bytes], labels: list[bytes] | None = None) -> None:
+        program = self._program
+        if labels is None and program is not None and self._content is not None:
+            labels, settled = self._content.feed(program.take_payloads())
+            program.forget_connections(settled)
+        records = records + labels if labels else records
         if not records or self._attributor is None:
             return
         batch = self._attributor.decode(records)

@@ -312,7 +312,15 @@ TRACEPOINT_PROBE(syscalls, sys_exit_socket) {
     return 0;
 }
 
+// Content capture hooks (defined with the content programs at the end).
+static __always_inline void content_accept_exit(s64 fd);
+static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len);
+static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
+                                         const void *buf, u64 len);
+static __always_inline void content_sendmsg(u64 fd, const void *msg);
+
 TRACEPOINT_PROBE(syscalls, sys_exit_accept4) {
+    content_accept_exit(args->ret);
     if (args->ret < 0)
         return 0;
     u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)args->ret;
@@ -359,6 +367,8 @@ static __always_inline void emit_udp(const void *uaddr, u64 len, u8 unknown_is_u
 
 TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
     emit_udp((const void *)args->addr, args->addr_len, 1, args->fd);
+    content_send(args->fd, (const void *)args->addr, args->addr_len, (const void *)args->buff,
+                 args->len);
     return 0;
 }
 
@@ -368,6 +378,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
         void *name;
         int namelen;
     } head = {};
+    content_sendmsg(args->fd, (const void *)args->msg);
     if (bpf_probe_read_user(&head, sizeof(head), (void *)args->msg))
         return 0;
     emit_udp(head.name, head.namelen, 1, args->fd);
@@ -376,5 +387,319 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
 
 TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
     emit_udp((const void *)args->uservaddr, args->addrlen, 0, args->fd);
+    content_connect_enter(args->fd, (const void *)args->uservaddr, args->addrlen);
     return 0;
+}
+
+// ---- content: the first payloads of TCP connections and UDP datagrams ---------------
+//
+// Per monitored connection (a connect() or accept4() seen in the window), keyed by
+// (tgid << 32 | fd): the first RBA_CLIENT_WRITES payloads the client sends (a STARTTLS
+// upgrade needs the write after the command) and the first one the server sends, at most
+// RBA_PAYLOAD_LEN bytes each, read from the user buffer of write/sendto/sendmsg (at enter)
+// and read/recvfrom/recvmsg (at exit, with the returned length). The entry is deleted
+// once both directions are done (or by user space once it has a final label), so a
+// classified connection costs one failed hash lookup per syscall. Records go to their own
+// ring buffer and never into an event: user space turns them into a label at once.
+
+#define RBA_PAYLOAD_LEN 64
+#define RBA_CLIENT_WRITES 4
+#define ROLE_ACTIVE 1
+#define ROLE_PASSIVE 2
+#define DIR_CLIENT 0
+#define DIR_SERVER 1
+#define EINPROGRESS_ 115
+
+// payload layout begin (must match probes/content.py PAYLOAD_DTYPE)
+struct rba_payload {
+    u64 ts_mono;
+    u64 conn;
+    u32 pid;
+    u32 uid;
+    u32 fd;
+    u16 dport;
+    u8 family;
+    u8 role;
+    u8 dir;
+    u8 len;
+    u8 proto;
+    u8 seq;
+    u8 daddr[16];
+    char comm[16];
+    u8 data[RBA_PAYLOAD_LEN];
+    u32 reserved;
+};
+// payload layout end
+
+struct rba_conn {
+    u64 id;
+    u8 daddr[16];
+    u16 dport;
+    u8 family;
+    u8 role;
+    u8 sent;      // payloads captured from this side's writes
+    u8 received;  // and from its reads
+    u8 sent_max;
+    u8 received_max;
+};
+
+struct rba_read {
+    u64 key;
+    u64 buf;
+};
+
+BPF_RINGBUF_OUTPUT(payloads, 64);
+BPF_PERCPU_ARRAY(payloads_lost, u64, 1);
+BPF_TABLE("lru_hash", u64, struct rba_conn, conns, 16384);
+BPF_TABLE("lru_hash", u32, struct rba_conn, connecting, 4096);
+BPF_TABLE("lru_hash", u32, u64, accepting, 4096);
+BPF_TABLE("lru_hash", u32, struct rba_read, reading, 4096);
+BPF_TABLE("lru_hash", u64, u8, datagram_seen, 16384);
+
+static __always_inline u64 fd_key(u64 fd) {
+    return (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)fd;
+}
+
+// The remote endpoint of an inet sockaddr in user memory; 0 when not inet.
+static __always_inline int read_endpoint(const void *uaddr, u64 len, struct rba_conn *c) {
+    u16 family = 0;
+    if (!uaddr || len < 8 || bpf_probe_read_user(&family, sizeof(family), uaddr))
+        return 0;
+    u16 port_be = 0;
+    bpf_probe_read_user(&port_be, sizeof(port_be), (const char *)uaddr + 2);
+    c->dport = (port_be >> 8) | ((port_be & 0xff) << 8);
+    if (family == AF_INET_) {
+        c->family = FAM_INET;
+        bpf_probe_read_user(c->daddr, 4, (const char *)uaddr + 4);
+    } else if (family == AF_INET6_ && len >= 24) {
+        c->family = FAM_INET6;
+        bpf_probe_read_user(c->daddr, 16, (const char *)uaddr + 8);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static __always_inline void emit_payload(struct rba_conn *c, u64 fd, u8 dir, u8 proto, u8 seq,
+                                         const void *buf, u64 len) {
+    if (!buf || (s64)len <= 0)
+        return;
+    struct rba_payload *rec = payloads.ringbuf_reserve(sizeof(struct rba_payload));
+    if (!rec) {
+        int zero = 0;
+        u64 *n = payloads_lost.lookup(&zero);
+        if (n)
+            (*n)++;
+        return;
+    }
+    __builtin_memset(rec, 0, sizeof(*rec));
+    u32 n = len < RBA_PAYLOAD_LEN ? (u32)len : RBA_PAYLOAD_LEN;
+    if (n > RBA_PAYLOAD_LEN)
+        n = RBA_PAYLOAD_LEN;
+    bpf_probe_read_user(rec->data, n, buf);
+    rec->len = n;
+    rec->ts_mono = bpf_ktime_get_ns();
+    rec->conn = c->id;
+    rec->pid = bpf_get_current_pid_tgid() >> 32;
+    rec->uid = (u32)bpf_get_current_uid_gid();
+    rec->fd = (u32)fd;
+    rec->dport = c->dport;
+    rec->family = c->family;
+    rec->role = c->role;
+    rec->dir = dir;
+    rec->proto = proto;
+    rec->seq = seq;
+    __builtin_memcpy(rec->daddr, c->daddr, 16);
+    bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
+    payloads.ringbuf_submit(rec, 0);
+}
+
+static __always_inline void conn_done_check(u64 key, struct rba_conn *c) {
+    if (c->sent >= c->sent_max && c->received >= c->received_max)
+        conns.delete(&key);
+}
+
+// A write on a monitored connection: the client's (ACTIVE) or the server's (PASSIVE).
+static __always_inline void capture_write(u64 fd, const void *buf, u64 len) {
+    u64 key = fd_key(fd);
+    struct rba_conn *c = conns.lookup(&key);
+    if (!c || c->sent >= c->sent_max || (s64)len <= 0)
+        return;
+    u8 dir = c->role == ROLE_ACTIVE ? DIR_CLIENT : DIR_SERVER;
+    emit_payload(c, fd, dir, PROTO_TCP, c->sent, buf, len);
+    c->sent++;
+    conn_done_check(key, c);
+}
+
+static __always_inline void stash_read(u64 fd, u64 buf) {
+    u64 key = fd_key(fd);
+    struct rba_conn *c = conns.lookup(&key);
+    if (!c || c->received >= c->received_max)
+        return;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct rba_read r = {.key = key, .buf = buf};
+    reading.update(&tid, &r);
+}
+
+static __always_inline void capture_read(s64 ret) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct rba_read *r = reading.lookup(&tid);
+    if (!r)
+        return;
+    u64 key = r->key;
+    u64 buf = r->buf;
+    reading.delete(&tid);
+    if (ret <= 0)
+        return;
+    struct rba_conn *c = conns.lookup(&key);
+    if (!c || c->received >= c->received_max)
+        return;
+    u8 dir = c->role == ROLE_ACTIVE ? DIR_SERVER : DIR_CLIENT;
+    emit_payload(c, (u32)key, dir, PROTO_TCP, c->received, (const void *)buf, ret);
+    c->received++;
+    conn_done_check(key, c);
+}
+
+// The first datagram a UDP socket sends to an address (sendto/sendmsg).
+static __always_inline void capture_datagram(u64 fd, const void *uaddr, u64 addrlen,
+                                             const void *buf, u64 len) {
+    if (!uaddr || udp_fd_kind(fd) == FD_OTHER)
+        return;
+    u64 key = fd_key(fd);
+    if (datagram_seen.lookup(&key))
+        return;
+    struct rba_conn c = {};
+    if (!read_endpoint(uaddr, addrlen, &c))
+        return;
+    u8 one = 1;
+    datagram_seen.update(&key, &one);
+    c.role = ROLE_ACTIVE;
+    emit_payload(&c, fd, DIR_CLIENT, PROTO_UDP, 0, buf, len);
+}
+
+// Called from the existing connect/accept4 programs above.
+static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len) {
+    if (udp_fd_kind(fd) == FD_UDP)
+        return;
+    struct rba_conn c = {};
+    if (!read_endpoint(uaddr, len, &c))
+        return;
+    c.id = (u32)fd;
+    c.role = ROLE_ACTIVE;
+    c.sent_max = RBA_CLIENT_WRITES;
+    c.received_max = 1;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    connecting.update(&tid, &c);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_connect) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct rba_conn *c = connecting.lookup(&tid);
+    if (!c)
+        return 0;
+    struct rba_conn copy = *c;
+    connecting.delete(&tid);
+    if (args->ret != 0 && args->ret != -EINPROGRESS_)
+        return 0;
+    // connect() has no fd in its exit args: the enter stashed it in id's low bits.
+    u64 key = fd_key(copy.id);
+    copy.id = bpf_ktime_get_ns();
+    conns.update(&key, &copy);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_accept4) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 peer = (u64)args->upeer_sockaddr;
+    accepting.update(&tid, &peer);
+    return 0;
+}
+
+static __always_inline void content_accept_exit(s64 fd) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 *peer = accepting.lookup(&tid);
+    if (!peer)
+        return;
+    const void *uaddr = (const void *)*peer;
+    accepting.delete(&tid);
+    struct rba_conn c = {};
+    if (fd < 0 || !read_endpoint(uaddr, 28, &c))
+        return;  // the peer address is the connection's identity in user space
+    c.id = bpf_ktime_get_ns();
+    c.role = ROLE_PASSIVE;
+    c.sent_max = 1;
+    c.received_max = RBA_CLIENT_WRITES;
+    u64 key = fd_key(fd);
+    conns.update(&key, &c);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_write) {
+    capture_write(args->fd, (const void *)args->buf, args->count);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_read) {
+    stash_read(args->fd, (u64)args->buf);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_read) {
+    capture_read(args->ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom) {
+    stash_read(args->fd, (u64)args->ubuf);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom) {
+    capture_read(args->ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg) {
+    // struct user_msghdr (UAPI): name, namelen (+pad), iov, iovlen; iovec: base, len.
+    u64 key = fd_key(args->fd);
+    if (!conns.lookup(&key))
+        return 0;
+    void *iov = 0;
+    if (bpf_probe_read_user(&iov, sizeof(iov), (const char *)args->msg + 16) || !iov)
+        return 0;
+    u64 base = 0;
+    bpf_probe_read_user(&base, sizeof(base), iov);
+    stash_read(args->fd, base);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg) {
+    capture_read(args->ret);
+    return 0;
+}
+
+// sendto/sendmsg payloads (TCP first writes, first UDP datagrams); from the programs above.
+static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
+                                         const void *buf, u64 len) {
+    u64 key = fd_key(fd);
+    if (conns.lookup(&key))
+        capture_write(fd, buf, len);
+    else
+        capture_datagram(fd, uaddr, addrlen, buf, len);
+}
+
+static __always_inline void content_sendmsg(u64 fd, const void *msg) {
+    struct {
+        void *name;
+        int namelen;
+        int pad;
+        void *iov;
+    } head = {};
+    if (bpf_probe_read_user(&head, sizeof(head), msg) || !head.iov)
+        return;
+    struct {
+        void *base;
+        u64 len;
+    } iov = {};
+    bpf_probe_read_user(&iov, sizeof(iov), head.iov);
+    content_send(fd, head.name, head.namelen, iov.base, iov.len);
 }
