@@ -205,10 +205,10 @@ class _Program:
         emitting = helpers = 0
         for name, fn in self.bpf.funcs.items():
             misses = _recursion_misses(fn.fd)
-            if name.decode().split("__")[-1] in _HELPER_PROGRAMS:
-                helpers += misses
-            else:
+            if name.decode().split("__")[-1] in _EVENT_PROGRAMS:
                 emitting += misses
+            else:
+                helpers += misses
         return emitting, helpers
 
     def counters(self) -> KernelCounters:
@@ -216,23 +216,16 @@ class _Program:
         return KernelCounters(self.attempts_total(), self.lost_total(), emitting, helpers)
 
 
-_HELPER_PROGRAMS = {
-    "sys_enter_clone",
-    "sys_enter_clone3",
-    "sys_enter_exit_group",
-    "sys_enter_socket",
-    "sys_exit_socket",
-    "sys_exit_accept4",
-    # content capture (first payloads): they never emit into the events ring buffer
-    "sys_exit_connect",
-    "sys_enter_accept4",
-    "sys_enter_write",
-    "sys_enter_read",
-    "sys_exit_read",
-    "sys_enter_recvfrom",
-    "sys_exit_recvfrom",
-    "sys_enter_recvmsg",
-    "sys_exit_recvmsg",
+# Programs whose skipped runs may each have cost an event; any other program only keeps
+# state or feeds content labels, so its skipped runs are stated as a gap instead.
+_EVENT_PROGRAMS = {
+    "sched_process_exec",
+    "sched_process_fork",
+    "sched_process_exit",
+    "inet_sock_set_state",
+    "sys_enter_sendto",
+    "sys_enter_sendmsg",
+    "sys_enter_connect",
 }
 
 
