@@ -54,6 +54,7 @@ LOGIN_PROGRAMS = frozenset({"login"})
 MAX_LOGIN_ANCESTRY = 4  # session leader -> login -> telnetd child -> telnetd
 
 _TCP, _UDP = 0, 1
+_IPPROTO_UDP = 17
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
@@ -88,13 +89,15 @@ def _fingerprint(
 
 
 # Which lane of the fold an event takes, by (kind << 4 | flags & _LANE_FLAGS).
-_IGNORED, _OUTBOUND, _ACCEPTED, _RARE = 0, 1, 2, 3
+_IGNORED, _OUTBOUND, _ACCEPTED, _RARE, _LABEL = 0, 1, 2, 3, 4
 _LANE_FLAGS = Flag.ACTIVE | Flag.PASSIVE | Flag.LISTENER
 
 
 def _lane(kind: int, flags: int) -> int:
     if kind in (Kind.TCP_CONNECT, Kind.UDP_SEND):
         return _OUTBOUND
+    if kind == Kind.PROTO_LABEL:
+        return _LABEL
     if kind in (Kind.EXEC, Kind.FORK, Kind.EXIT, Kind.PROC_SNAPSHOT, Kind.TCP_LISTEN, Kind.LOGIN):
         return _RARE
     if kind == Kind.TCP_ESTABLISHED and flags & Flag.ACTIVE:
@@ -257,6 +260,10 @@ class Aggregator:
         # outlives their exit. Others are dropped at exit, so the table stays as small as
         # the set of live processes plus the referenced ones, however long the window.
         self._referenced: set[int] = set()
+        # Content labels: of outbound connections by their connection key, and of
+        # accepted connections by (owning pid, netns).
+        self._labels: dict[tuple[int, int, int, bytes, int, str], set[str]] = {}
+        self._server_labels: dict[tuple[int, int], set[str]] = {}
 
     def fold(self, events: EventArray) -> None:
         """Fold one batch of events."""
@@ -288,6 +295,23 @@ class Aggregator:
         rare = np.flatnonzero(lane == _RARE)
         if len(rare):
             self._fold_rare(events[rare])
+        labels = np.flatnonzero(lane == _LABEL)
+        if len(labels):
+            self._fold_labels(events[labels])
+
+    def _fold_labels(self, rows: EventArray) -> None:
+        names = ("pid", "netns", "family", "dport", "aux", "flags", "str_a")
+        columns = [rows[name].tolist() for name in names]
+        columns.append(np.ascontiguousarray(rows["daddr"]).view("V16").ravel().tolist())
+        for pid, netns, family, dport, aux, flags, str_a, daddr in zip(*columns, strict=True):
+            label = self._strings.get(str_a)
+            self._referenced.add(pid)
+            if flags & Flag.PASSIVE:
+                self._server_labels.setdefault((pid, netns), set()).add(label)
+            else:
+                transport = "udp" if aux == _IPPROTO_UDP else "tcp"
+                key = (pid, netns, family, daddr, dport, transport)
+                self._labels.setdefault(key, set()).add(label)
 
     # --- processes, listeners and logins, in event order ------------------------------
 
@@ -571,8 +595,10 @@ class Aggregator:
                 first_ns=t.first,
                 last_ns=t.last,
                 sources=tuple(sorted(t.sources)),
+                labels=tuple(sorted(self._labels.get(key, ()))),
             )
-            for (pid, netns, family, raw, port, transport), t in merged.items()
+            for key, t in merged.items()
+            for pid, netns, family, raw, port, transport in [key]
         ]
         out.sort(key=lambda c: (c.first_ns, c.pid, c.remote, c.port, c.transport))
         return tuple(out)
@@ -640,6 +666,7 @@ class Aggregator:
                     first_accept_ns=first,
                     last_accept_ns=last,
                     sources=tuple(sorted(state.sources)),
+                    labels=tuple(sorted(self._server_labels.get((state.pid, state.netns), ()))),
                 )
             )
         out.sort(key=lambda s: (s.port, s.family, s.address, s.netns))

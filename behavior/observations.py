@@ -27,6 +27,7 @@ class Connection:
     first_ns: int
     last_ns: int
     sources: tuple[str, ...]
+    labels: tuple[str, ...] = ()  # protocols its first payloads carried (eBPF only)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Listener:
     first_accept_ns: int
     last_accept_ns: int
     sources: tuple[str, ...]
+    # Protocols seen on connections its owner accepted (eBPF only; per owning process).
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

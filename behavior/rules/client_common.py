@@ -18,7 +18,8 @@ from behavior.rules.protocols import classify_client, program_names
 
 UNSPECIFIED = frozenset({"0.0.0.0", "::"})
 POLLING_NOTE = (
-    "polling only: connections shorter than the poll interval and UDP sends can be missed"
+    "polling only: connections shorter than the poll interval and UDP sends can be missed; "
+    "protocols identified by port and program only (content needs the eBPF probes)"
 )
 
 
@@ -35,7 +36,7 @@ def evaluate_clients(info: RuleInfo, inp: RuleInput, *, login: bool) -> RuleResu
         if names is None:
             names = program_names(conn.comm, exe, proc.cmdline if proc else "")
             names_of[conn.pid, conn.comm] = names
-        verdict = classify_client(conn.port, conn.transport, names)
+        verdict = classify_client(conn.port, conn.transport, names, conn.labels)
         if verdict is None or verdict[0].login != login:
             continue
         subject = (exe or conn.comm, conn.remote, conn.port, conn.transport)

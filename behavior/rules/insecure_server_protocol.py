@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from behavior.report import Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding
 from behavior.rules.listener_common import host_listeners_by_port, listener_evidence
@@ -25,13 +27,18 @@ INFO = RuleInfo(
 def evaluate(inp: RuleInput) -> RuleResult:
     """One finding per listening port whose port or program says cleartext."""
     findings = []
-    for (port, _pid), listeners in host_listeners_by_port(inp).items():
+    groups = host_listeners_by_port(inp)
+    ports_of_pid = Counter(pid for _port, pid in groups)
+    for (port, pid), listeners in groups.items():
+        # Content labels are kept per owning process: they tell a port only when the
+        # process listens on that one port.
+        labels = listeners[0].labels if pid and ports_of_pid[pid] == 1 else ()
         verdict = None
         for s in listeners:
             proc = inp.obs.processes.get(s.pid)
             names = program_names(s.comm, s.exe, proc.cmdline if proc else "")
-            verdict = classify_server(port, names)
-            if verdict is not None:
+            verdict = classify_server(port, names, labels)
+            if verdict is not None or labels:
                 break
         if verdict is None:
             continue
@@ -54,7 +61,10 @@ def evaluate(inp: RuleInput) -> RuleResult:
                 last_ns=last,
             )
         )
-    note = "polling only: accepted-connection counts can miss short connections"
+    note = (
+        "polling only: accepted-connection counts can miss short connections; "
+        "protocols identified by port and program only (content needs the eBPF probes)"
+    )
     return RuleResult(tuple(findings), note if inp.polling_only else "")
 
 

@@ -108,6 +108,25 @@ CLIENT_PROGRAMS: dict[str, Protocol] = {
     "pftp": FTP,
 }
 
+# Content labels (probes/classify.py) of cleartext protocols. The other labels say the
+# connection was encrypted: tls, ssh, snmp-v3, and "<protocol>+starttls" (upgraded in-band).
+CONTENT_CLEARTEXT: dict[str, Protocol] = {
+    "telnet": TELNET,
+    "rlogin": RLOGIN,
+    "rsh": RSH,
+    "ftp": FTP,
+    "http": HTTP,
+    "smtp": SMTP,
+    "pop3": POP3,
+    "imap": IMAP,
+    "ldap": LDAP,
+    "snmp-v1": SNMP,
+    "snmp-v2c": SNMP,
+    "redis": REDIS,
+    "rfb": VNC,
+    "mqtt": MQTT,
+}
+
 # busybox runs applets as `busybox telnetd ...`: the applet is the program.
 _MULTICALL = frozenset({"busybox", "toybox"})
 
@@ -123,8 +142,22 @@ def program_names(comm: str, exe: str, cmdline: str) -> list[str]:
     return [n for n in names if n]
 
 
-def classify_client(port: int, transport: str, names: list[str]) -> tuple[Protocol, str] | None:
-    """(protocol, basis) of an outbound connection, or None when not cleartext."""
+def classify_content(labels: tuple[str, ...]) -> tuple[Protocol, str] | None:
+    """(protocol, "content") for the cleartext protocol among a connection's content
+    labels (a login protocol first), or None when every label is an encrypted one."""
+    found = [CONTENT_CLEARTEXT[label] for label in labels if label in CONTENT_CLEARTEXT]
+    if not found:
+        return None
+    return max(found, key=lambda p: p.login), "content"
+
+
+def classify_client(
+    port: int, transport: str, names: list[str], labels: tuple[str, ...] = ()
+) -> tuple[Protocol, str] | None:
+    """(protocol, basis) of an outbound connection, or None when not cleartext. Content
+    labels, when the connection has any, decide over port and program."""
+    if labels:
+        return classify_content(labels)
     table = CLIENT_UDP_PORTS if transport == "udp" else CLIENT_TCP_PORTS
     if port in table:
         return table[port], "port"
@@ -135,8 +168,13 @@ def classify_client(port: int, transport: str, names: list[str]) -> tuple[Protoc
     return None
 
 
-def classify_server(port: int, names: list[str]) -> tuple[Protocol, str] | None:
-    """(protocol, basis) of a TCP listener, or None when not a known cleartext service."""
+def classify_server(
+    port: int, names: list[str], labels: tuple[str, ...] = ()
+) -> tuple[Protocol, str] | None:
+    """(protocol, basis) of a TCP listener, or None when not a known cleartext service.
+    Content labels of the connections it accepted, when known, decide over the rest."""
+    if labels:
+        return classify_content(labels)
     for name in names:
         if name in SERVER_PROGRAMS:
             return SERVER_PROGRAMS[name], "program"
