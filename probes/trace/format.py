@@ -16,7 +16,7 @@ from probes.interface import ProbeError
 
 MAGIC = b"RBATRACE"
 MAJOR = 1
-MINOR = 0
+MINOR = 1  # 1.1: event kind PROTO_LABEL
 FILE_HEADER = struct.Struct("<8sHHI")  # magic, major, minor, reserved flags
 CHUNK_HEADER = struct.Struct("<BBHIII")  # type, flags, reserved, stored_len, raw_len, crc32
 # The CRC covers the chunk header up to (not including) the crc field, then the payload.

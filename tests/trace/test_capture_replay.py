@@ -313,7 +313,7 @@ def test_replay_cli_refuses_newer_major_version_and_garbage(
 ) -> None:
     newer = tmp_path / "newer.rbt"
     data = bytearray(small_trace.read_bytes())
-    data[8:10] = (7).to_bytes(2, "little")
+    data[8:12] = (7).to_bytes(2, "little") + (0).to_bytes(2, "little")
     newer.write_bytes(bytes(data))
     result = run_rba("replay", str(newer))
     assert result.returncode == 2
