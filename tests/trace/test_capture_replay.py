@@ -327,7 +327,9 @@ def test_replay_cli_refuses_newer_major_version_and_garbage(
 
 def test_redacted_capture_keeps_no_arguments_and_no_environment(tmp_path: Path) -> None:
     trace = tmp_path / "redacted.rbt"
-    secret = "hunter2-" + os.urandom(4).hex()
+    # sleep sums its arguments, so a unique number keeps it running for the poller to see
+    # (a non-numeric secret makes sleep exit at once as an invalid interval).
+    secret = "0." + str(int.from_bytes(os.urandom(6), "big")).zfill(15)
     in_environment = "envsecret-" + os.urandom(4).hex()
 
     def run_with_secret() -> None:
