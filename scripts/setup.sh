@@ -14,6 +14,7 @@ APT_PACKAGES=(
   gcc-mingw-w64 checksec
   vsftpd inetutils-telnetd inetutils-telnet ftp rsh-client rsh-server busybox
   curl openssl iproute2 util-linux procps
+  snmp  # net-snmp's snmpget: the SNMP v2c/v3 content tests
   chromium  # the HTML report's rendering test (headless)
 )
 
