@@ -5,9 +5,11 @@ with Debian's /usr/bin/python3), so every listener has its own pid and program:
   socket as stdin/stdout/stderr (inetutils telnetd is inetd-only);
 - ``https``: python's http.server behind TLS with a given certificate;
 - ``hold``: a plain TCP listener that accepts, reports ``accepted <peer>`` on stdout and
-  keeps each connection open until the peer closes it.
+  keeps each connection open until the peer closes it;
+- ``smtp``: a minimal SMTP receiver that offers STARTTLS when given a certificate and
+  discards the mail (Debian's MTAs want a whole mail system configured).
 
-Usage: python3 serve.py {inetd,https,hold} --bind IP --port PORT [--exec PROGRAM] [...]
+Usage: python3 serve.py {inetd,https,hold,smtp} --bind IP --port PORT [--exec PROGRAM] [...]
 """
 
 from __future__ import annotations
@@ -71,9 +73,55 @@ def hold(bind: str, port: int) -> None:
         threading.Thread(target=_drain, args=(conn,), daemon=True).start()
 
 
+def _smtp_session(conn: socket.socket, context: ssl.SSLContext | None) -> None:
+    stream = conn.makefile("rwb")
+    tls = False
+
+    def reply(text: bytes) -> None:
+        stream.write(text + b"\r\n")
+        stream.flush()
+
+    reply(b"220 rba-e2e ESMTP")
+    in_data = False
+    while line := stream.readline():
+        verb = line.split(b" ", 1)[0].strip().upper()
+        if in_data:
+            in_data = line not in (b".\r\n", b".\n")
+            if not in_data:
+                reply(b"250 queued")
+        elif verb in (b"EHLO", b"HELO"):
+            reply(b"250-rba-e2e\r\n250-STARTTLS" if context and not tls else b"250-rba-e2e")
+            reply(b"250 8BITMIME")
+        elif verb == b"STARTTLS" and context is not None and not tls:
+            reply(b"220 ready to start TLS")
+            conn = context.wrap_socket(conn, server_side=True)
+            stream, tls = conn.makefile("rwb"), True
+        elif verb == b"DATA":
+            in_data = True
+            reply(b"354 end with <CRLF>.<CRLF>")
+        elif verb == b"QUIT":
+            reply(b"221 bye")
+            break
+        else:
+            reply(b"250 ok")
+    conn.close()
+
+
+def smtp(bind: str, port: int, cert: str | None, key: str | None) -> None:
+    """Receive mail (and discard it) until killed; STARTTLS when ``cert`` is given."""
+    context = None
+    if cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+    listener = _listen(bind, port)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=_smtp_session, args=(conn, context), daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["inetd", "https", "hold"])
+    parser.add_argument("mode", choices=["inetd", "https", "hold", "smtp"])
     parser.add_argument("--bind", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cert")
@@ -85,6 +133,8 @@ def main() -> None:
         inetd(args.bind, args.port, [args.program])
     elif args.mode == "https":
         https(args.bind, args.port, args.cert, args.key, args.directory)
+    elif args.mode == "smtp":
+        smtp(args.bind, args.port, args.cert, args.key)
     else:
         hold(args.bind, args.port)
 

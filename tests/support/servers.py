@@ -165,6 +165,16 @@ class ServerSet(contextlib.AbstractContextManager["ServerSet"]):
         argv += ["--cert", str(cert), "--key", str(key), "--directory", str(self._docroot())]
         return self._start("https", argv, address, port)
 
+    def smtp(self, address: str, port: int = 25, *, starttls: bool = True) -> Server:
+        """The minimal SMTP receiver of serve.py, offering STARTTLS when ``starttls``."""
+        argv = [SYSTEM_PYTHON, SERVE, "smtp", "--bind", address, "--port", str(port)]
+        if starttls:
+            cert, key = self.workdir / "cert.pem", self.workdir / "key.pem"
+            if not cert.exists():
+                make_self_signed_cert(cert, key, address)
+            argv += ["--cert", str(cert), "--key", str(key)]
+        return self._start("smtp", argv, address, port)
+
     def listener(self, address: str, port: int) -> Server:
         """A plain TCP listener that logs ``accepted <peer>`` per connection."""
         argv = [SYSTEM_PYTHON, SERVE, "hold", "--bind", address, "--port", str(port)]
