@@ -14,7 +14,13 @@ import numpy as np
 from probes.common import GapCounter, concat
 from probes.ebpf import EbpfSource
 from probes.events import EventArray, Flag, StringTable
-from probes.interface import Capabilities, EventSource, ProbeUnavailableError, SourceStats
+from probes.interface import (
+    Capabilities,
+    EventSource,
+    ProbeError,
+    ProbeUnavailableError,
+    SourceStats,
+)
 from probes.poll import PollSource
 from probes.procfs import NetnsCache
 
@@ -47,6 +53,21 @@ def open_session(choice: str = "auto", poll_interval: float = 1.0) -> ProbeSessi
             "connections and processes shorter than that may be missed"
         )
     return ProbeSession(ebpf, poll, tuple(notices), netns_gaps)
+
+
+def snapshot_now(strings: StringTable) -> EventArray:
+    """Window-start state as of now (processes, listening sockets, logins), flagged
+    SNAPSHOT: for a window that joins a session opened earlier, whose own start
+    snapshot predates it (the daemon's overlapping runs)."""
+    source = PollSource(1.0, complement=True)
+    try:
+        source.start(strings)
+        snapshot = source.snapshot
+    finally:
+        source.stop()
+    if snapshot is None:
+        raise ProbeError("no snapshot was taken")
+    return snapshot
 
 
 class ProbeSession:

@@ -21,8 +21,7 @@ from behavior.report import Report
 from behavior.rules import RULE_IDS
 from probes.backend import ProbeSession, open_session
 from probes.events import EventArray, StringTable
-from probes.interface import ProbeError, SourceStats
-from probes.poll import PollSource
+from probes.interface import SourceStats
 
 log = logging.getLogger("rba.daemon")
 
@@ -151,21 +150,6 @@ def new_run(
 def open_probe_session(choice: str, poll_interval: float) -> ProbeSession:
     """The one probe session runs share (see :mod:`behavior.daemon.sharing`)."""
     return open_session(choice, poll_interval)
-
-
-def snapshot_now(strings: StringTable) -> EventArray:
-    """Window-start state (processes, listening sockets, logins) as of now, flagged
-    SNAPSHOT, for a run that joins a session other runs already opened: the session's
-    own start snapshot predates it."""
-    source = PollSource(1.0, complement=True)
-    try:
-        source.start(strings)
-        snapshot = source.snapshot
-    finally:
-        source.stop()
-    if snapshot is None:
-        raise ProbeError("no snapshot was taken")
-    return snapshot
 
 
 def render_report(report: Report, fmt: str) -> str:

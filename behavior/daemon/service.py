@@ -48,6 +48,7 @@ from behavior.errors import RbaError
 from behavior.output import write_atomic
 from behavior.report import Report
 from behavior.suppressions import apply_suppressions
+from probes.backend import snapshot_now
 from probes.events import StringTable
 
 log = logging.getLogger("rba.daemon")
@@ -76,7 +77,7 @@ class Daemon:
         self.config = config
         self.store = RunStore(config.state_dir)
         self.server = ControlServer(config.socket, self.handle)
-        self.probes = SharedSession(opener or self._open_session, engine.snapshot_now)
+        self.probes = SharedSession(opener or self._open_session, snapshot_now)
         self._lock = threading.Lock()
         self._records: dict[str, RunRecord] = {}
         self._active: dict[str, ActiveRun] = {}

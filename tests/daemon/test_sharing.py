@@ -10,9 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from behavior.daemon import engine
 from behavior.daemon.sharing import SharedSession
-from probes.backend import open_session
+from probes.backend import open_session, snapshot_now
 from probes.events import EventArray, Flag, Kind, StringTable
 
 
@@ -41,7 +40,7 @@ class Collector:
 
 
 def shared() -> SharedSession:
-    return SharedSession(lambda: open_session("poll", 0.2), engine.snapshot_now)
+    return SharedSession(lambda: open_session("poll", 0.2), snapshot_now)
 
 
 def test_fan_out_isolates_a_failing_run_and_closes_when_idle() -> None:
@@ -103,7 +102,7 @@ def test_a_session_that_cannot_open_fails_the_subscription_only() -> None:
     def broken() -> object:
         raise ValueError("unknown probe choice 'kprobes'")
 
-    probes = SharedSession(broken, engine.snapshot_now)  # type: ignore[arg-type]
+    probes = SharedSession(broken, snapshot_now)  # type: ignore[arg-type]
     try:
         probes.subscribe("r1", Collector().sink, lambda k, e: None)
     except ValueError as e:
