@@ -409,6 +409,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
 #define DIR_CLIENT 0
 #define DIR_SERVER 1
 #define EINPROGRESS_ 115
+#define FD_KIND_MASK 3  // fd_kind values: FD_UDP or FD_OTHER, plus this bit
+#define FD_DATAGRAM_SEEN 0x80
 
 // payload layout begin (must match probes/content.py PAYLOAD_DTYPE)
 struct rba_payload {
@@ -561,25 +563,33 @@ static __always_inline void capture_read(s64 ret) {
 }
 
 // The first datagram a UDP socket sends to an address (sendto/sendmsg).
+// Sockets made in the window are marked in fd_kind (a new socket on the same fd starts
+// unmarked); older ones in datagram_seen.
 static __always_inline void capture_datagram(u64 fd, const void *uaddr, u64 addrlen,
                                              const void *buf, u64 len) {
-    if (!uaddr || udp_fd_kind(fd) == FD_OTHER)
+    if (!uaddr)
         return;
     u64 key = fd_key(fd);
-    if (datagram_seen.lookup(&key))
+    u8 *kind = fd_kind.lookup(&key);
+    if (kind && ((*kind & FD_DATAGRAM_SEEN) || (*kind & FD_KIND_MASK) == FD_OTHER))
+        return;
+    if (!kind && datagram_seen.lookup(&key))
         return;
     struct rba_conn c = {};
     if (!read_endpoint(uaddr, addrlen, &c))
         return;
     u8 one = 1;
-    datagram_seen.update(&key, &one);
+    if (kind)
+        *kind |= FD_DATAGRAM_SEEN;
+    else
+        datagram_seen.update(&key, &one);
     c.role = ROLE_ACTIVE;
     emit_payload(&c, fd, DIR_CLIENT, PROTO_UDP, 0, buf, len);
 }
 
 // Called from the existing connect/accept4 programs above.
 static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len) {
-    if (udp_fd_kind(fd) == FD_UDP)
+    if ((udp_fd_kind(fd) & FD_KIND_MASK) == FD_UDP)
         return;
     struct rba_conn c = {};
     if (!read_endpoint(uaddr, len, &c))
