@@ -113,18 +113,19 @@ def _kernel_version() -> tuple[int, int]:
 class _Program:
     """A compiled and loaded BPF program with its ring buffer; attached while in use."""
 
-    def __init__(self, ringbuf_pages: int) -> None:
+    def __init__(self, ringbuf_pages: int, content: bool = True) -> None:
         import bcc
 
         source = PROGRAM_PATH.read_text()
+        self.content = content
         self.tracepoints = [
             f"{cat}:{event}"
             for cat, event in re.findall(r"TRACEPOINT_PROBE\((\w+), (\w+)\)", source)
+            if content or event not in CONTENT_ONLY_PROGRAMS
         ]
+        cflags = [f"-DRBA_RINGBUF_PAGES={ringbuf_pages}", f"-DRBA_CONTENT={int(content)}"]
         try:
-            self.bpf = bcc.BPF(
-                text=source.encode(), cflags=[f"-DRBA_RINGBUF_PAGES={ringbuf_pages}"]
-            )
+            self.bpf = bcc.BPF(text=source.encode(), cflags=cflags)
         except Exception as e:  # bcc raises bare Exception on compile/load failure
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ProbeUnavailableError(f"BPF program failed to load: {first}") from e
@@ -271,17 +272,32 @@ GAP_PAYLOADS_LOST = (
     "first payloads lost (payload ring buffer full): protocol identified by port or program"
 )
 
+# Programs that exist only to capture first payloads (probes/content.py).
+CONTENT_ONLY_PROGRAMS = frozenset(
+    {
+        "sys_exit_connect",
+        "sys_enter_accept4",
+        "sys_enter_write",
+        "sys_enter_read",
+        "sys_exit_read",
+        "sys_enter_recvfrom",
+        "sys_exit_recvfrom",
+        "sys_enter_recvmsg",
+        "sys_exit_recvmsg",
+    }
+)
+
 _program_lock = threading.Lock()
 _idle_programs: list[_Program] = []
 
 
-def _acquire_program(ringbuf_pages: int) -> _Program:
+def _acquire_program(ringbuf_pages: int, content: bool = True) -> _Program:
     with _program_lock:
-        if _idle_programs and ringbuf_pages == DEFAULT_RINGBUF_PAGES:
+        if _idle_programs and ringbuf_pages == DEFAULT_RINGBUF_PAGES and content:
             program = _idle_programs.pop()
             program.in_use = True
             return program
-    program = _Program(ringbuf_pages)
+    program = _Program(ringbuf_pages, content)
     program.in_use = True
     return program
 
@@ -290,7 +306,7 @@ def _release_program(program: _Program, ringbuf_pages: int) -> None:
     program.detach()
     program.drain()
     program.in_use = False
-    if ringbuf_pages == DEFAULT_RINGBUF_PAGES:
+    if ringbuf_pages == DEFAULT_RINGBUF_PAGES and program.content:
         with _program_lock:
             _idle_programs.append(program)
     else:
@@ -587,7 +603,10 @@ class EbpfSource(EventSource):
         wait_for_seed: bool = False,
         ringbuf_pages: int = DEFAULT_RINGBUF_PAGES,
         poll_ms: int = 20,
+        content: bool = True,
     ) -> None:
+        """``content=False`` loads the programs without first-payload capture (for the
+        overhead bench; protocols are then known by port and program only)."""
         reason = ebpf_unavailable_reason()
         if reason:
             raise ProbeUnavailableError(reason)
@@ -595,7 +614,7 @@ class EbpfSource(EventSource):
         self._netns = netns or NetnsCache(self._gaps)
         self._pages = ringbuf_pages
         self._poll_ms = poll_ms
-        self._program: _Program | None = _acquire_program(ringbuf_pages)
+        self._program: _Program | None = _acquire_program(ringbuf_pages, content)
         self._queue = BatchQueue()
         self._stop = threading.Event()
         self._seeded = threading.Event()

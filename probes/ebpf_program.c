@@ -402,6 +402,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
 // classified connection costs one failed hash lookup per syscall. Records go to their own
 // ring buffer and never into an event: user space turns them into a label at once.
 
+#ifndef RBA_CONTENT
+#define RBA_CONTENT 1  // 0: no capture (the hooks return at once; user space attaches
+#endif                 // none of the content-only programs)
 #define RBA_PAYLOAD_LEN 64
 #define RBA_CLIENT_WRITES 4
 #define ROLE_ACTIVE 1
@@ -589,6 +592,8 @@ static __always_inline void capture_datagram(u64 fd, const void *uaddr, u64 addr
 
 // Called from the existing connect/accept4 programs above.
 static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len) {
+    if (!RBA_CONTENT)
+        return;
     if ((udp_fd_kind(fd) & FD_KIND_MASK) == FD_UDP)
         return;
     struct rba_conn c = {};
@@ -626,6 +631,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_accept4) {
 }
 
 static __always_inline void content_accept_exit(s64 fd) {
+    if (!RBA_CONTENT)
+        return;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     u64 *peer = accepting.lookup(&tid);
     if (!peer)
@@ -690,6 +697,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg) {
 // sendto/sendmsg payloads (TCP first writes, first UDP datagrams); from the programs above.
 static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
                                          const void *buf, u64 len) {
+    if (!RBA_CONTENT)
+        return;
     u64 key = fd_key(fd);
     if (conns.lookup(&key))
         capture_write(fd, buf, len);
@@ -698,6 +707,8 @@ static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
 }
 
 static __always_inline void content_sendmsg(u64 fd, const void *msg) {
+    if (!RBA_CONTENT)
+        return;
     struct {
         void *name;
         int namelen;

@@ -304,3 +304,26 @@ def test_first_udp_datagram_per_socket(source: tuple[EbpfSource, StringTable]) -
         for e in select(events, kind=Kind.PROTO_LABEL, pid=os.getpid())
     ]
     assert sorted(got) == [("snmp-v2c", "127.0.0.1", 16161), ("snmp-v2c", "::1", 16162)]
+
+
+@pytest.mark.ebpf
+def test_without_content_capture_no_label_but_connections() -> None:
+    strings = StringTable()
+    src = EbpfSource(content=False)
+    src.start(strings)
+    try:
+        port, thread = _serve_once(lambda conn: conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n"))
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            client.recv(100)
+        thread.join()
+
+        def connected(e: EventArray) -> int:
+            return len(select(e, kind=Kind.TCP_CONNECT, pid=os.getpid(), dport=port))
+
+        events = _read_until(src, connected, timeout=3)
+    finally:
+        src.stop()
+    events = concat([events, src.read(0.0)])
+    assert connected(events) == 1
+    assert not len(select(events, kind=Kind.PROTO_LABEL, pid=os.getpid()))
