@@ -17,6 +17,8 @@ from probes.events import (
     format_address,
 )
 
+_IPPROTO_UDP = 17
+
 # Which fields mean something for each kind (everything else is zero).
 _PROCESS = ("pid", "ppid", "uid", "euid", "comm", "netns")
 _SOCKET = ("pid", "uid", "comm", "netns", "sock", "family", "saddr", "sport", "daddr", "dport")
@@ -31,6 +33,10 @@ _FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.UDP_SEND: ("pid", "uid", "comm", "netns", "family", "daddr", "dport"),
     Kind.LOGIN: ("pid", "user", "tty", "host", "started"),
     Kind.PROC_SNAPSHOT: (*_PROCESS, "exe", "cmdline", "started"),
+    Kind.PROTO_LABEL: (
+        *("pid", "uid", "comm", "netns", "family", "daddr", "dport"),
+        *("direction", "transport", "protocol"),
+    ),
 }
 
 
@@ -71,6 +77,10 @@ def _field(event: np.void, name: str, family: int, strings: StringTable) -> obje
     if name == "started":
         aux = int(event["aux"])
         return _iso(aux if aux > 10**12 else aux * 10**9) if aux else None
+    if name == "protocol":
+        return strings.get(int(event["str_a"]))
+    if name == "transport":
+        return "udp" if int(event["aux"]) == _IPPROTO_UDP else "tcp"
     if name == "direction":
         return "passive" if int(event["flags"]) & Flag.PASSIVE else "active"
     return int(event[name])

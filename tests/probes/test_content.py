@@ -327,3 +327,24 @@ def test_without_content_capture_no_label_but_connections() -> None:
     events = concat([events, src.read(0.0)])
     assert connected(events) == 1
     assert not len(select(events, kind=Kind.PROTO_LABEL, pid=os.getpid()))
+
+
+def test_every_kind_is_described_and_a_label_reads_well() -> None:
+    from probes.describe import event_dict, event_line
+
+    strings = StringTable()
+    tracker = ContentTracker(strings)
+    events, _ = tracker.feed([_record(SNMP_V2C_GET, proto=PROTO_UDP)])
+    row = np.frombuffer(events[0], dtype=EVENT_DTYPE)[0]
+    d = event_dict(row, strings)
+    assert (d["kind"], d["protocol"], d["transport"], d["direction"]) == (
+        "proto_label",
+        "snmp-v2c",
+        "udp",
+        "active",
+    )
+    assert "protocol=snmp-v2c" in event_line(row, strings)
+    for kind in Kind:
+        blank = np.zeros(1, dtype=EVENT_DTYPE)
+        blank["kind"], blank["source"] = kind, 1
+        event_dict(blank[0], strings)
