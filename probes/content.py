@@ -70,10 +70,11 @@ class ContentTracker:
         self.records = 0
         self.labelled = 0
 
-    def feed(self, records: list[bytes]) -> tuple[list[bytes], list[int]]:
-        """(PROTO_LABEL event records, kernel keys ``pid << 32 | fd`` that are settled)."""
+    def feed(self, records: list[bytes]) -> tuple[list[bytes], list[tuple[int, int]]]:
+        """(PROTO_LABEL event records, settled connections as (kernel key
+        ``pid << 32 | fd``, connection id))."""
         events: list[bytes] = []
-        settled: list[int] = []
+        settled: list[tuple[int, int]] = []
         for raw in records:
             if len(raw) < PAYLOAD_SIZE:
                 continue
@@ -99,7 +100,7 @@ class ContentTracker:
             labelled = self._settle(key, pending, final_only=True)
             if key not in self._pending:
                 events += labelled
-                settled.append(key[0] << 32 | key[1])
+                settled.append((key[0] << 32 | key[1], conn))
         return events, settled
 
     def flush(self) -> list[bytes]:

@@ -150,12 +150,15 @@ class _Program:
         payloads, self.payloads = self.payloads, []
         return payloads
 
-    def forget_connections(self, keys: list[int]) -> None:
-        """Stop capturing payloads of connections user space has labelled."""
+    def forget_connections(self, settled: list[tuple[int, int]]) -> None:
+        """Stop capturing payloads of connections user space has labelled, given as
+        (kernel key, connection id): a key whose fd now holds a newer connection stays."""
         table = self.bpf[b"conns"]
-        for key in keys:
+        for key, conn in settled:
             with contextlib.suppress(KeyError):
-                del table[table.Key(key)]
+                k = table.Key(key)
+                if table[k].id == conn:
+                    del table[k]
 
     def payloads_lost(self) -> int:
         return int(sum(self.bpf[b"payloads_lost"][0]))

@@ -100,7 +100,7 @@ def test_tracker_waits_for_the_upgrade_and_labels_once() -> None:
     assert tracker.feed(steps) == ([], [])  # still undecided
     events, settled = tracker.feed([_record(CLIENT_HELLO, seq=2)])
     assert _labels(strings, events) == ["smtp+starttls"]
-    assert settled == [4242 << 32 | 5]
+    assert settled == [(4242 << 32 | 5, 7)]
     assert tracker.feed([_record(b"late\r\n", seq=3)]) == ([], [])  # labelled already
     assert tracker.flush() == []
 
