@@ -455,7 +455,7 @@ struct rba_read {
 
 BPF_RINGBUF_OUTPUT(payloads, 64);
 BPF_PERCPU_ARRAY(payloads_lost, u64, 1);
-BPF_TABLE("lru_hash", u64, struct rba_conn, conns, 16384);
+BPF_TABLE("lru_hash", u64, struct rba_conn, conns, 65536);  // stale ones age out
 BPF_TABLE("lru_hash", u32, struct rba_conn, connecting, 4096);
 BPF_TABLE("lru_hash", u32, u64, accepting, 4096);
 BPF_TABLE("lru_hash", u32, struct rba_read, reading, 4096);
