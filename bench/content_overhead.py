@@ -46,13 +46,13 @@ def serve():
         conn.close()
 threading.Thread(target=serve, daemon=True).start()
 address = server.getsockname()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 for _ in range(n):
     c = socket.create_connection(address)
     c.sendall(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
     c.recv(200)
     c.close()
-print(time.perf_counter() - t0)
+print(time.perf_counter() - t0, time.process_time() - c0)
 """
 
 BULK = r"""
@@ -73,32 +73,33 @@ t = threading.Thread(target=sink)
 t.start()
 block = b"GET /bulk HTTP/1.1\r\n\r\n".ljust(1 << 16, b"x")
 c = socket.create_connection(server.getsockname())
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 for _ in range(size // len(block)):
     c.sendall(block)
 c.close()
 t.join()
-elapsed = time.perf_counter() - t0
+elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
 assert got == [size // len(block) * len(block)], got
-print(elapsed)
+print(elapsed, cpu)
 """
 
 MODES = ("off", "ebpf", "ebpf+content")
 
 
-def _run(code: str, arg: int) -> tuple[float, int]:
-    """(seconds the workload measured, its pid)."""
+def _run(code: str, arg: int) -> tuple[tuple[float, float], int]:
+    """((wall, CPU) seconds the workload measured, its pid)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(arg)], stdout=subprocess.PIPE, text=True
     )
     out, _ = proc.communicate()
     if proc.returncode:
         raise SystemExit(f"workload failed with exit code {proc.returncode}")
-    return float(out.strip()), proc.pid
+    wall, cpu = (float(x) for x in out.split())
+    return (wall, cpu), proc.pid
 
 
-def _measure(mode: str, code: str, arg: int) -> tuple[float, int]:
-    """(seconds, PROTO_LABEL events of the workload) of one run under ``mode``."""
+def _measure(mode: str, code: str, arg: int) -> tuple[tuple[float, float], int]:
+    """((wall, CPU) seconds, PROTO_LABEL events of the workload) of one run."""
     if mode == "off":
         return _run(code, arg)[0], 0
     source = EbpfSource(content=mode == "ebpf+content")
@@ -129,34 +130,35 @@ def main() -> None:
         f"connect x{args.connects}": (CONNECT, args.connects),
         f"bulk {args.bulk_mib} MiB": (BULK, args.bulk_mib << 20),
     }
-    times: dict[tuple[str, str], list[float]] = {}
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
     labels: dict[tuple[str, str], int] = {}
     for _ in range(args.rounds):
         for name, (code, arg) in workloads.items():
             for mode in MODES:
                 seconds, labelled = _measure(mode, code, arg)
-                times.setdefault((name, mode), []).append(seconds)
+                runs.setdefault((name, mode), []).append(seconds)
                 labels[(name, mode)] = min(labels.get((name, mode), labelled), labelled)
     print(
-        f"rounds={args.rounds}: median wall seconds; 'vs X' = median over rounds of the "
-        "ratio to mode X in the same round (paired, so load drifts cancel); labels: the "
-        "workload's own PROTO_LABEL events, fewest over rounds"
+        f"rounds={args.rounds}. wall/cpu: median seconds of the workload process; 'vs X': "
+        "median over rounds of the ratio to mode X in the same round (paired, so load "
+        "drifts cancel); labels: the workload's own PROTO_LABEL events, fewest over rounds"
     )
-    print(f"{'workload':<18}{'mode':<14}{'median s':>10}{'vs ebpf':>9}{'vs off':>8}{'labels':>8}")
+    head = f"{'workload':<18}{'mode':<14}{'wall s':>8}{'cpu s':>8}"
+    print(f"{head}{'wall/ebpf':>10}{'cpu/ebpf':>10}{'wall/off':>10}{'cpu/off':>9}{'labels':>8}")
     for name in workloads:
         for mode in MODES:
-            mine = times[(name, mode)]
-            med = statistics.median(mine)
-            vs_ebpf = _paired(mine, times[(name, "ebpf")])
-            vs_off = _paired(mine, times[(name, "off")])
+            mine = runs[(name, mode)]
+            cells = [statistics.median(r[i] for r in mine) for i in (0, 1)]
+            for base in ("ebpf", "off"):
+                cells += [_paired(mine, runs[(name, base)], i) for i in (0, 1)]
             print(
-                f"{name:<18}{mode:<14}{med:>10.3f}{vs_ebpf:>9.3f}{vs_off:>8.3f}"
-                f"{labels[(name, mode)]:>8}"
+                f"{name:<18}{mode:<14}{cells[0]:>8.3f}{cells[1]:>8.3f}{cells[2]:>10.3f}"
+                f"{cells[3]:>10.3f}{cells[4]:>10.3f}{cells[5]:>9.3f}{labels[(name, mode)]:>8}"
             )
 
 
-def _paired(mine: list[float], base: list[float]) -> float:
-    return statistics.median(a / b for a, b in zip(mine, base, strict=True))
+def _paired(mine: list[tuple[float, float]], base: list[tuple[float, float]], i: int) -> float:
+    return statistics.median(a[i] / b[i] for a, b in zip(mine, base, strict=True))
 
 
 if __name__ == "__main__":

@@ -453,7 +453,7 @@ struct rba_read {
     u64 buf;
 };
 
-BPF_RINGBUF_OUTPUT(payloads, 64);
+BPF_RINGBUF_OUTPUT(payloads, 256);  // 1 MiB: about 7,700 records
 BPF_PERCPU_ARRAY(payloads_lost, u64, 1);
 BPF_TABLE("lru_hash", u64, struct rba_conn, conns, 65536);  // stale ones age out
 BPF_TABLE("lru_hash", u32, struct rba_conn, connecting, 4096);
