@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from probes.classify import MAX_CLIENT_PAYLOADS, classify
-from probes.events import ADDR_LEN, COMM_LEN, Flag, Kind, Source, StringTable, empty
+from probes.events import ADDR_LEN, COMM_LEN, EVENT_SIZE, Flag, Kind, Source, StringTable, empty
 
 PAYLOAD_LEN = 64
 ROLE_ACTIVE, ROLE_PASSIVE = 1, 2
@@ -52,7 +52,8 @@ _DONE_MAX = 65536  # connections remembered as labelled, to ignore their late re
 class _Pending:
     """One connection's payloads so far."""
 
-    head: np.void  # the first record: who, where, when
+    head: bytes  # its first record: who, where, when
+    conn: int
     client: dict[int, bytes] = field(default_factory=dict)
     server: bytes = b""
 
@@ -67,74 +68,81 @@ class ContentTracker:
         self._strings = strings
         self._pending: dict[tuple[int, int], _Pending] = {}
         self._done: collections.OrderedDict[tuple[int, int, int], None] = collections.OrderedDict()
+        self._hits: list[tuple[bytes, str]] = []  # (first record, label)
         self.records = 0
         self.labelled = 0
 
     def feed(self, records: list[bytes]) -> tuple[list[bytes], list[tuple[int, int]]]:
         """(PROTO_LABEL event records, settled connections as (kernel key
         ``pid << 32 | fd``, connection id))."""
-        events: list[bytes] = []
+        raws = [r[:PAYLOAD_SIZE] for r in records if len(r) >= PAYLOAD_SIZE]
+        if not raws:
+            return [], []
+        recs = np.frombuffer(b"".join(raws), dtype=PAYLOAD_DTYPE)
+        self.records += len(recs)
+        data = recs["data"].tobytes()
+        columns = [recs[name].tolist() for name in ("pid", "fd", "proto", "conn", "dir", "seq")]
+        lengths = np.minimum(recs["len"], PAYLOAD_LEN).tolist()
         settled: list[tuple[int, int]] = []
-        for raw in records:
-            if len(raw) < PAYLOAD_SIZE:
+        for i, (pid, fd, proto, conn, direction, seq) in enumerate(zip(*columns, strict=True)):
+            payload = data[i * PAYLOAD_LEN : i * PAYLOAD_LEN + lengths[i]]
+            if proto == PROTO_UDP:
+                self._hit(raws[i], classify([payload], b"", "udp").label)
                 continue
-            rec = np.frombuffer(raw[:PAYLOAD_SIZE], dtype=PAYLOAD_DTYPE)[0]
-            self.records += 1
-            key = (int(rec["pid"]), int(rec["fd"]))
-            if int(rec["proto"]) == PROTO_UDP:
-                events += self._emit(rec, classify([_data(rec)], b"", "udp").label)
-                continue
-            conn = int(rec["conn"])
-            if (*key, conn) in self._done:
+            key = (pid, fd)
+            if (pid, fd, conn) in self._done:
                 continue
             pending = self._pending.get(key)
-            if pending is not None and int(pending.head["conn"]) != conn:
-                events += self._settle(key, pending, final_only=False)  # fd reused
+            if pending is not None and pending.conn != conn:
+                self._settle(key, pending, final_only=False)  # the fd was reused
                 pending = None
             if pending is None:
-                pending = self._pending[key] = _Pending(rec)
-            if int(rec["dir"]) == DIR_CLIENT:
-                pending.client[int(rec["seq"])] = _data(rec)
+                pending = self._pending[key] = _Pending(raws[i], conn)
+            if direction == DIR_CLIENT:
+                pending.client[seq] = payload
             elif not pending.server:
-                pending.server = _data(rec)
-            labelled = self._settle(key, pending, final_only=True)
-            if key not in self._pending:
-                events += labelled
-                settled.append((key[0] << 32 | key[1], conn))
-        return events, settled
+                pending.server = payload
+            if self._settle(key, pending, final_only=True):
+                settled.append((pid << 32 | fd, conn))
+        return self._take_events(), settled
 
     def flush(self) -> list[bytes]:
         """Labels of every connection still pending (the window is closing)."""
-        events: list[bytes] = []
         for key, pending in list(self._pending.items()):
-            events += self._settle(key, pending, final_only=False)
-        return events
+            self._settle(key, pending, final_only=False)
+        return self._take_events()
 
-    def _settle(self, key: tuple[int, int], pending: _Pending, *, final_only: bool) -> list[bytes]:
+    def _settle(self, key: tuple[int, int], pending: _Pending, *, final_only: bool) -> bool:
+        """Label the connection if its verdict is final (or if not ``final_only``)."""
         client = pending.payloads()[:MAX_CLIENT_PAYLOADS]
         verdict = classify(client, pending.server, "tcp")
         if final_only and not verdict.final:
-            return []
+            return False
         del self._pending[key]
-        self._done[(*key, int(pending.head["conn"]))] = None
+        self._done[(*key, pending.conn)] = None
         if len(self._done) > _DONE_MAX:
             self._done.popitem(last=False)
-        return self._emit(pending.head, verdict.label)
+        self._hit(pending.head, verdict.label)
+        return True
 
-    def _emit(self, head: np.void, label: str) -> list[bytes]:
-        if not label:
+    def _hit(self, head: bytes, label: str) -> None:
+        if label:
+            self._hits.append((head, label))
+
+    def _take_events(self) -> list[bytes]:
+        """The PROTO_LABEL events of the labels found since the last call."""
+        hits, self._hits = self._hits, []
+        if not hits:
             return []
-        self.labelled += 1
-        ev = empty(1)
+        heads = np.frombuffer(b"".join(head for head, _ in hits), dtype=PAYLOAD_DTYPE)
+        ev = empty(len(hits))
         ev["kind"] = Kind.PROTO_LABEL
         ev["source"] = Source.EBPF
         for name in ("ts_mono", "pid", "uid", "family", "dport", "daddr", "comm"):
-            ev[name] = head[name]
-        ev["flags"] = Flag.ACTIVE if int(head["role"]) == ROLE_ACTIVE else Flag.PASSIVE
-        ev["aux"] = int(head["proto"])
-        ev["str_a"] = self._strings.intern(label)
-        return [ev.tobytes()]
-
-
-def _data(rec: np.void) -> bytes:
-    return bytes(rec["data"][: int(rec["len"])])
+            ev[name] = heads[name]
+        ev["flags"] = np.where(heads["role"] == ROLE_ACTIVE, Flag.ACTIVE, Flag.PASSIVE)
+        ev["aux"] = heads["proto"]
+        ev["str_a"] = [self._strings.intern(label) for _, label in hits]
+        self.labelled += len(hits)
+        raw = ev.tobytes()
+        return [raw[i * EVENT_SIZE : (i + 1) * EVENT_SIZE] for i in range(len(hits))]
