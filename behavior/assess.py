@@ -260,11 +260,13 @@ def run_assessment(
     host = current_host()
     facts = LiveFactSource(host=host, sink=recorder.fact if recorder else None)
     try:
+        # The window opens when observation does: events the probes see while the start
+        # snapshot is taken already belong to it, so first_seen >= started_at holds.
+        started = time.time_ns()
         try:
             session.start(strings)
         except ProbeError as e:
             raise AssessError(f"cannot start the probes: {e}") from e
-        started = time.time_ns()
         assessment = Assessment(
             config,
             strings=strings,

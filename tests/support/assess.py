@@ -8,25 +8,18 @@ Usage::
     report.select("insecure-client-login", pid=client.pid)
 
 Readiness: the scenario must start only once the window is open and the probes are
-attached, or short events would be missed. ``rba assess`` announces that with a notice
-line on stderr matching :data:`READY_LINE` (printed whether or not stderr is a TTY).
-Without that line, two fallbacks apply. eBPF: bcc attaches every tracepoint when it loads
-the program and the probes layer detaches them at once, then attaches them again when
-the window starts; each attachment is an ``anon_inode:[perf_event]`` fd. So the window
-is open once the assess process holds its full set of perf-event fds, unchanged for
-:data:`STABLE_S`. Polling: a fixed delay after start.
+attached, or short events would be missed. ``rba assess`` and ``rba capture`` announce
+that with a notice line on stderr matching :data:`READY_LINE` (printed whether or not
+stderr is a TTY), after the probes are attached and the start snapshot is taken.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import subprocess
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -34,8 +27,6 @@ from typing import Any, Self
 from tests.conftest import RBA, REPO
 
 READY_LINE = re.compile(r"^rba: window (open|started)\b", re.IGNORECASE)
-STABLE_S = 0.3  # the load-time detach drops one perf-event fd every few tens of ms
-POLL_START_S = 2.5  # python start, psutil import, first full snapshot
 READY_TIMEOUT_S = 60.0  # bcc compiles its C at load: seconds on a busy 2-core machine
 EVAL_TIMEOUT_S = 90.0  # from the end of the window to the report on disk
 
@@ -44,37 +35,6 @@ Finding = dict[str, Any]
 
 class AssessError(Exception):
     """``rba assess`` failed, or the scenario did not fit its window."""
-
-
-def _fd_kinds(pid: int) -> Counter[str]:
-    """How many fds of each anon-inode kind (or path) process ``pid`` holds."""
-    kinds: Counter[str] = Counter()
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return kinds
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            kinds[os.readlink(f"/proc/{pid}/fd/{fd}")] += 1
-    return kinds
-
-
-class _AttachWatch:
-    """Tells when a process has attached all its BPF tracepoints (see module doc)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.most = 0
-        self.count = -1
-        self.since = 0.0
-
-    def attached(self, now: float) -> bool:
-        kinds = _fd_kinds(self.pid)
-        count = kinds["anon_inode:[perf_event]"] if kinds["anon_inode:bpf-prog"] else 0
-        if count != self.count:
-            self.count, self.since = count, now
-        self.most = max(self.most, count)
-        return count > 0 and count == self.most and now - self.since >= STABLE_S
 
 
 def evidence_value(finding: Finding, key: str) -> Any:
@@ -208,7 +168,8 @@ class WindowRun:
     def _wait_ready(self) -> None:
         assert self.proc is not None
         started = time.monotonic()
-        watch = _AttachWatch(self.proc.pid)
+        # The window is open once rba says so: its "window open" line comes after the
+        # probes are attached and the start snapshot is taken, never before.
         while (now := time.monotonic()) - started < READY_TIMEOUT_S:
             if self.proc.poll() is not None:
                 raise AssessError(
@@ -216,12 +177,6 @@ class WindowRun:
                 )
             if self._ready_line.is_set():
                 self.window_opened = now
-                return
-            if self.probes != "poll" and watch.attached(now):
-                self.window_opened = watch.since
-                return
-            if self.probes == "poll" and now - started >= POLL_START_S:
-                self.window_opened = started
                 return
             time.sleep(0.02)
         raise AssessError(f"no open window after {READY_TIMEOUT_S:g}s: {self._describe()}")
