@@ -595,10 +595,11 @@ class Aggregator:
                 first_ns=t.first,
                 last_ns=t.last,
                 sources=tuple(sorted(t.sources)),
-                labels=tuple(sorted(self._labels.get(key, ()))),
+                labels=tuple(
+                    sorted(self._labels.get((pid, netns, family, raw, port, transport), ()))
+                ),
             )
-            for key, t in merged.items()
-            for pid, netns, family, raw, port, transport in [key]
+            for (pid, netns, family, raw, port, transport), t in merged.items()
         ]
         out.sort(key=lambda c: (c.first_ns, c.pid, c.remote, c.port, c.transport))
         return tuple(out)
