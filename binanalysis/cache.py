@@ -20,7 +20,7 @@ from binanalysis.reader import CacheKey, stat_key
 
 # Bump whenever inspect() can give a different answer for the same bytes: old caches are
 # then ignored instead of serving stale verdicts.
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 CACHE_FORMAT = "rba-binary-facts"
 DEFAULT_MAX_ENTRIES = 200_000
 

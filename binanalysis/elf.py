@@ -97,6 +97,7 @@ class _Layout:
     dyn: struct.Struct
     sym: struct.Struct  # (st_name, st_info, st_shndx) in both classes
     sym_name: struct.Struct  # st_name only, padded to the entry size
+    sym_func: struct.Struct  # (st_info, st_shndx, st_size) in both classes
     u32: struct.Struct
     word: int
 
@@ -110,6 +111,7 @@ class _Layout:
                 dyn=struct.Struct(endian + "qQ"),
                 sym=struct.Struct(endian + "IBxH16x"),
                 sym_name=struct.Struct(endian + "I20x"),
+                sym_func=struct.Struct(endian + "4xBxH8xQ"),
                 u32=struct.Struct(endian + "I"),
                 word=8,
             )
@@ -120,6 +122,8 @@ class _Layout:
             dyn=struct.Struct(endian + "iI"),
             sym=struct.Struct(endian + "I8xBxH"),
             sym_name=struct.Struct(endian + "I12x"),
+            # Elf32_Sym has st_size before st_info; the size is read separately.
+            sym_func=struct.Struct(endian + "12xBxH"),
             u32=struct.Struct(endian + "I"),
             word=4,
         )
@@ -361,6 +365,8 @@ def _stack_cookies(elf: _Elf) -> Verdict:
             return Verdict(True, found)
     if _is_go(elf, sections):
         return Verdict(None, "Go binary: the Go runtime checks stack bounds, no cookies needed")
+    if _placeholder_stub(elf, sections):
+        return Verdict(None, PLACEHOLDER_STUB)
     names = ", ".join(n.decode() for n in COOKIE_SYMBOLS[:3])
     self_contained = DT_NEEDED not in elf.dynamic and not elf.segs(PT_INTERP)
     if self_contained and elf.segments and not any(s.type == SHT_SYMTAB for s in tables):
@@ -550,6 +556,42 @@ def _section_cookie(elf: _Elf, table: _Section, sections: list[_Section]) -> str
     return None
 
 
+PLACEHOLDER_STUB = (
+    "compatibility stub: every function it defines is a 1-byte placeholder, no code to protect"
+)
+STT_FUNC = 2
+
+
+def _placeholder_stub(elf: _Elf, sections: list[_Section]) -> bool:
+    """A shared object whose defined functions are all 1-byte placeholders, like glibc's
+    libpthread.so.0 or libdl.so.2 since 2.34: kept for old binaries' DT_NEEDED only."""
+    if elf.e_type != ET_DYN or elf.segs(PT_INTERP):
+        return False
+    dynsym = next((s for s in sections if s.type == SHT_DYNSYM), None)
+    if dynsym is None or dynsym.entsize != elf.lay.sym_name.size:
+        return False
+    count = min(dynsym.size // dynsym.entsize, MAX_SYMBOLS)
+    data = elf.r.read(dynsym.offset, count * dynsym.entsize, "dynamic symbol table")
+    sizes = _defined_function_sizes(elf, data, dynsym.entsize)
+    return bool(sizes) and max(sizes) <= 1
+
+
+def _defined_function_sizes(elf: _Elf, data: bytes, entsize: int) -> list[int]:
+    if elf.lay.word == 8:
+        rows = elf.lay.sym_func.iter_unpack(data)
+        return [size for info, shndx, size in rows if info & 0xF == STT_FUNC and shndx]
+    sizes = [elf.lay.u32.unpack_from(data, i + 8)[0] for i in range(0, len(data), entsize)]
+    rows32 = elf.lay.sym_func.iter_unpack(data)
+    return [
+        size
+        for size, (info, shndx) in zip(sizes, rows32, strict=True)
+        if info & 0xF == STT_FUNC and shndx
+    ]
+
+
+NO_SYMBOL_EVIDENCE = "no cookie symbol, no .symtab, no DT_NEEDED"
+
+
 def _code_cookie(elf: _Elf) -> Verdict:
     pattern = _canary_regex(elf.arch)
     if pattern is None:
@@ -564,8 +606,8 @@ def _code_cookie(elf: _Elf) -> Verdict:
             hit = pattern.search(elf.r.read(seg.offset + start, length, "code segment"))
             if hit:
                 at = seg.vaddr + start + hit.start()
-                return Verdict(True, f"no symbols, no DT_NEEDED; canary load from {reg} at {at:#x}")
-    return Verdict(False, f"no symbols, no DT_NEEDED; no canary load from {reg} in the code")
+                return Verdict(True, f"{NO_SYMBOL_EVIDENCE}; canary load from {reg} at {at:#x}")
+    return Verdict(False, f"{NO_SYMBOL_EVIDENCE}; no canary load from {reg} in the code")
 
 
 def _notes(elf: _Elf, segment: _Segment) -> list[tuple[bytes, int, bytes]]:

@@ -91,6 +91,32 @@ def test_defined_cookie_found_through_gnu_hash() -> None:
     assert reason == "__stack_chk_fail defined (.dynsym, DT_GNU_HASH)"
 
 
+@pytest.mark.parametrize("bits", ["-m64", "-m32"])
+def test_placeholder_stub_library_is_not_applicable(tmp_path: Path, bits: str) -> None:
+    """glibc's libpthread.so.0 and friends define only 1-byte placeholder functions: there
+    is no code to protect, so no cookie verdict (and no finding). A library with one real,
+    unprotected function next to them still gets False."""
+    import subprocess
+
+    placeholder = "void placeholder_a(void) {}\nvoid placeholder_b(void) {}\n"
+    real = "int real(char *s) { char b[64]; __builtin_strcpy(b, s); return b[3]; }\n"
+    built = {}
+    for name, code in (("stub", placeholder), ("mixed", placeholder + real)):
+        source, out = tmp_path / f"{name}.c", tmp_path / f"lib{name}{bits}.so"
+        source.write_text(code)
+        # -nostdlib: no crt files, so -m32 builds without the 32-bit multilib.
+        flags = [bits, "-O2", "-shared", "-fPIC", "-nostdlib", "-fno-stack-protector"]
+        flags.append("-fcf-protection=none")  # keep placeholders at one byte (no endbr)
+        subprocess.run(["gcc", *flags, str(source), "-o", str(out)], check=True, timeout=60)
+        built[name] = inspect(str(out)).stack_cookies
+    assert built["stub"].value is None
+    assert "placeholder" in built["stub"].reason
+    assert built["mixed"].value is False, built["mixed"].reason
+    system = Path("/lib/x86_64-linux-gnu/libpthread.so.0")
+    if bits == "-m64" and system.exists():
+        assert inspect(str(system)).stack_cookies.value is None
+
+
 def test_ldconfig_static_pie_has_stack_cookies() -> None:
     """checksec 2.6 says "No canary" for this stripped static-pie: it only looks at symbols."""
     path = "/usr/sbin/ldconfig"
