@@ -9,6 +9,15 @@ import tempfile
 from behavior.errors import UsageError
 
 
+def check_writable(path: str, what: str = "") -> None:
+    """Raise UsageError now if ``path`` cannot be created or replaced: long work (a window
+    of minutes or hours) must not end in an unwritable location."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.access(directory, os.W_OK | os.X_OK):
+        label = f"{what} " if what else ""
+        raise UsageError(f"cannot write {label}{path}: not a writable file location")
+
+
 def write_atomic(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temp file + rename) with mode 0600.
 

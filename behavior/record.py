@@ -35,6 +35,7 @@ from behavior.facts.interface import (
     fact_to_dict,
 )
 from behavior.observer import Observer
+from behavior.output import check_writable
 from behavior.report import Report
 from probes.events import EventArray, Kind, Source, StringTable
 from probes.interface import SourceStats
@@ -106,10 +107,7 @@ class TraceRecorder:
     assessment finished, so the facts gathered while it finished are in the trace."""
 
     def __init__(self, path: str, *, purpose: str, redact: bool = False) -> None:
-        # Fail now, not after the probes took seconds to start.
-        directory = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(path) or not os.access(directory, os.W_OK | os.X_OK):
-            raise UsageError(f"cannot write trace {path}: not a writable file location")
+        check_writable(path, "trace")  # now, not after the probes took seconds to start
         self.path = path
         self._purpose = purpose
         self._redactor = CmdlineRedactor() if redact else None

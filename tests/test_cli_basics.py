@@ -58,3 +58,39 @@ def test_write_atomic_bad_directory(tmp_path: Path) -> None:
 def test_unknown_command_is_usage_error() -> None:
     result = run_rba("no-such-command")
     assert result.returncode == 2
+
+
+def test_unwritable_output_fails_before_the_window() -> None:
+    """A 24 h window must not run only to find its report cannot be written."""
+    result = run_rba(
+        "assess", "--duration", "24h", "--probes", "poll", "--output", "/nonexistent/r.json",
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "rba assess: cannot write report /nonexistent/r.json: not a writable file location"
+    ]
+
+
+def test_report_that_cannot_be_written_at_the_end_goes_to_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The directory vanished during the window: the report is printed, not lost."""
+    import argparse
+
+    from behavior.commands.report_options import report_options
+    from behavior.report import Report, RunInfo
+
+    target = tmp_path / "gone" / "report.json"
+    target.parent.mkdir()
+    args = argparse.Namespace(
+        format="json", output=str(target), fail_on=None, suppressions=None,
+        aws_account_id=None, aws_region=None,
+    )  # fmt: skip
+    options = report_options(args)
+    target.parent.rmdir()
+    run = RunInfo("r1", "h", "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", 1.0, (), 0, 0, ())
+    assert options.deliver(Report(run, ()), "assess") == 2
+    captured = capsys.readouterr()
+    assert '"id": "r1"' in captured.out
+    assert "the report follows on stdout" in captured.err

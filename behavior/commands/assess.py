@@ -7,7 +7,7 @@ import contextlib
 import sys
 import threading
 
-from behavior.commands.report_options import FORMAT_CHOICES, add_report_options, report_options
+from behavior.commands.report_options import add_report_options, report_options
 from behavior.commands.window import interrupts_end_window
 from behavior.durations import parse_duration
 from behavior.errors import RbaError, UsageError
@@ -24,10 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="length of the window, 1s..24h (e.g. 90s, 15m, 1h; default 15m)",
     )
     parser.add_argument(
-        "--format", default="text", help=f"report format: {', '.join(FORMAT_CHOICES)}"
-    )
-    parser.add_argument("--output", metavar="FILE", help="write the report to FILE (mode 0600)")
-    parser.add_argument(
         "--probes", default="auto", choices=("auto", "ebpf", "poll"), help="observation sources"
     )
     parser.add_argument(
@@ -35,11 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rules", metavar="IDS", help="comma-separated rule ids to run (default: all)"
-    )
-    parser.add_argument(
-        "--fail-on",
-        metavar="SEVERITY",
-        help="exit 1 when a finding is at or above SEVERITY (high, medium, low, info)",
     )
     parser.add_argument(
         "--record", metavar="TRACE", help="also record the window into TRACE for rba replay"
@@ -55,27 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``rba assess``; returns the exit status."""
     from behavior.assess import AssessConfig, run_assessment
-    from behavior.formats import Format
-    from behavior.output import emit
     from behavior.progress import TerminalObserver
     from behavior.record import recorder_for
-    from behavior.report import Severity
     from behavior.rules import RULE_IDS
 
     duration = parse_duration(args.duration, minimum=MIN_DURATION_S)
     poll_interval = parse_duration(args.poll_interval, minimum=0.05, maximum=60)
-    try:
-        fmt = Format(args.format)
-    except ValueError:
-        raise UsageError(
-            f"unknown format {args.format!r}: use {', '.join(f.value for f in Format)}"
-        ) from None
-    fail_on = None
-    if args.fail_on:
-        try:
-            fail_on = Severity.parse(args.fail_on)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
     rules = None
     if args.rules:
         rules = frozenset(r.strip() for r in args.rules.split(",") if r.strip())
@@ -99,8 +75,4 @@ def run(args: argparse.Namespace) -> int:
     observer.clear()
     if report.run.partial:
         observer.notice("window ended early: the report is partial")
-    report, text = options.finish(fmt, report)
-    emit(text, args.output)
-    if fail_on is not None and any(f.severity.rank >= fail_on.rank for f in report.findings):
-        return 1
-    return 0
+    return options.deliver(report, "assess")

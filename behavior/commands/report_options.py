@@ -1,10 +1,11 @@
-"""Report options shared by ``rba assess`` and ``rba replay``: ``--suppressions FILE`` and
-the ASFF account and region. They are validated before any window opens, so a typo in a
-suppression file costs a second, not a 15-minute window."""
+"""Report options shared by ``rba assess`` and ``rba replay``: ``--format``, ``--output``,
+``--fail-on``, ``--suppressions FILE`` and the ASFF account and region. They are validated
+before any window opens, so a typo costs a second, not a 15-minute window."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 
 from behavior.errors import UsageError
@@ -16,14 +17,25 @@ from behavior.formats.asff import (
     check_region,
     render_asff,
 )
-from behavior.report import Report
+from behavior.output import check_writable, emit
+from behavior.report import Report, Severity
 from behavior.suppressions import Suppression, apply_suppressions, load_suppressions
 
 FORMAT_CHOICES = tuple(f.value for f in Format)
 
 
 def add_report_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--suppressions``, ``--aws-account-id`` and ``--aws-region``."""
+    """Add ``--format``, ``--output``, ``--fail-on``, ``--suppressions``,
+    ``--aws-account-id`` and ``--aws-region``."""
+    parser.add_argument(
+        "--format", default="text", help=f"report format: {', '.join(FORMAT_CHOICES)}"
+    )
+    parser.add_argument("--output", metavar="FILE", help="write the report to FILE (mode 0600)")
+    parser.add_argument(
+        "--fail-on",
+        metavar="SEVERITY",
+        help="exit 1 when a finding is at or above SEVERITY (high, medium, low, info)",
+    )
     parser.add_argument(
         "--suppressions",
         metavar="FILE",
@@ -46,22 +58,53 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 class ReportOptions:
     """Validated report options."""
 
+    format: Format
+    output: str | None
+    fail_on: Severity | None
     suppressions: tuple[Suppression, ...]
     account_id: str
     region: str
 
-    def finish(self, fmt: Format, report: Report) -> tuple[Report, str]:
-        """The report with the suppressions applied, and its rendering in ``fmt``."""
+    def finish(self, report: Report) -> tuple[Report, str]:
+        """The report with the suppressions applied, and its rendering."""
         report = apply_suppressions(report, self.suppressions)
-        if fmt is Format.ASFF:
+        if self.format is Format.ASFF:
             return report, render_asff(report, self.account_id, self.region)
-        return report, render(fmt, report)
+        return report, render(self.format, report)
+
+    def deliver(self, report: Report, command: str) -> int:
+        """Apply the suppressions, write the report, and return the exit status: 1 when
+        a finding is at or above ``--fail-on``, 2 when the output could not be written
+        (the report then goes to stdout: a finished window cannot be run again)."""
+        report, text = self.finish(report)
+        try:
+            emit(text, self.output)
+        except UsageError as e:
+            print(f"rba {command}: {e}; the report follows on stdout", file=sys.stderr)
+            emit(text, None)
+            return 2
+        limit = self.fail_on
+        if limit is not None and any(f.severity.rank >= limit.rank for f in report.findings):
+            return 1
+        return 0
 
 
 def report_options(args: argparse.Namespace) -> ReportOptions:
     """Validate the options (UsageError with a one-line reason)."""
     from behavior.rules import RULE_IDS
 
+    try:
+        fmt = Format(args.format)
+    except ValueError:
+        raise UsageError(
+            f"unknown format {args.format!r}: use {', '.join(FORMAT_CHOICES)}"
+        ) from None
+    try:
+        fail_on = Severity.parse(args.fail_on) if args.fail_on else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.output and args.output != "-":
+        check_writable(args.output, "report")
     suppressions: tuple[Suppression, ...] = ()
     if args.suppressions:
         suppressions = load_suppressions(args.suppressions, frozenset(RULE_IDS))
@@ -70,4 +113,4 @@ def report_options(args: argparse.Namespace) -> ReportOptions:
         region = check_region(args.aws_region or PLACEHOLDER_REGION)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return ReportOptions(suppressions, account, region)
+    return ReportOptions(fmt, args.output, fail_on, suppressions, account, region)
