@@ -70,6 +70,7 @@ class AssessConfig:
     rules: frozenset[str] | None = None
     probes: str = "auto"
     poll_interval: float = 1.0
+    content: bool = True  # identify protocols by first payloads (eBPF only)
 
 
 class WindowRecorder(Protocol):
@@ -252,7 +253,7 @@ def run_assessment(
 
     strings = StringTable()
     try:
-        session = open_session(config.probes, config.poll_interval)
+        session = open_session(config.probes, config.poll_interval, content=config.content)
     except (ProbeError, ValueError) as e:
         raise AssessError(f"cannot start the probes: {e}") from e
     for notice in session.notices:

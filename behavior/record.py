@@ -144,6 +144,7 @@ class TraceRecorder:
             "options": {
                 "probes": config.probes,
                 "poll_interval": config.poll_interval,
+                "content": config.content,
                 "rules": None if config.rules is None else sorted(config.rules),
                 "redact_cmdline": self._redactor is not None,
             },
@@ -285,6 +286,7 @@ def load_recording(path: str) -> Recording:
             rules=None if options["rules"] is None else frozenset(map(str, options["rules"])),
             probes=str(options["probes"]),
             poll_interval=float(options["poll_interval"]),
+            content=bool(options.get("content", True)),  # absent before trace 1.1's rba
         )
         started_at_ns = int(window["started_at_ns"])
         run_id = str(start["run_id"])

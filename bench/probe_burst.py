@@ -130,17 +130,17 @@ def burst_pid_events(events: EventArray, port: int, pid: int) -> EventArray:
     return mine[mine["pid"] == pid]
 
 
-def run_once(mode: str, client: Path, port: int, count: int) -> Run:
+def run_once(mode: str, client: Path, port: int, count: int, content: bool = True) -> Run:
     if mode == "none":
         seconds, ok, _, client_cpu = burst(client, port, count)
         return Run(mode, seconds, ok, client_cpu=client_cpu)
     if mode == "kernel":
-        source = EbpfSource(wait_for_seed=True)  # attached, reader held back
+        source = EbpfSource(wait_for_seed=True, content=content)  # attached, not read
         source.start(StringTable())
         seconds, ok, _, client_cpu = burst(client, port, count)
         source.stop()
         return Run(mode, seconds, ok, client_cpu=client_cpu)
-    session = open_session(mode, poll_interval=1.0)
+    session = open_session(mode, poll_interval=1.0, content=content)
     session.start(StringTable())
     drain(session, quiet=0.3)  # the window-start snapshot
     cpu0 = time.process_time()
@@ -177,14 +177,21 @@ def main() -> int:
     parser.add_argument(
         "--port", type=int, default=20999, help="below the ephemeral range (no collisions)"
     )
+    parser.add_argument(
+        "--no-content",
+        dest="content",
+        action="store_false",
+        help="load the eBPF programs without first-payload capture (issue 3's probes alone)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         client = build_client(Path(tmp))
-        open_session("ebpf").stop()  # compile once, outside the measurements
+        open_session("ebpf", content=args.content).stop()  # compile once, unmeasured
         runs: list[Run] = []
         for i in range(args.runs):
             for mode in MODES:
-                runs.append(run_once(mode, client, args.port + i % 2, args.connects))
+                port = args.port + i % 2
+                runs.append(run_once(mode, client, port, args.connects, args.content))
     report(runs, args.connects)
     return 0
 

@@ -27,9 +27,15 @@ from probes.procfs import NetnsCache
 CHOICES = ("auto", "ebpf", "poll")
 
 
-def open_session(choice: str = "auto", poll_interval: float = 1.0) -> ProbeSession:
+CONTENT_OFF_NOTICE = "content identification off: protocols are identified by port and program only"
+
+
+def open_session(
+    choice: str = "auto", poll_interval: float = 1.0, *, content: bool = True
+) -> ProbeSession:
     """Pick the sources for ``choice``. Raises ProbeUnavailableError for an impossible
-    ``"ebpf"``; ValueError for an unknown choice."""
+    ``"ebpf"``; ValueError for an unknown choice. ``content=False`` loads the eBPF
+    programs without first-payload capture (no payload byte is ever read)."""
     if choice not in CHOICES:
         raise ValueError(f"unknown probe choice {choice!r}: use one of {', '.join(CHOICES)}")
     netns_gaps = GapCounter()
@@ -38,7 +44,9 @@ def open_session(choice: str = "auto", poll_interval: float = 1.0) -> ProbeSessi
     ebpf: EbpfSource | None = None
     if choice in ("auto", "ebpf"):
         try:
-            ebpf = EbpfSource(netns=netns, wait_for_seed=True)
+            ebpf = EbpfSource(netns=netns, wait_for_seed=True, content=content)
+            if not content:
+                notices.append(CONTENT_OFF_NOTICE)
         except ProbeUnavailableError as e:
             if choice == "ebpf":
                 raise

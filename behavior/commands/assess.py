@@ -8,7 +8,7 @@ import sys
 import threading
 
 from behavior.commands.report_options import add_report_options, report_options
-from behavior.commands.window import interrupts_end_window
+from behavior.commands.window import add_content_option, interrupts_end_window
 from behavior.durations import parse_duration
 from behavior.errors import RbaError, UsageError
 
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --record: replace command-line arguments in the trace with keyed hashes",
     )
+    add_content_option(parser)
     add_report_options(parser)
 
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"unknown rule id(s): {', '.join(unknown)} (see rba rules)")
     options = report_options(args)
-    config = AssessConfig(duration, rules, args.probes, poll_interval)
+    config = AssessConfig(duration, rules, args.probes, poll_interval, args.content)
     recorder = recorder_for(args.record, purpose="assess", redact=args.redact_cmdline)
     observer = TerminalObserver()
     stop = threading.Event()

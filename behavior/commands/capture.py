@@ -12,6 +12,8 @@ import argparse
 import sys
 import threading
 
+from behavior.commands.window import add_content_option
+
 EXIT_OK = 0
 
 
@@ -24,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="event sources: auto (eBPF + polling, else polling), ebpf (required), poll",
     )  # fmt: skip
     parser.add_argument("--poll-interval", default="1s", help="polling period (default 1s)")
+    add_content_option(parser)
     parser.add_argument(
         "--redact-cmdline", action="store_true",
         help="replace command-line arguments with keyed hashes (for sharing the trace)",
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         duration_s=parse_duration(args.duration, minimum=1),
         probes=args.probes,
         poll_interval=parse_duration(args.poll_interval, minimum=0.05, maximum=60),
+        content=args.content,
     )
     observer = TerminalObserver()
     recorder = TraceRecorder(args.output, purpose="capture", redact=args.redact_cmdline)

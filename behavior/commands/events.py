@@ -12,6 +12,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from behavior.commands.window import add_content_option
+
 if TYPE_CHECKING:
     from probes.backend import ProbeSession
     from probes.events import EventArray, StringTable
@@ -29,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="event sources: auto (eBPF + polling, else polling), ebpf (required), poll",
     )  # fmt: skip
     parser.add_argument("--poll-interval", default="1s", help="polling period (default 1s)")
+    add_content_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     interval = parse_duration(args.poll_interval, minimum=0.05, maximum=3600)
     observer = TerminalObserver()
     try:
-        session = open_session(args.probes, poll_interval=interval)
+        session = open_session(args.probes, poll_interval=interval, content=args.content)
     except ProbeError as e:
         print(f"rba events: {e}", file=sys.stderr)
         return EXIT_ERROR

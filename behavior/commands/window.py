@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 import threading
@@ -22,3 +23,14 @@ def interrupts_end_window(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def add_content_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-content``: never read payload bytes, even the first ones."""
+    parser.add_argument(
+        "--no-content",
+        dest="content",
+        action="store_false",
+        help="do not capture first payloads to identify protocols (eBPF); identify them "
+        "by port and program only",
+    )

@@ -71,6 +71,7 @@ class DaemonConfig:
     socket: str = DEFAULT_SOCKET
     probes: str = "auto"
     poll_interval_s: float = 1.0
+    content: bool = True
     max_active_runs: int = 8
     retention: Retention = field(default_factory=Retention)
     findings: FindingsOutput = field(default_factory=FindingsOutput)
@@ -110,7 +111,7 @@ def parse_config(
     _only_keys(
         "daemon",
         daemon,
-        {"state_dir", "socket", "probes", "poll_interval", "max_active_runs"},
+        {"state_dir", "socket", "probes", "poll_interval", "content", "max_active_runs"},
     )
     probes = _get(daemon, "daemon", "probes", str, "auto")
     if probes not in PROBE_CHOICES:
@@ -131,6 +132,7 @@ def parse_config(
         poll_interval_s=_duration(
             daemon, "daemon", "poll_interval", "1s", minimum=0.1, maximum=60.0
         ),
+        content=_get(daemon, "daemon", "content", bool, True),
         max_active_runs=_positive_int(daemon, "daemon", "max_active_runs", 8),
         retention=_parse_retention(_table(data, "retention")),
         findings=_parse_findings(_table(data, "findings")),

@@ -147,9 +147,9 @@ def new_run(
     return DaemonRun(assessment, facts, recorder)
 
 
-def open_probe_session(choice: str, poll_interval: float) -> ProbeSession:
+def open_probe_session(choice: str, poll_interval: float, content: bool = True) -> ProbeSession:
     """The one probe session runs share (see :mod:`behavior.daemon.sharing`)."""
-    return open_session(choice, poll_interval)
+    return open_session(choice, poll_interval, content=content)
 
 
 def render_report(report: Report, fmt: str) -> str:

@@ -529,7 +529,9 @@ class Daemon:
                 log.error("scheduled run of %s not started: %s", template.name, e)
 
     def _open_session(self) -> Any:
-        return engine.open_probe_session(self.config.probes, self.config.poll_interval_s)
+        return engine.open_probe_session(
+            self.config.probes, self.config.poll_interval_s, self.config.content
+        )
 
 
 def _new_record(run_id: str, template: Template) -> RunRecord:

@@ -72,8 +72,13 @@ def test_full_config(tmp_path: Path) -> None:
 def test_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, '[[template]]\nname = "t"\nduration = "15m"\n'))
     assert cfg.state_dir == "/var/lib/rba" and cfg.socket == "/run/rba/control.sock"
-    assert cfg.probes == "auto" and cfg.poll_interval_s == 1.0
+    assert cfg.probes == "auto" and cfg.poll_interval_s == 1.0 and cfg.content is True
     assert cfg.findings.directory is None and cfg.suppressions == ()
+
+
+def test_content_capture_can_be_turned_off(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[daemon]\ncontent = false\n"))
+    assert cfg.content is False
 
 
 @pytest.mark.parametrize(
@@ -84,6 +89,7 @@ def test_defaults(tmp_path: Path) -> None:
         ("[daemon]\nsocket = 'relative.sock'\n", "daemon.socket: must be an absolute path"),
         ("[daemon]\npoll_interval = '2h'\n", "daemon.poll_interval: duration '2h' is outside"),
         ("[daemon]\nmax_active_runs = 0\n", "daemon.max_active_runs: must be at least 1"),
+        ("[daemon]\ncontent = 'no'\n", "daemon.content: must be a bool"),
         ("[daemon]\nmax_active_runs = true\n", "daemon.max_active_runs: must be a int"),
         ("[[template]]\nduration = '1h'\n", "template[0].name: required"),
         ("[[template]]\nname = 'a b'\nduration = '1h'\n", "template[0].name: required, 1-64"),
