@@ -117,6 +117,7 @@ class _Program:
         import bcc
 
         source = PROGRAM_PATH.read_text()
+        self.source = source
         self.content = content
         self.tracepoints = [
             f"{cat}:{event}"
@@ -162,6 +163,14 @@ class _Program:
 
     def payloads_lost(self) -> int:
         return int(sum(self.bpf[b"payloads_lost"][0]))
+
+    def reset_state(self) -> None:
+        """Forget per-socket and per-process state from an earlier window, so a reused
+        program starts as a fresh one would: an fd or pid reused while the program was
+        detached must not inherit what its predecessor was (a stale 'not UDP' mark hid
+        sends from sockets made in the gap)."""
+        for name in re.findall(r'BPF_TABLE\("lru_hash", [^,]+, [^,]+, (\w+),', self.source):
+            self.bpf[name.encode()].clear()
 
     def attach(self) -> None:
         if self.attached:
@@ -298,6 +307,7 @@ def _acquire_program(ringbuf_pages: int, content: bool = True) -> _Program:
     with _program_lock:
         if _idle_programs and ringbuf_pages == DEFAULT_RINGBUF_PAGES and content:
             program = _idle_programs.pop()
+            program.reset_state()
             program.in_use = True
             return program
     program = _Program(ringbuf_pages, content)
