@@ -208,7 +208,6 @@ def test_replay_as_nobody_reproduces_the_live_window(workdir: Path) -> None:
     assert described["events_by_kind"]["exec"] >= 4
     assert set(described["losses"]) == {"ebpf", "poll"}
     assert described["facts"]["file"] > 0 and described["facts"]["process"] > 0
-    assert described["bytes_per_event"] < 200  # facts dominate a short, quiet window
 
 
 def stat_mode(path: Path) -> int:

@@ -77,6 +77,16 @@ def test_round_trip_keeps_events_strings_records_and_end(tmp_path: Path) -> None
     assert got.dtype == EVENT_DTYPE and got.tobytes() == ev.tobytes()
 
 
+def test_event_chunks_are_compact(tmp_path: Path) -> None:
+    """Repetitive connection and exec records compress far below their 120-byte size."""
+    strings = StringTable()
+    path = tmp_path / "t.rbt"
+    w = TraceWriter(str(path), {"kind": "test"}, strings, flush_interval=60)
+    w.add_events(_events(strings, 20_000))
+    w.close({"ended_at_ns": 99})
+    assert path.stat().st_size / 20_000 <= 32  # the target in BENCHMARKS.md (Traces)
+
+
 def test_file_is_private_even_when_it_existed(tmp_path: Path) -> None:
     path = tmp_path / "t.rbt"
     path.write_text("old")
