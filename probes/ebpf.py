@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -72,7 +72,8 @@ GAP_AMBIGUOUS_LISTENER = (
 )
 
 _V4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
-_RECENT_ACTIVE_MAX = 65536
+_RECENT_MAX = 65536  # entries kept by each _Recent map
+K = TypeVar("K")
 _ANY = bytes(ADDR_LEN)
 
 
@@ -354,6 +355,24 @@ class Listener(NamedTuple):
         return self.family == family and self.addr == addr
 
 
+class _Recent(Generic[K]):
+    """A netns per key for the most recent ``_RECENT_MAX`` keys (oldest dropped)."""
+
+    def __init__(self) -> None:
+        self._entries: collections.OrderedDict[K, int] = collections.OrderedDict()
+
+    def put(self, key: K, netns: int) -> None:
+        self._entries[key] = netns
+        if len(self._entries) > _RECENT_MAX:
+            self._entries.popitem(last=False)
+
+    def get(self, key: K) -> int | None:
+        return self._entries.get(key)
+
+    def pop(self, key: K) -> int | None:
+        return self._entries.pop(key, None)
+
+
 class _Columns:
     """A batch's columns as Python lists: cheap to read and write per event, written
     back to the batch in one go."""
@@ -414,9 +433,11 @@ class Attributor:
         self.wall_offset = wall_offset_ns()
         self.sockets: dict[int, Owner] = {}
         self.listeners: dict[int, list[Listener]] = collections.defaultdict(list)
-        self.recent_active: collections.OrderedDict[tuple[bytes, int, bytes, int], int] = (
-            collections.OrderedDict()
-        )
+        # (saddr, sport, daddr, dport) of our active connections -> the client's netns.
+        self.recent_active: _Recent[tuple[bytes, int, bytes, int]] = _Recent()
+        # (pid, family, daddr, dport) of connects and sends -> netns: a content label can
+        # be settled after its process exited, when /proc no longer tells its netns.
+        self.recent_outbound: _Recent[tuple[int, int, bytes, int]] = _Recent()
         # netns -> (when read, local addresses), to place ambiguous passive connections.
         self.netns_addresses: dict[int, tuple[float, set[tuple[int, bytes]]]] = {}
         # Connections established before the window, by (saddr, sport, daddr, dport).
@@ -457,11 +478,15 @@ class Attributor:
                 self._established(cols, i)
             elif kind == Kind.TCP_CLOSE:
                 self._close(cols, i)
-            elif kind in (Kind.TCP_CONNECT, Kind.UDP_SEND, Kind.PROTO_LABEL):
+            elif kind in (Kind.TCP_CONNECT, Kind.UDP_SEND):
                 owner = cols.owner(i, self._resolve(cols.pid[i]))
                 cols.netns[i] = owner.netns
+                self.recent_outbound.put(self._outbound_key(cols, i), owner.netns)
                 if kind == Kind.TCP_CONNECT:
                     self.sockets[cols.sock[i]] = owner
+            elif kind == Kind.PROTO_LABEL:
+                known = self.recent_outbound.get(self._outbound_key(cols, i))
+                cols.netns[i] = known if known is not None else self._resolve(cols.pid[i])
             elif kind == Kind.TCP_LISTEN:
                 owner = cols.owner(i, self._resolve(cols.pid[i]))
                 cols.netns[i] = owner.netns
@@ -481,6 +506,10 @@ class Attributor:
 
     def _resolve(self, pid: int) -> int:
         return self.netns.resolve(pid)
+
+    @staticmethod
+    def _outbound_key(cols: _Columns, i: int) -> tuple[int, int, bytes, int]:
+        return cols.pid[i], cols.family[i], cols.addresses(i)[1], cols.dport[i]
 
     def _exec(self, cols: _Columns, i: int, tail: bytes) -> None:
         pid = cols.pid[i]
@@ -510,9 +539,7 @@ class Attributor:
             if owner is None:
                 self.gaps.add(GAP_UNKNOWN_SOCKET)
                 return
-            self.recent_active[(saddr, cols.sport[i], daddr, cols.dport[i])] = owner.netns
-            if len(self.recent_active) > _RECENT_ACTIVE_MAX:
-                self.recent_active.popitem(last=False)
+            self.recent_active.put((saddr, cols.sport[i], daddr, cols.dport[i]), owner.netns)
         else:
             owner = self._listener_owner(
                 cols.family[i], (saddr, cols.sport[i]), (daddr, cols.dport[i])
@@ -566,7 +593,7 @@ class Attributor:
         exact = [lst for lst in candidates if lst.addr == laddr]
         pool = exact or candidates
         if len({lst.owner.netns for lst in pool}) > 1:
-            client_ns = self.recent_active.pop((*remote, *local), None)
+            client_ns = self.recent_active.pop((*remote, *local))
             if is_loopback(family, laddr) and client_ns is not None:
                 # Loopback never leaves a namespace: the connecting side tells which one.
                 pool = [lst for lst in pool if lst.owner.netns == client_ns]

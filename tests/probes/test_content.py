@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -350,3 +351,35 @@ def test_every_kind_is_described_and_a_label_reads_well() -> None:
         blank = np.zeros(1, dtype=EVENT_DTYPE)
         blank["kind"], blank["source"] = kind, 1
         event_dict(blank[0], strings)
+
+
+@pytest.mark.ebpf
+def test_a_label_settled_after_its_client_exited_keeps_the_connections_netns(
+    source: tuple[EbpfSource, StringTable],
+) -> None:
+    """A plain SMTP client's label is only settled when the window closes, long after the
+    client exited: it must still carry the namespace its connection was seen in, or the
+    label would match no connection (the flaky e2e findings of issue 8)."""
+    src, strings = source
+    port, thread = _serve_once(lambda conn: conn.recv(100))
+    client = subprocess.run(
+        [sys.executable, "-c", SEND_AND_EXIT, str(port)], capture_output=True, check=True
+    )
+    thread.join()
+    pid = int(client.stdout)
+    events = _read_until(src, lambda e: len(select(e, kind=Kind.EXIT, pid=pid)) >= 1, 5)
+    src.stop()  # settles the still-undecided label, after the EXIT was attributed
+    events = concat([events, src.read(0.0)])
+    (connect,) = select(events, kind=Kind.TCP_CONNECT, pid=pid)
+    (label,) = select(events, kind=Kind.PROTO_LABEL, pid=pid)
+    assert strings.get(int(label["str_a"])) == "smtp"
+    assert int(connect["netns"]) == os.stat("/proc/self/ns/net").st_ino
+    assert int(label["netns"]) == int(connect["netns"])
+
+
+SEND_AND_EXIT = """
+import os, socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as s:
+    s.sendall(b"EHLO me\\r\\n")
+print(os.getpid())
+"""
