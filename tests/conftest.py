@@ -14,25 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from probes.ebpf import ebpf_unavailable_reason
+
 REPO = Path(__file__).resolve().parent.parent
 RBA = [sys.executable, "-m", "behavior.cli"]
 
 
-def _bpf_unavailable_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "not root"
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
-        return "bcc (python3-bpfcc) not importable"
-    if not Path(f"/lib/modules/{os.uname().release}/build").exists():
-        return (
-            f"no kernel headers at /lib/modules/{os.uname().release}/build (run scripts/setup.sh)"
-        )
-    return None
-
-
-BPF_MISSING = _bpf_unavailable_reason()
+# The product's own check, so tests skip exactly where rba itself would fall back.
+BPF_MISSING = ebpf_unavailable_reason()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
