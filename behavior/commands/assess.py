@@ -8,7 +8,7 @@ import sys
 import threading
 
 from behavior.commands.report_options import add_report_options, report_options
-from behavior.commands.window import add_content_option, interrupts_end_window
+from behavior.commands.window import add_probe_options, interrupts_end_window
 from behavior.durations import parse_duration
 from behavior.errors import RbaError, UsageError
 
@@ -24,12 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="length of the window, 1s..24h (e.g. 90s, 15m, 1h; default 15m)",
     )
     parser.add_argument(
-        "--probes", default="auto", choices=("auto", "ebpf", "poll"), help="observation sources"
-    )
-    parser.add_argument(
-        "--poll-interval", default="1s", help="polling interval (default 1s)", metavar="D"
-    )
-    parser.add_argument(
         "--rules", metavar="IDS", help="comma-separated rule ids to run (default: all)"
     )
     parser.add_argument(
@@ -40,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --record: replace command-line arguments in the trace with keyed hashes",
     )
-    add_content_option(parser)
+    add_probe_options(parser)
     add_report_options(parser)
 
 

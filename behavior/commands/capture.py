@@ -12,7 +12,7 @@ import argparse
 import sys
 import threading
 
-from behavior.commands.window import add_content_option
+from behavior.commands.window import add_probe_options
 
 EXIT_OK = 0
 
@@ -21,12 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rba capture``."""
     parser.add_argument("--duration", default="15m", help="window length (default 15m)")
     parser.add_argument("--output", "-o", required=True, metavar="TRACE", help="trace file")
-    parser.add_argument(
-        "--probes", choices=("auto", "ebpf", "poll"), default="auto",
-        help="event sources: auto (eBPF + polling, else polling), ebpf (required), poll",
-    )  # fmt: skip
-    parser.add_argument("--poll-interval", default="1s", help="polling period (default 1s)")
-    add_content_option(parser)
+    add_probe_options(parser)
     parser.add_argument(
         "--redact-cmdline", action="store_true",
         help="replace command-line arguments with keyed hashes (for sharing the trace)",

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from behavior.commands.window import add_content_option
+from behavior.commands.window import add_probe_options
 
 if TYPE_CHECKING:
     from probes.backend import ProbeSession
@@ -26,12 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rba events``."""
     parser.add_argument("--duration", default="10s", help="how long to watch (default 10s)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument(
-        "--probes", choices=("auto", "ebpf", "poll"), default="auto",
-        help="event sources: auto (eBPF + polling, else polling), ebpf (required), poll",
-    )  # fmt: skip
-    parser.add_argument("--poll-interval", default="1s", help="polling period (default 1s)")
-    add_content_option(parser)
+    add_probe_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,8 +25,17 @@ def interrupts_end_window(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def add_content_option(parser: argparse.ArgumentParser) -> None:
-    """``--no-content``: never read payload bytes, even the first ones."""
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    """``--probes``, ``--poll-interval`` and ``--no-content``: how a window observes."""
+    parser.add_argument(
+        "--probes",
+        choices=("auto", "ebpf", "poll"),
+        default="auto",
+        help="event sources: auto (eBPF + polling, else polling), ebpf (required), poll",
+    )
+    parser.add_argument(
+        "--poll-interval", default="1s", metavar="D", help="polling period (default 1s)"
+    )
     parser.add_argument(
         "--no-content",
         dest="content",
