@@ -406,16 +406,20 @@ class Aggregator:
         if protocol in ("telnet", "rlogin") and not LOGIN_PROGRAMS.intersection(names):
             return
         self._referenced.update((proc.pid, parent.pid))
-        self._login_accepts.append(
-            LoginAccepted(
-                protocol=protocol,
-                server_pid=parent.pid,
-                server=parent.comm,
-                pid=proc.pid,
-                program=self._strings.get(proc.exe) if proc.exe else proc.comm,
-                uid=proc.uid,
-                ts_ns=proc.first_ns,
-            )
+        self._login_accepts.append(self._login_accepted(protocol, parent, proc, proc.first_ns))
+
+    def _login_accepted(
+        self, protocol: str, server: _ProcState, proc: _ProcState, ts_ns: int
+    ) -> LoginAccepted:
+        """The login that ``server`` (speaking ``protocol``) accepted, run as ``proc``."""
+        return LoginAccepted(
+            protocol=protocol,
+            server_pid=server.pid,
+            server=server.comm,
+            pid=proc.pid,
+            program=self._strings.get(proc.exe) if proc.exe else proc.comm,
+            uid=proc.uid,
+            ts_ns=ts_ns,
         )
 
     def _on_listen(self, ev: _Ev) -> None:
@@ -540,17 +544,7 @@ class Aggregator:
                     break
                 protocol = self._login_protocol(ancestor)
                 if protocol is not None:
-                    found.append(
-                        LoginAccepted(
-                            protocol=protocol,
-                            server_pid=ancestor.pid,
-                            server=ancestor.comm,
-                            pid=session.pid,
-                            program=self._strings.get(proc.exe) if proc.exe else proc.comm,
-                            uid=proc.uid,
-                            ts_ns=session.first_ns,
-                        )
-                    )
+                    found.append(self._login_accepted(protocol, ancestor, proc, session.first_ns))
                     known.add(session.pid)
                     break
                 ancestor = self._procs.get(ancestor.ppid)
