@@ -90,10 +90,23 @@ class _Image:
     cmdline_hint: str
     comm: str
     seen_ns: int
+    polled: bool = False  # first met by polling (a PROC_SNAPSHOT), not at its exec
     exe: str | None = None  # real path read from /proc (identity check for re-reads)
     modules: frozenset[str] = frozenset()
     reads: int = 0
     done: bool = False
+
+
+def _polled_after(image: _Image, exec_ns: int, filename: str, cmdline: str) -> bool:
+    """Whether ``image``, met by polling, is the one this exec started (the two sources'
+    batches arrive in either order). A poll stamps its start, so an exec during the poll
+    is recognised by its program and command line instead of by time."""
+    if not image.polled:
+        return False
+    if exec_ns <= image.seen_ns:
+        return True
+    same_exe = os.path.isabs(filename) and os.path.realpath(filename) == image.exe_hint
+    return same_exe and bool(cmdline) and cmdline == image.cmdline_hint
 
 
 class LiveFactSource(FactSource):
@@ -230,6 +243,9 @@ class LiveFactSource(FactSource):
                 return
             key = f"{pid}@{int(row['aux'])}"
         else:
+            old = self._images.get(pid)
+            if old is not None and _polled_after(old, int(row["ts_wall"]), exe_hint, cmdline_hint):
+                return  # polling met this image before the exec's event arrived
             key = f"{pid}@{int(row['ts_wall'])}"
         image = _Image(
             key=key,
@@ -241,6 +257,7 @@ class LiveFactSource(FactSource):
             cmdline_hint=cmdline_hint,
             comm=comm_text(bytes(row["comm"])),
             seen_ns=int(row["ts_wall"]),
+            polled=kind == Kind.PROC_SNAPSHOT,
         )
         old = self._images.get(pid)
         if old is not None:

@@ -231,3 +231,38 @@ def test_fork_children_are_not_new_images(announced_by_fork: bool) -> None:
         facts.close()
     assert [p.pid for p in result.processes.values()] == [proc.pid]
     assert result.gaps == {}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("exec_at", "argv", "images"),
+    [
+        (0.5, ("/usr/bin/sleep", "sleep 5"), 1),  # exec before the poll's stamp
+        (1.5, ("/usr/bin/sleep", "sleep 5"), 1),  # exec during the poll: same program
+        (1.5, ("/usr/bin/true", "true"), 2),  # a later exec of another program
+    ],
+)
+def test_an_image_polled_before_its_exec_event_is_one_image(
+    exec_at: float, argv: tuple[str, str], images: int
+) -> None:
+    """Polling and eBPF batches arrive in either order: a poll that met the process
+    before its EXEC event arrived saw the same image, not an earlier one."""
+    strings = StringTable()
+    facts = LiveFactSource()
+    proc = subprocess.Popen(["sleep", "5"])
+    exe, cmdline = argv
+    snap = {"str_a": os.path.realpath("/usr/bin/sleep"), "str_b": "sleep 5", "aux": 1}
+    rows = [
+        event(strings, Kind.PROC_SNAPSHOT, pid=proc.pid, ppid=os.getpid(), t=1.0, **snap),
+        event(strings, Kind.EXEC, pid=proc.pid, ppid=os.getpid(), t=exec_at, str_a=exe,
+              str_b=cmdline),
+    ]  # fmt: skip
+    try:
+        time.sleep(0.2)
+        facts.observe(batch(*rows), strings)
+        result = facts.facts(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        facts.close()
+    assert len([p for p in result.processes.values() if p.pid == proc.pid]) == images
