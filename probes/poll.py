@@ -84,6 +84,7 @@ class PollSource(EventSource):
         self._logins: set[LoginKey] = set()
         self.polls = 0
         self.snapshot: EventArray | None = None
+        self._error: BaseException | None = None
 
     # ---- EventSource ---------------------------------------------------------------
 
@@ -99,6 +100,8 @@ class PollSource(EventSource):
         self._thread.start()
 
     def read(self, timeout: float) -> EventArray:
+        if self._error is not None:
+            raise ProbeError(f"polling failed: {self._error!r}") from self._error
         return self._queue.take(timeout)
 
     def stop(self) -> None:
@@ -116,8 +119,11 @@ class PollSource(EventSource):
         while not self._stop.wait(self.interval):
             try:
                 self._deliver(self._poll(initial=False))
-            except psutil.Error as e:  # a whole poll failed; the next one may not
+            except (psutil.Error, OSError) as e:  # a whole poll failed; the next may not
                 self._gaps.add(f"poll failed ({type(e).__name__})")
+            except Exception as e:  # a bug: surfaced by read(), never a silent dead thread
+                self._error = e
+                return
 
     def _deliver(self, batch: EventArray) -> None:
         with self._events_lock:

@@ -8,8 +8,11 @@ import subprocess
 import time
 from collections.abc import Callable
 
+import pytest
+
 from probes.backend import open_session
 from probes.events import Flag, Kind, Source, StringTable
+from probes.interface import ProbeError
 from probes.poll import PollSource
 from tests.probes.conftest import Collector, Listener, select
 
@@ -28,7 +31,7 @@ def test_poll_session_sees_snapshot_listeners_connections_and_processes(
     try:
         during = listener_factory("::")
         held = socket.create_connection(("127.0.0.1", before.port))
-        sleeper = subprocess.Popen(["sleep", "0.7"])
+        sleeper = subprocess.Popen(["sleep", "2"])
 
         collector.until(lambda e: len(select(e, kind=Kind.PROC_SNAPSHOT, pid=sleeper.pid)))
         sleeper.wait()  # reaped: gone from the process table
@@ -49,7 +52,7 @@ def test_poll_session_sees_snapshot_listeners_connections_and_processes(
     proc = select(ev, kind=Kind.PROC_SNAPSHOT, pid=sleeper.pid)
     assert len(proc) == 1
     assert strings.get(int(proc[0]["str_a"])) == "/usr/bin/sleep"
-    assert strings.get(int(proc[0]["str_b"])) == "sleep 0.7"
+    assert strings.get(int(proc[0]["str_b"])) == "sleep 2"
     assert proc[0]["ppid"] == os.getpid() and proc[0]["euid"] == os.geteuid()
     assert len(select(ev, kind=Kind.EXIT, pid=sleeper.pid)) == 1
     me = select(ev, kind=Kind.PROC_SNAPSHOT, pid=os.getpid())
@@ -63,21 +66,44 @@ def test_poll_survives_processes_that_come_and_go() -> None:
     source = PollSource(interval=0.02)
     source.start(StringTable())
     polls_at_start = source.polls
-    churn = subprocess.Popen(["sh", "-c", "for i in $(seq 300); do /bin/true & done; wait"])
+    # The shell outlives several polls after its children, so it is always seen alive.
+    churn = subprocess.Popen(
+        ["sh", "-c", "for i in $(seq 300); do /bin/true & done; wait; sleep 0.3"]
+    )
     churn.wait()
+    polls_at_end = source.polls
     deadline = time.monotonic() + 20
-    while source.polls < polls_at_start + 3 and time.monotonic() < deadline:
+    while source.polls < polls_at_end + 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     polls_after_churn = source.polls
     source.stop()
     batch = source.read(0.0)
-    assert polls_after_churn >= polls_at_start + 3  # the thread kept polling throughout
+    # The thread kept polling throughout, and after: a poll that began after the shell
+    # was reaped reported its EXIT.
+    assert polls_at_end > polls_at_start and polls_after_churn >= polls_at_end + 2
     assert source.stats().events == len(batch)
     assert len(select(batch, kind=Kind.EXIT, pid=churn.pid)) == 1
 
 
+def test_an_unexpected_error_in_the_poll_thread_is_raised_by_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in a poll must not leave a silently dead thread that reports nothing."""
+    source = PollSource(interval=0.02)
+    source.start(StringTable())
+
+    def broken(*, initial: bool) -> None:
+        raise ValueError("bug")
+
+    monkeypatch.setattr(source, "_poll", broken)
+    deadline = time.monotonic() + 10
+    with pytest.raises(ProbeError, match="polling failed: ValueError"):
+        while time.monotonic() < deadline:
+            source.read(0.05)
+    source.stop()
+
+
 def test_poll_interval_must_be_positive() -> None:
-    import pytest
 
     with pytest.raises(ValueError, match="positive"):
         PollSource(interval=0)
