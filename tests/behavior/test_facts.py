@@ -215,7 +215,7 @@ def test_fork_children_are_not_new_images(announced_by_fork: bool) -> None:
     strings = StringTable()
     facts = LiveFactSource()
     proc = subprocess.Popen(["sleep", "5"])
-    child = 4_000_000  # beyond pid_max: any fact about it would be a fallback with a gap
+    child = 4_194_304  # PID_MAX_LIMIT, never a pid: any fact about it would be a fallback
     snap = {"kind": Kind.PROC_SNAPSHOT, "str_a": "/usr/bin/sleep", "str_b": "sleep 5"}
     rows = [event(strings, pid=proc.pid, ppid=os.getpid(), **snap)]
     if announced_by_fork:

@@ -90,8 +90,8 @@ def test_events_auto_prints_the_scenario_live(
     assert {e["pid"] for e in passive if e["direction"] == "passive"} == {server.pid}
     execs = [e for e in events if e["kind"] == "exec" and e["filename"] == str(short_program)]
     assert len(execs) == 1 and execs[0]["ppid"] == os.getpid()
-    udp = [e for e in events if e["kind"] == "udp_send" and e["dport"] == 161]
-    assert [(e["pid"], e["daddr"]) for e in udp] == [(udp_pid, "127.0.0.1")]
+    udp = [e for e in events if e["kind"] == "udp_send" and e["pid"] == udp_pid]
+    assert [(e["daddr"], e["dport"]) for e in udp] == [("127.0.0.1", 161)]
 
 
 def test_events_poll_runs_the_same_scenario_and_states_coverage(
