@@ -441,10 +441,17 @@ class Daemon:
         )
 
     def _finish(self, run: ActiveRun, record: RunRecord) -> None:
-        self._save(record)
+        """Record ``run``'s final state on disk, apply retention, and only then show it in
+        the run table: a client that sees the run finished sees the store retention left."""
         with self._lock:
+            if record.id in self._abandoned:
+                return  # outlived the shutdown budget: already recorded as failed
             self._active.pop(record.id, None)
-        self._apply_retention()
+        self._write_state(record)
+        removed = self._apply_retention(finished=record)
+        if record.id not in removed:
+            with self._lock:
+                self._records[record.id] = record
 
     def _fail_collecting(self, run_id: str, reason: str) -> None:
         with self._lock:
@@ -457,10 +464,8 @@ class Daemon:
             return
         self.probes.unsubscribe(run_id)
         self.probes.health.last_error = f"run {run_id}: {reason}"
-        with self._lock:
-            self._active.pop(run_id, None)
         run.assessment.close()
-        self._save(run.record.with_changes(state=FAILED, reason=reason, ended_at=_iso_now()))
+        self._finish(run, run.record.with_changes(state=FAILED, reason=reason, ended_at=_iso_now()))
         log.error("run %s failed: %s", run_id, reason)
 
     def _copy_findings(self, run_id: str, report: Report) -> None:
@@ -484,15 +489,23 @@ class Daemon:
             if record.id in self._abandoned and not force:
                 return  # an evaluation that outlived the shutdown budget: already failed
             self._records[record.id] = record
+        self._write_state(record)
+
+    def _write_state(self, record: RunRecord) -> None:
         try:
             self.store.save(record)
         except StoreError as e:
             self.probes.health.last_error = str(e)
             log.error("%s", e)
 
-    def _apply_retention(self) -> None:
+    def _apply_retention(self, *, finished: RunRecord | None = None) -> list[str]:
+        """Delete the oldest finished runs beyond the bounds; ``finished`` is the final
+        record of a run not yet updated in the run table. Returns the removed ids."""
         with self._lock:
-            records = list(self._records.values())
+            records = [
+                finished if finished is not None and r.id == finished.id else r
+                for r in self._records.values()
+            ]
             keep = set(self._active)
             retention = self.config.retention
         removed = self.store.enforce_retention(
@@ -503,6 +516,7 @@ class Daemon:
                 for run_id in removed:
                     self._records.pop(run_id, None)
             log.info("retention: removed %d old run(s)", len(removed))
+        return removed
 
     def _note_start(self, record: RunRecord) -> None:
         started = dt.datetime.fromisoformat(record.started_at)
