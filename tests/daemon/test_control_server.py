@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
 import stat
@@ -197,7 +198,9 @@ def test_parse_request_accepts_the_documented_shapes() -> None:
 
 
 def test_slow_and_idle_clients_cannot_starve_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT_S", 1.0)
+    # Long enough that the connections below are all taken before the first idle one
+    # times out, even on a busy machine; far shorter than the slow client's trickle.
+    monkeypatch.setattr(server_module, "REQUEST_TIMEOUT_S", 2.0)
     public = tempfile.mkdtemp(prefix="rba-ctl-", dir="/tmp")
     path = os.path.join(public, "control.sock")
     srv = ControlServer(path, handler)
@@ -208,30 +211,47 @@ def test_slow_and_idle_clients_cannot_starve_the_server(monkeypatch: pytest.Monk
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(path)
             idle.append(sock)
-        time.sleep(0.2)  # let the server take them all
+        # Connections are accepted in order, so this one comes after every idle one has
+        # taken a slot; they hold them until their request timeout.
         with pytest.raises(DaemonError, match="busy: too many connections"):
             call(path, Request(op="status"))
-        # A client trickling a byte every 0.3 s is cut off by the whole-request deadline.
-        slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        time.sleep(2.0)  # the idle ones timed out (1 s), were drained (0.5 s) and left
-        slow.connect(path)
-        started = time.monotonic()
-        slow.settimeout(10)
-        reply = b""
-        for byte in b'{"op": "status"}':
+        # Each idle client is told it timed out, then closed: a server without a request
+        # timeout would leave these reads to hit their own 10 s timeout instead.
+        for sock in idle:
+            sock.settimeout(10)
+            assert b"timed out waiting for a request" in read_all(sock)
+            sock.close()
+        # The server takes requests again once it has let the idle ones go.
+        deadline = time.monotonic() + 10
+        while True:
             try:
-                slow.send(bytes([byte]))
-            except OSError:
+                assert call(path, Request(op="status")) == {"hello": "world"}
                 break
-            time.sleep(0.3)
-            if time.monotonic() - started > 1.5:
-                break
-        reply = b"".join(iter(lambda: slow.recv(65536), b""))
+            except DaemonError as e:
+                assert "busy" in str(e) and time.monotonic() < deadline, e
+                time.sleep(0.05)
+        # A client trickling its request a byte every 0.3 s (5 s for the whole line) is
+        # cut off by the whole-request deadline: a per-read timeout would let it through.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as slow:
+            slow.settimeout(10)
+            slow.connect(path)
+            for byte in b'{"op": "status"}\n':
+                if select.select([slow], [], [], 0.3)[0]:
+                    break  # the server answered: stop sending
+                try:
+                    slow.send(bytes([byte]))
+                except OSError:
+                    break
+            reply = read_all(slow)
         assert b"timed out waiting for a request" in reply, reply
-        slow.close()
         assert call(path, Request(op="status")) == {"hello": "world"}
     finally:
         for sock in idle:
             sock.close()
         srv.close()
         shutil.rmtree(public)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes its end."""
+    return b"".join(iter(lambda: sock.recv(65536), b""))
