@@ -244,23 +244,31 @@ _KILLED_WRITER = textwrap.dedent(
     import numpy as np
     from probes.events import StringTable, empty, Kind
     from probes.trace import TraceWriter
+
+    added = 0  # events whose add_events call has returned
+
+    class ReportingWriter(TraceWriter):
+        def flush(self, *, sync=True):
+            before = added  # all of these are queued or written: this flush covers them
+            super().flush(sync=sync)
+            if sync:  # only the background flusher syncs: close is never called
+                print("flushed", before, flush=True)
+
     strings = StringTable()
-    w = TraceWriter(sys.argv[1], {"kind": "kill-test"}, strings, flush_interval=0.5)
-    t0 = time.monotonic()
-    i = 0
+    w = ReportingWriter(sys.argv[1], {"kind": "kill-test"}, strings, flush_interval=0.5)
     while True:
         ev = empty(100)
         ev["kind"] = Kind.EXEC
         ev["ts_mono"] = time.monotonic_ns()
-        ev["pid"] = np.arange(i, i + 100)
-        ev["str_a"] = strings.intern(f"/bin/prog{i // 1000}")
+        ev["pid"] = np.arange(added, added + 100)
+        ev["str_a"] = strings.intern(f"/bin/prog{added // 1000}")
         w.add_events(ev)
-        i += 100
-        if i % 10000 == 0:
-            print(i, time.monotonic_ns(), flush=True)
+        added += 100
         time.sleep(0.001)
     """
 )
+KILL_AFTER_S = 2.5  # of writing, and at least this many completed background flushes:
+KILL_AFTER_FLUSHES = 3
 
 
 def test_sigkilled_writer_leaves_everything_flushed_before_the_kill(tmp_path: Path) -> None:
@@ -272,23 +280,24 @@ def test_sigkilled_writer_leaves_everything_flushed_before_the_kill(tmp_path: Pa
         text=True,
     )
     assert proc.stdout is not None
-    progress: list[tuple[int, int]] = []
+    # The writer says when a background flush (with its fsync) has completed, and how
+    # many events it covered; whatever it said before the kill must survive the kill.
+    flushed: list[int] = []
     started = time.monotonic()
-    while time.monotonic() - started < 2.5:
+    while time.monotonic() - started < KILL_AFTER_S or len(flushed) < KILL_AFTER_FLUSHES:
         line = proc.stdout.readline()
         assert line, "writer died"
-        count, at = line.split()
-        progress.append((int(count), int(at)))
-    time.sleep(0.3)
-    kill_at = time.monotonic_ns()
+        word, count = line.split()
+        assert word == "flushed"
+        flushed.append(int(count))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     index = open_trace(str(path))
     assert not index.ended_cleanly
-    events = np.concatenate(list(read_events(index)))
-    # Every event generated more than one second before the kill is in the file ...
-    older = [count for count, at in progress if at < kill_at - 1_000_000_000]
-    assert older and len(events) >= max(older)
+    events = _all_events(str(path))
+    # Every event covered by a flush reported before the kill is in the file ...
+    assert flushed[-1] > 0
+    assert len(events) >= flushed[-1], f"{len(events)} events read, {flushed[-1]} flushed"
     # ... in order, with its strings.
     assert (events["pid"] == np.arange(len(events))).all()
     assert max(events["str_a"]) < len(index.strings)
