@@ -242,6 +242,10 @@ def test_sighup_with_broken_config_keeps_the_old_one(daemon: DaemonProcess) -> N
     assert "template[4].duration: invalid duration '5 days'" in refused[0]
     names = ["short", "long", "traced", "long-traced"]
     assert [t["name"] for t in daemon.status()["templates"]] == names
+    # READY=1 follows the "reload refused" line: give it a moment to arrive.
+    deadline = time.monotonic() + 5
+    while daemon.notified()[-2:] != ["RELOADING=1", "READY=1"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert daemon.notified()[-2:] == ["RELOADING=1", "READY=1"]
     daemon.write_config(TEMPLATES + '\n[[template]]\nname = "added"\nduration = "2s"\n')
     daemon.signal(signal.SIGHUP)
