@@ -26,12 +26,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import RBA, REPO, run_rba
-from tests.support.assess import READY_LINE, READY_TIMEOUT_S, AssessRun
+from tests.support.assess import EVAL_TIMEOUT_S, READY_LINE, READY_TIMEOUT_S, AssessRun
 from tests.support.scenarios import IDLE_PORT, USED_PORT, drive, lab
 from tests.support.timing import bounded, cpu_time_of
 
 NOBODY = 65534
 WINDOW_S = 10.0
+CAPTURE_LIMIT_S = 600.0  # a capture meant to be ended by SIGINT, never by its duration
 
 # Runs the CLI with bcc and psutil made unimportable: replay must not need them.
 _NO_LIVE_MODULES = """
@@ -56,13 +57,14 @@ class Capture:
         self.duration = duration
         self.lines: list[str] = []
         self._open = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Capture:
         self.proc = subprocess.Popen(
             self.argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader.start()
         if not self._open.wait(READY_TIMEOUT_S):
             self.proc.kill()
             raise AssertionError(f"capture never opened its window: {self.lines}")
@@ -73,6 +75,16 @@ class Capture:
         if exc_type is not None:
             self.proc.kill()
         self.proc.wait(timeout=self.duration + 120)
+
+    def interrupt(self) -> None:
+        """End the window now, as Ctrl-C does, and wait until the trace is closed: the
+        window then ends exactly when the caller says, whatever the startup took."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=EVAL_TIMEOUT_S)
+        self._reader.join(timeout=10)
+        assert self.proc.returncode == 0, self.lines
+        assert any("ended early, partial" in line for line in self.lines), self.lines
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -334,18 +346,12 @@ def test_redacted_capture_keeps_no_arguments_and_no_environment(tmp_path: Path) 
     secret = "0." + str(int.from_bytes(os.urandom(6), "big")).zfill(15)
     in_environment = "envsecret-" + os.urandom(4).hex()
 
-    def run_with_secret() -> None:
-        time.sleep(1.0)
+    options = ("--probes", "poll", "--poll-interval", "0.2s", "--redact-cmdline")
+    with Capture(trace, CAPTURE_LIMIT_S, *options) as capture:
+        # The window is open: a 1.5 s sleep lives across several 0.2 s polls in it.
         env = {**os.environ, "RBA_TEST_TOKEN": in_environment}
-        subprocess.run(["sleep", "1.5", secret], check=False, env=env)
-
-    worker = threading.Thread(target=run_with_secret)
-    worker.start()
-    run_rba(
-        "capture", "--duration", "3s", "--probes", "poll", "--poll-interval", "0.2s",
-        "--redact-cmdline", "--output", str(trace), check=True,
-    )  # fmt: skip
-    worker.join()
+        subprocess.run(["sleep", "1.5", secret], check=True, env=env)
+        capture.interrupt()
     from probes.trace import open_trace
 
     index = open_trace(str(trace))
