@@ -152,13 +152,15 @@ def test_replay_as_nobody_reproduces_the_live_window(workdir: Path) -> None:
     recorded = workdir / "assess.rbt"
     captured = workdir / "capture.rbt"
     with lab(workdir) as the_lab:
-        with (
-            Capture(captured, WINDOW_S + 2, "--probes", "ebpf"),
-            AssessRun(
+        # The capture's window opens before the assessment's (whose startup may take
+        # seconds under load) and is ended only after the assessment's has: it covers
+        # the whole assessed window, and the lab does nothing outside that.
+        with Capture(captured, CAPTURE_LIMIT_S, "--probes", "ebpf") as capture:
+            with AssessRun(
                 workdir, duration=WINDOW_S, probes="ebpf", extra=("--record", str(recorded))
-            ) as run,
-        ):
-            drive(the_lab)
+            ) as run:
+                drive(the_lab)
+            capture.interrupt()
         live_bytes = run.output.read_bytes()
         programs = the_lab.files.programs
         marks = [the_lab.ns.peer_ip, str(the_lab.files.world_writable_dir.parent)]
