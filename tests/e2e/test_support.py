@@ -146,7 +146,8 @@ def test_host_vsftpd_listens_in_the_host_namespace(env: Env) -> None:
 def test_listener_sees_exactly_the_connections_made(env: Env) -> None:
     run = clients.hold_connection(env.ns, env.ns.host_ip, env.host["used"].port, 0.3)
     assert run.pid > 0
-    assert f"accepted {env.ns.peer_ip}:" in env.host["used"].output()
+    accepted = env.host["used"].wait_output(f"accepted {env.ns.peer_ip}:")
+    assert accepted.count("accepted ") == 1
     assert env.host["idle"].output() == ""  # readiness checks never connect
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from tests.support.netns import PeerNamespace
 
 TELNET_ESCAPE = b"\x1d"  # ^], telnet's default escape character
+TCP_ESTABLISHED = "01"  # the state column of /proc/net/tcp
 
 
 class ClientError(Exception):
@@ -127,16 +128,46 @@ def curl(url: str, *, insecure: bool = False, timeout: float = 10.0) -> ClientRu
     return _finish(proc, argv, None, timeout + 5)
 
 
-def open_connection(ns: PeerNamespace | None, address: str, port: int) -> subprocess.Popen[bytes]:
+def open_connection(
+    ns: PeerNamespace | None, address: str, port: int, *, timeout: float = 10.0
+) -> subprocess.Popen[bytes]:
     """Connect with ``busybox nc`` (from ``ns``, or the host) and keep the connection open
-    until :func:`close_connection`."""
+    until :func:`close_connection`. Returns once the connection is established, so a
+    caller that closes it soon after still has made it."""
     argv = ["busybox", "nc", address, str(port)]
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         ns.cmd(argv) if ns is not None else argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    deadline = time.monotonic() + timeout
+    while not _holds_established_tcp(proc.pid):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            failed = close_connection(proc)
+            raise ClientError(f"{failed.argv} never connected: {failed.output!r}")
+        time.sleep(0.01)
+    return proc
+
+
+def _holds_established_tcp(pid: int) -> bool:
+    """Whether process ``pid`` holds an established TCP socket (looked up in the tables
+    of its own network namespace)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as rows:
+            next(rows, None)  # the header
+            for row in rows:
+                fields = row.split()  # sl local remote st ... uid timeout inode
+                if fields[3] == TCP_ESTABLISHED and fields[9] in inodes:
+                    return True
+    return False
 
 
 def close_connection(proc: subprocess.Popen[bytes]) -> ClientRun:

@@ -59,6 +59,16 @@ class Server:
         """What the server has written to its log so far."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def wait_output(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it contains ``text`` (a server logs after the fact it reports,
+        so a busy machine lets a reader come too early); fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while text not in (output := self.output()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} never logged {text!r}: {output!r}")
+            time.sleep(0.02)
+        return output
+
 
 class ServerSet(contextlib.AbstractContextManager["ServerSet"]):
     """Starts servers in a work directory; stops all of them on exit, even on failure.
