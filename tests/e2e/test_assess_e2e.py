@@ -32,8 +32,11 @@ from tests.support.scenarios import (
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 
-WINDOW_S = 8  # the scenario takes about 3 s (6 s with polling's held sessions)
+SCENARIO_S = 3.0  # the scenario without held sessions: 1.5 s idle, about 3 s under load
 POLL_HOLD_S = 3.0  # polling sees what lives across polls: hold sessions this long
+# Every window leaves the same slack after its scenario (which must end 0.5 s before the
+# window does): the polling window, whose scenario holds its sessions, is the longer.
+WINDOW_SLACK_S = 5.0
 CORE_RULES = {
     "insecure-client-login",
     "insecure-client-general",
@@ -77,7 +80,8 @@ def the_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def _assess(the_lab: Lab, workdir: Path, probes: str, hold: float, program_ms: int) -> Window:
-    with AssessRun(workdir, duration=WINDOW_S, probes=probes) as run:
+    window_s = SCENARIO_S + hold + WINDOW_SLACK_S
+    with AssessRun(workdir, duration=window_s, probes=probes) as run:
         scenario = drive(the_lab, hold=hold, program_ms=program_ms)
     return Window(scenario, run.report)
 
