@@ -11,6 +11,7 @@ stat-keyed cache). Every fact goes into the window's :class:`FactSet` and to the
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import os
@@ -56,6 +57,7 @@ from probes.events import EventArray, Flag, Kind, StringTable, comm_text
 # After an exec: read at once, then once the loader has mapped the libraries, then later.
 REREAD_DELAYS_S = (0.0, 0.03, 0.3, 3.0)
 RESCAN_INTERVAL_S = 15.0
+MAX_RECENT_EXITS = 65536  # exits remembered to recognise late poll snapshots
 NOT_ROOT_REASON = "not root: process memory maps unreadable"
 
 
@@ -126,6 +128,9 @@ class LiveFactSource(FactSource):
         self._lock = threading.Lock()
         self._images: dict[int, _Image] = {}  # pid -> current image
         self._forks: set[int] = set()  # forked children that have not exec'd yet
+        # pid -> when it exited, for recent exits: a poll taken before an exit can be
+        # delivered after it, and must not start a second image of the process.
+        self._exits: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._tasks: list[tuple[float, int, _Image]] = []
         self._task_seq = 0
         self._wake = threading.Condition()
@@ -228,8 +233,11 @@ class LiveFactSource(FactSource):
             image = self._images.pop(pid, None)
             if image is not None:
                 image.done = image.reads > 0
+                self._note_exit(pid, int(row["ts_wall"]))
             return
+        exited_at = self._exits.get(pid, -1)
         if kind == Kind.FORK:
+            self._exits.pop(pid, None)  # a new process with a recycled pid
             self._forks.add(pid)  # the parent's image, until the child execs
             return
         exe_hint = strings.get(int(row["str_a"]))
@@ -237,6 +245,8 @@ class LiveFactSource(FactSource):
         if kind == Kind.PROC_SNAPSHOT:
             if pid in self._images or pid in self._forks or not exe_hint:
                 return  # already followed, a fork child, or a kernel thread
+            if int(row["ts_wall"]) <= exited_at:
+                return  # a poll from before the pid's exit, delivered after it
             parent = self._images.get(int(row["ppid"]))
             if parent and (parent.exe_hint, parent.cmdline_hint) == (exe_hint, cmdline_hint):
                 self._forks.add(pid)  # polling met a fork child before its exec
@@ -264,6 +274,7 @@ class LiveFactSource(FactSource):
             old.done = True  # the pid exec'd: the old image is gone
         self._images[pid] = image
         self._forks.discard(pid)
+        self._exits.pop(pid, None)
         delays = (
             REREAD_DELAYS_S
             if kind == Kind.EXEC or not int(row["flags"]) & Flag.SNAPSHOT
@@ -271,6 +282,11 @@ class LiveFactSource(FactSource):
         )
         for delay in delays:
             self._schedule(image, now + delay)
+
+    def _note_exit(self, pid: int, ts_ns: int) -> None:
+        self._exits[pid] = ts_ns
+        if len(self._exits) > MAX_RECENT_EXITS:
+            self._exits.popitem(last=False)
 
     def _schedule(self, image: _Image, due: float) -> None:
         self._task_seq += 1

@@ -266,3 +266,32 @@ def test_an_image_polled_before_its_exec_event_is_one_image(
         proc.wait()
         facts.close()
     assert len([p for p in result.processes.values() if p.pid == proc.pid]) == images
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("polled_at", "images"), [(0.55, 1), (0.7, 2)])
+def test_a_poll_delivered_after_the_exit_it_preceded_is_no_new_image(
+    polled_at: float, images: int
+) -> None:
+    """The reverse order: eBPF's EXEC and EXIT of a short process are handled first, then
+    a poll that met the process alive arrives. Only a poll from after the exit (a new
+    process with the same pid) is a new image."""
+    strings = StringTable()
+    facts = LiveFactSource()
+    proc = subprocess.Popen(["sleep", "5"])
+    proc.kill()
+    proc.wait()  # gone before any batch arrives, as a 50 ms program is
+    ids = {"pid": proc.pid, "ppid": os.getpid()}
+    first = [
+        event(strings, Kind.EXEC, t=0.5, str_a="/usr/bin/sleep", str_b="sleep 5", **ids),
+        event(strings, Kind.EXIT, t=0.6, **ids),
+    ]
+    snap = {"str_a": os.path.realpath("/usr/bin/sleep"), "str_b": "sleep 5", "aux": 1}
+    late = event(strings, Kind.PROC_SNAPSHOT, t=polled_at, **snap, **ids)
+    try:
+        facts.observe(batch(*first), strings)
+        facts.observe(batch(late), strings)
+        result = facts.facts(timeout=30)
+    finally:
+        facts.close()
+    assert len([p for p in result.processes.values() if p.pid == proc.pid]) == images
