@@ -225,15 +225,3 @@ class AssessRun(WindowRun):
             self._report = Report(json.loads(self.output.read_text()))
         except (OSError, ValueError) as e:
             raise AssessError(f"unreadable report {self.output}: {e}; {self._describe()}") from e
-
-
-class CaptureRun(WindowRun):
-    """``rba capture --duration Ns --output TRACE --probes P`` around a block."""
-
-    def __init__(
-        self, trace: Path, *, duration: float, probes: str = "auto", extra: tuple[str, ...] = ()
-    ) -> None:
-        self.trace = trace
-        argv = [*RBA, "capture", "--duration", f"{duration:g}s", "--output", str(trace)]
-        argv += ["--probes", probes, *extra]
-        super().__init__(argv, duration=duration, probes=probes)
