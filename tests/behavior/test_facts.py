@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from behavior.facts.interface import (
 from behavior.facts.live import LiveFactSource
 from behavior.facts.packages import PackageIndex
 from behavior.facts.procfs import parse_maps, script_argument
-from probes.events import Kind, StringTable
+from probes.events import EventArray, Kind, StringTable
 from tests.behavior.synth import batch, binary, event, process
 
 
@@ -154,6 +155,27 @@ def _gather(
         facts.close()
 
 
+def _gather_rows(strings: StringTable, *batches: EventArray) -> FactSet:
+    """What a fresh live fact source gathers from ``batches``, observed in that order."""
+    facts = LiveFactSource()
+    try:
+        for rows in batches:
+            facts.observe(rows, strings)
+        return facts.facts(timeout=30)
+    finally:
+        facts.close()
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A running ``sleep 5``, killed afterwards."""
+    proc = subprocess.Popen(["sleep", "5"])
+    time.sleep(0.2)  # exec'd, libraries mapped
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
 @pytest.mark.root
 def test_live_source_reads_a_running_process_and_its_files() -> None:
     gathered: list[object] = []
@@ -209,27 +231,20 @@ def test_a_failing_sink_does_not_stop_the_gathering() -> None:
 
 @pytest.mark.root
 @pytest.mark.parametrize("announced_by_fork", [True, False])
-def test_fork_children_are_not_new_images(announced_by_fork: bool) -> None:
+def test_fork_children_are_not_new_images(
+    announced_by_fork: bool, sleeper: subprocess.Popen[bytes]
+) -> None:
     """A child seen between fork and exec (polling meets it; eBPF announces it with a
     FORK) runs its parent's image: it is no second process image of the program."""
     strings = StringTable()
-    facts = LiveFactSource()
-    proc = subprocess.Popen(["sleep", "5"])
     child = 4_194_304  # PID_MAX_LIMIT, never a pid: any fact about it would be a fallback
     snap = {"kind": Kind.PROC_SNAPSHOT, "str_a": "/usr/bin/sleep", "str_b": "sleep 5"}
-    rows = [event(strings, pid=proc.pid, ppid=os.getpid(), **snap)]
+    rows = [event(strings, pid=sleeper.pid, ppid=os.getpid(), **snap)]
     if announced_by_fork:
-        rows.append(event(strings, Kind.FORK, pid=child, ppid=proc.pid))
-    rows.append(event(strings, pid=child, ppid=proc.pid, t=0.5, **snap))
-    try:
-        time.sleep(0.2)
-        facts.observe(batch(*rows), strings)
-        result = facts.facts(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-        facts.close()
-    assert [p.pid for p in result.processes.values()] == [proc.pid]
+        rows.append(event(strings, Kind.FORK, pid=child, ppid=sleeper.pid))
+    rows.append(event(strings, pid=child, ppid=sleeper.pid, t=0.5, **snap))
+    result = _gather_rows(strings, batch(*rows))
+    assert [p.pid for p in result.processes.values()] == [sleeper.pid]
     assert result.gaps == {}
 
 
@@ -243,29 +258,20 @@ def test_fork_children_are_not_new_images(announced_by_fork: bool) -> None:
     ],
 )
 def test_an_image_polled_before_its_exec_event_is_one_image(
-    exec_at: float, argv: tuple[str, str], images: int
+    exec_at: float, argv: tuple[str, str], images: int, sleeper: subprocess.Popen[bytes]
 ) -> None:
     """Polling and eBPF batches arrive in either order: a poll that met the process
     before its EXEC event arrived saw the same image, not an earlier one."""
     strings = StringTable()
-    facts = LiveFactSource()
-    proc = subprocess.Popen(["sleep", "5"])
     exe, cmdline = argv
+    ids = {"pid": sleeper.pid, "ppid": os.getpid()}
     snap = {"str_a": os.path.realpath("/usr/bin/sleep"), "str_b": "sleep 5", "aux": 1}
     rows = [
-        event(strings, Kind.PROC_SNAPSHOT, pid=proc.pid, ppid=os.getpid(), t=1.0, **snap),
-        event(strings, Kind.EXEC, pid=proc.pid, ppid=os.getpid(), t=exec_at, str_a=exe,
-              str_b=cmdline),
-    ]  # fmt: skip
-    try:
-        time.sleep(0.2)
-        facts.observe(batch(*rows), strings)
-        result = facts.facts(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-        facts.close()
-    assert len([p for p in result.processes.values() if p.pid == proc.pid]) == images
+        event(strings, Kind.PROC_SNAPSHOT, t=1.0, **snap, **ids),
+        event(strings, Kind.EXEC, t=exec_at, str_a=exe, str_b=cmdline, **ids),
+    ]
+    result = _gather_rows(strings, batch(*rows))
+    assert len([p for p in result.processes.values() if p.pid == sleeper.pid]) == images
 
 
 @pytest.mark.root
@@ -277,7 +283,6 @@ def test_a_poll_delivered_after_the_exit_it_preceded_is_no_new_image(
     a poll that met the process alive arrives. Only a poll from after the exit (a new
     process with the same pid) is a new image."""
     strings = StringTable()
-    facts = LiveFactSource()
     proc = subprocess.Popen(["sleep", "5"])
     proc.kill()
     proc.wait()  # gone before any batch arrives, as a 50 ms program is
@@ -288,10 +293,5 @@ def test_a_poll_delivered_after_the_exit_it_preceded_is_no_new_image(
     ]
     snap = {"str_a": os.path.realpath("/usr/bin/sleep"), "str_b": "sleep 5", "aux": 1}
     late = event(strings, Kind.PROC_SNAPSHOT, t=polled_at, **snap, **ids)
-    try:
-        facts.observe(batch(*first), strings)
-        facts.observe(batch(late), strings)
-        result = facts.facts(timeout=30)
-    finally:
-        facts.close()
+    result = _gather_rows(strings, batch(*first), batch(late))
     assert len([p for p in result.processes.values() if p.pid == proc.pid]) == images
