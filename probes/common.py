@@ -6,10 +6,41 @@ import collections
 import queue
 import threading
 import time
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from probes.events import EventArray, empty
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class RecentMap(Generic[K, V]):
+    """A mapping that keeps only the ``limit`` keys added most recently (the oldest
+    added is dropped first): memory stays bounded however long the window runs."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: collections.OrderedDict[K, V] = collections.OrderedDict()
+
+    def put(self, key: K, value: V) -> None:
+        """Add or update ``key`` (an update keeps the key's place in the order)."""
+        self._entries[key] = value
+        if len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
+
+    def get(self, key: K) -> V | None:
+        return self._entries.get(key)
+
+    def pop(self, key: K) -> V | None:
+        return self._entries.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def clock_pair() -> tuple[int, int]:

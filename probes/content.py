@@ -10,12 +10,12 @@ no event, trace, log or report ever holds them.
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from probes.classify import MAX_CLIENT_PAYLOADS, classify
+from probes.common import RecentMap
 from probes.events import ADDR_LEN, COMM_LEN, EVENT_SIZE, Flag, Kind, Source, StringTable, empty
 
 PAYLOAD_LEN = 64
@@ -67,7 +67,7 @@ class ContentTracker:
     def __init__(self, strings: StringTable) -> None:
         self._strings = strings
         self._pending: dict[tuple[int, int], _Pending] = {}
-        self._done: collections.OrderedDict[tuple[int, int, int], None] = collections.OrderedDict()
+        self._done: RecentMap[tuple[int, int, int], None] = RecentMap(_DONE_MAX)
         self._hits: list[tuple[bytes, str]] = []  # (first record, label)
         self.records = 0
         self.labelled = 0
@@ -119,9 +119,7 @@ class ContentTracker:
         if final_only and not verdict.final:
             return False
         del self._pending[key]
-        self._done[(*key, pending.conn)] = None
-        if len(self._done) > _DONE_MAX:
-            self._done.popitem(last=False)
+        self._done.put((*key, pending.conn), None)
         self._hit(pending.head, verdict.label)
         return True
 

@@ -24,11 +24,11 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from probes.common import BatchQueue, GapCounter, wall_offset_ns
+from probes.common import BatchQueue, GapCounter, RecentMap, wall_offset_ns
 from probes.content import ContentTracker
 from probes.events import (
     ADDR_LEN,
@@ -72,8 +72,7 @@ GAP_AMBIGUOUS_LISTENER = (
 )
 
 _V4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
-_RECENT_MAX = 65536  # entries kept by each _Recent map
-K = TypeVar("K")
+_RECENT_MAX = 65536  # entries kept by each of the attributor's recent-connection maps
 _ANY = bytes(ADDR_LEN)
 
 
@@ -355,24 +354,6 @@ class Listener(NamedTuple):
         return self.family == family and self.addr == addr
 
 
-class _Recent(Generic[K]):
-    """A netns per key for the most recent ``_RECENT_MAX`` keys (oldest dropped)."""
-
-    def __init__(self) -> None:
-        self._entries: collections.OrderedDict[K, int] = collections.OrderedDict()
-
-    def put(self, key: K, netns: int) -> None:
-        self._entries[key] = netns
-        if len(self._entries) > _RECENT_MAX:
-            self._entries.popitem(last=False)
-
-    def get(self, key: K) -> int | None:
-        return self._entries.get(key)
-
-    def pop(self, key: K) -> int | None:
-        return self._entries.pop(key, None)
-
-
 class _Columns:
     """A batch's columns as Python lists: cheap to read and write per event, written
     back to the batch in one go."""
@@ -434,10 +415,10 @@ class Attributor:
         self.sockets: dict[int, Owner] = {}
         self.listeners: dict[int, list[Listener]] = collections.defaultdict(list)
         # (saddr, sport, daddr, dport) of our active connections -> the client's netns.
-        self.recent_active: _Recent[tuple[bytes, int, bytes, int]] = _Recent()
+        self.recent_active: RecentMap[tuple[bytes, int, bytes, int], int] = RecentMap(_RECENT_MAX)
         # (pid, family, daddr, dport) of connects and sends -> netns: a content label can
         # be settled after its process exited, when /proc no longer tells its netns.
-        self.recent_outbound: _Recent[tuple[int, int, bytes, int]] = _Recent()
+        self.recent_outbound: RecentMap[tuple[int, int, bytes, int], int] = RecentMap(_RECENT_MAX)
         # netns -> (when read, local addresses), to place ambiguous passive connections.
         self.netns_addresses: dict[int, tuple[float, set[tuple[int, bytes]]]] = {}
         # Connections established before the window, by (saddr, sport, daddr, dport).

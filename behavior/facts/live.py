@@ -11,7 +11,6 @@ stat-keyed cache). Every fact goes into the window's :class:`FactSet` and to the
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import heapq
 import os
@@ -52,6 +51,7 @@ from behavior.facts.procfs import (
     script_argument,
 )
 from binanalysis import BinaryFacts, BinaryParseError, FactsCache
+from probes.common import RecentMap
 from probes.events import EventArray, Flag, Kind, StringTable, comm_text
 
 # After an exec: read at once, then once the loader has mapped the libraries, then later.
@@ -130,7 +130,7 @@ class LiveFactSource(FactSource):
         self._forks: set[int] = set()  # forked children that have not exec'd yet
         # pid -> when it exited, for recent exits: a poll taken before an exit can be
         # delivered after it, and must not start a second image of the process.
-        self._exits: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self._exits: RecentMap[int, int] = RecentMap(MAX_RECENT_EXITS)
         self._tasks: list[tuple[float, int, _Image]] = []
         self._task_seq = 0
         self._wake = threading.Condition()
@@ -233,19 +233,20 @@ class LiveFactSource(FactSource):
             image = self._images.pop(pid, None)
             if image is not None:
                 image.done = image.reads > 0
-                self._note_exit(pid, int(row["ts_wall"]))
+                self._exits.put(pid, int(row["ts_wall"]))
             return
-        exited_at = self._exits.get(pid, -1)
         if kind == Kind.FORK:
-            self._exits.pop(pid, None)  # a new process with a recycled pid
+            self._exits.pop(pid)  # a new process with a recycled pid
             self._forks.add(pid)  # the parent's image, until the child execs
             return
         exe_hint = strings.get(int(row["str_a"]))
         cmdline_hint = strings.get(int(row["str_b"]))
+        old = self._images.get(pid)
         if kind == Kind.PROC_SNAPSHOT:
-            if pid in self._images or pid in self._forks or not exe_hint:
+            if old is not None or pid in self._forks or not exe_hint:
                 return  # already followed, a fork child, or a kernel thread
-            if int(row["ts_wall"]) <= exited_at:
+            exited_at = self._exits.get(pid)
+            if exited_at is not None and int(row["ts_wall"]) <= exited_at:
                 return  # a poll from before the pid's exit, delivered after it
             parent = self._images.get(int(row["ppid"]))
             if parent and (parent.exe_hint, parent.cmdline_hint) == (exe_hint, cmdline_hint):
@@ -253,7 +254,6 @@ class LiveFactSource(FactSource):
                 return
             key = f"{pid}@{int(row['aux'])}"
         else:
-            old = self._images.get(pid)
             if old is not None and _polled_after(old, int(row["ts_wall"]), exe_hint, cmdline_hint):
                 return  # polling met this image before the exec's event arrived
             key = f"{pid}@{int(row['ts_wall'])}"
@@ -269,12 +269,11 @@ class LiveFactSource(FactSource):
             seen_ns=int(row["ts_wall"]),
             polled=kind == Kind.PROC_SNAPSHOT,
         )
-        old = self._images.get(pid)
         if old is not None:
             old.done = True  # the pid exec'd: the old image is gone
         self._images[pid] = image
         self._forks.discard(pid)
-        self._exits.pop(pid, None)
+        self._exits.pop(pid)
         delays = (
             REREAD_DELAYS_S
             if kind == Kind.EXEC or not int(row["flags"]) & Flag.SNAPSHOT
@@ -282,11 +281,6 @@ class LiveFactSource(FactSource):
         )
         for delay in delays:
             self._schedule(image, now + delay)
-
-    def _note_exit(self, pid: int, ts_ns: int) -> None:
-        self._exits[pid] = ts_ns
-        if len(self._exits) > MAX_RECENT_EXITS:
-            self._exits.popitem(last=False)
 
     def _schedule(self, image: _Image, due: float) -> None:
         self._task_seq += 1
