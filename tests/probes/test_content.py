@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import socket
 import ssl
@@ -24,50 +23,28 @@ from probes.content import (
     DIR_CLIENT,
     DIR_SERVER,
     PAYLOAD_DTYPE,
+    PAYLOAD_LEN,
     PAYLOAD_SIZE,
     PROTO_TCP,
     PROTO_UDP,
     ROLE_ACTIVE,
     ContentTracker,
 )
-from probes.ebpf import PROGRAM_PATH, EbpfSource
+from probes.ebpf import EbpfSource
 from probes.events import EVENT_DTYPE, EventArray, Flag, Kind, StringTable, format_address
 from tests.probes.conftest import select
 from tests.probes.test_classify import CLIENT_HELLO, SNMP_V2C_GET
+from tests.support.c_layout import compiled_layout, dtype_layout, members, struct_source
 
 # ---- the record layout ----------------------------------------------------------------
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
 def test_kernel_payload_struct_matches_numpy_dtype(tmp_path: Path) -> None:
-    text = PROGRAM_PATH.read_text()
-    struct = text[text.index("// payload layout begin") : text.index("// payload layout end")]
-    body = struct[struct.index("{") + 1 : struct.rindex("}")]
-    members = re.findall(r"(\w+)(?:\[\w+\])?;", body)
-    assert members == list(PAYLOAD_DTYPE.names or ())
-    prints = "\n".join(
-        f'printf("{m} %zu %zu\\n", offsetof(struct rba_payload, {m}), '
-        f"sizeof(((struct rba_payload *)0)->{m}));"
-        for m in members
-    )
-    source = tmp_path / "payload.c"
-    source.write_text(
-        "#include <stddef.h>\n#include <stdio.h>\n#include <stdint.h>\n"
-        "typedef uint8_t u8; typedef uint16_t u16; typedef uint32_t u32; typedef uint64_t u64;\n"
-        "#define RBA_PAYLOAD_LEN 64\n"
-        f"{struct}\nint main(void) {{\n{prints}\n"
-        'printf("total %zu 0\\n", sizeof(struct rba_payload));\nreturn 0;\n}\n'
-    )
-    subprocess.run(["gcc", "-o", str(tmp_path / "p"), str(source)], check=True)
-    out = subprocess.run([str(tmp_path / "p")], capture_output=True, text=True, check=True)
-    fields = PAYLOAD_DTYPE.fields
-    assert fields is not None
-    for line in out.stdout.splitlines():
-        name, offset, size = line.split()
-        if name == "total":
-            assert int(offset) == PAYLOAD_DTYPE.itemsize
-        else:
-            assert (int(offset), int(size)) == (fields[name][1], fields[name][0].itemsize)
+    assert members(struct_source("payload")) == list(PAYLOAD_DTYPE.names or ())
+    defines = f"#define RBA_PAYLOAD_LEN {PAYLOAD_LEN}\n"
+    layout = compiled_layout(tmp_path, "payload", "rba_payload", defines)
+    assert layout == dtype_layout(PAYLOAD_DTYPE)
 
 
 # ---- the tracker -------------------------------------------------------------------------
