@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from behavior.errors import UsageError
+from behavior.interface import UsageError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")

@@ -2,7 +2,7 @@
 
 Builds a realistic window (default 500 process images, each mapping ~30 of 2,000 shared
 libraries, 200 listeners, 5,000 outbound endpoints) as events plus recorded facts, then
-times :meth:`behavior.assess.Assessment.finish`: observations, every rule, the report,
+times :meth:`behavior.window.assess.Assessment.finish`: observations, every rule, the report,
 and rendering it as JSON and text. Prints the median of the repeats.
 
     .venv/bin/python bench/fold_evaluate.py [--processes 500] [--repeats 5]
@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 
-from behavior.assess import AssessConfig, Assessment
 from behavior.facts.interface import (
     CoverageFact,
     DirFact,
@@ -28,7 +27,8 @@ from behavior.facts.interface import (
     RecordedFactSource,
 )
 from behavior.formats import Format, render
-from behavior.observer import NullObserver
+from behavior.interface import NullObserver
+from behavior.window.assess import AssessConfig, Assessment
 from binanalysis.interface import BinaryFacts, FileFormat, Relro, Verdict
 from probes.events import Flag, Kind, Source, StringTable, empty
 from probes.interface import SourceStats

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from behavior.aggregate import Aggregator
+from behavior.window.aggregate import Aggregator
 from probes.events import Flag, Kind, Source, StringTable, empty
 
 BATCH = 32_768

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fold_throughput import BATCH, make_batch
 
-from behavior.aggregate import Aggregator
 from behavior.formats import Format, render
-from behavior.timeline import TimelineCounter
+from behavior.window.aggregate import Aggregator
+from behavior.window.timeline import TimelineCounter
 from probes.events import StringTable
 from tests.formats.sample import sample_report
 

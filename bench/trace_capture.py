@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RBA = [sys.executable, "-m", "behavior.cli"]
+RBA = [sys.executable, "-m", "behavior"]
 READY = re.compile(r"^rba: window open")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -38,7 +38,7 @@ SCALARS = [
 ]
 
 
-# What behavior.record expects of a window's trace, so `rba replay` can read this one.
+# What behavior.recording expects of a window's trace, so `rba replay` can read this one.
 START = {
     "format": "rba-trace",
     "purpose": "capture",
@@ -89,7 +89,8 @@ class FedAt:
 def assessment_rates(path: str) -> tuple[float, float]:
     """The whole of ``rba replay`` on ``path``: (events/s through aggregation, seconds
     of evaluation at the end, which depend on distinct keys, not on events)."""
-    from behavior.record import load_recording, replay
+    from behavior.recording.loading import load_recording
+    from behavior.recording.replay import replay
 
     fed = FedAt()
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ import pytest
 from probes.ebpf import ebpf_unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
-RBA = [sys.executable, "-m", "behavior.cli"]
+RBA = [sys.executable, "-m", "behavior"]
 
 
 # The product's own check, so tests skip exactly where rba itself would fall back.

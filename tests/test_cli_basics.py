@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from behavior.durations import format_duration, parse_duration
-from behavior.errors import UsageError
-from behavior.output import write_atomic
+from behavior.formats.output import write_atomic
+from behavior.interface import UsageError
 from tests.conftest import run_rba
 
 
@@ -79,7 +79,7 @@ def test_report_that_cannot_be_written_at_the_end_goes_to_stdout(
     import argparse
 
     from behavior.commands.report_options import report_options
-    from behavior.report import Report, RunInfo
+    from behavior.interface import Report, RunInfo
 
     target = tmp_path / "gone" / "report.json"
     target.parent.mkdir()

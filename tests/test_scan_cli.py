@@ -191,7 +191,7 @@ def test_colour_only_on_a_terminal(programs: dict[str, Path]) -> None:
     leader, follower = pty.openpty()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "behavior.cli", "scan", "--no-cache", str(programs["good"]),
+            [sys.executable, "-m", "behavior", "scan", "--no-cache", str(programs["good"]),
              str(programs["bad"])],
             check=False, stdout=follower, stderr=subprocess.PIPE, timeout=60, cwd=REPO,
             env={k: v for k, v in os.environ.items() if k != "NO_COLOR"},
@@ -314,7 +314,9 @@ def test_recursive_skips_mounted_pseudo_filesystems(
     tree = tmp_path / "tree"
     (tree / "proc").mkdir(parents=True)
     (tree / "good").write_bytes(programs["good"].read_bytes())
-    rba = " ".join([sys.executable, "-m", "behavior.cli", "scan", "--no-cache", "-r", str(tree)])
+    rba = " ".join(
+        [sys.executable, "-m", "behavior", "scan", "--no-cache", "-r", str(tree)]
+    )
     script = f"mount -t proc proc {tree / 'proc'} && exec {rba}"
     result = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
@@ -330,7 +332,7 @@ def test_warm_scan_imports_no_parser(programs: dict[str, Path], tmp_path: Path) 
     cache = tmp_path / "facts.json"
     assert run_rba("scan", "--cache", str(cache), "-r", str(programs["tree"])).returncode == 0
     probe = (
-        "import sys; from behavior.cli import main; "
+        "import sys; from behavior.commands.cli import main; "
         f"main(['scan', '--cache', {str(cache)!r}, '--output', '/dev/null', '-r', "
         f"{str(programs['tree'])!r}]); "
         "print(sorted(m for m in ('numpy', 'pefile', 'elftools', 'binanalysis.elf', "

@@ -10,7 +10,7 @@ import threading
 from behavior.commands.report_options import add_report_options, report_options
 from behavior.commands.window import add_probe_options, interrupts_end_window
 from behavior.durations import parse_duration
-from behavior.errors import RbaError, UsageError
+from behavior.interface import RbaError, UsageError
 
 MIN_DURATION_S = 1.0
 DEFAULT_DURATION = "15m"
@@ -40,10 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rba assess``; returns the exit status."""
-    from behavior.assess import AssessConfig, run_assessment
-    from behavior.progress import TerminalObserver
-    from behavior.record import recorder_for
+    from behavior.commands.progress import TerminalObserver
+    from behavior.recording.recorder import recorder_for
     from behavior.rules import RULE_IDS
+    from behavior.window.assess import AssessConfig, run_assessment
 
     duration = parse_duration(args.duration, minimum=MIN_DURATION_S)
     poll_interval = parse_duration(args.poll_interval, minimum=0.05, maximum=60)

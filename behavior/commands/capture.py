@@ -30,12 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rba capture``."""
-    from behavior.assess import AssessConfig, run_assessment
+    from behavior.commands.progress import TerminalObserver
     from behavior.commands.window import interrupts_end_window
     from behavior.durations import parse_duration
-    from behavior.errors import RbaError, UsageError
-    from behavior.progress import TerminalObserver
-    from behavior.record import TraceRecorder
+    from behavior.interface import RbaError, UsageError
+    from behavior.recording.recorder import TraceRecorder
+    from behavior.window.assess import AssessConfig, run_assessment
 
     config = AssessConfig(
         duration_s=parse_duration(args.duration, minimum=1),

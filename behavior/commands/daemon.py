@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from behavior.daemon.config import load_config
     from behavior.daemon.logs import setup_logging
     from behavior.daemon.service import Daemon
-    from behavior.errors import RbaError, UsageError
+    from behavior.interface import RbaError, UsageError
 
     config = load_config(args.config, known_rules=engine.known_rules())
     overrides = {"socket": args.socket, "state_dir": args.state_dir}

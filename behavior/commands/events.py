@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rba events``."""
+    from behavior.commands.progress import TerminalObserver
     from behavior.durations import parse_duration
-    from behavior.progress import TerminalObserver
     from probes.backend import open_session
     from probes.events import StringTable
     from probes.interface import ProbeError

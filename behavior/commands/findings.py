@@ -6,7 +6,7 @@ import argparse
 
 from behavior.daemon.client import add_socket_argument, call
 from behavior.daemon.protocol import REQUEST_FORMATS, Request
-from behavior.output import emit
+from behavior.formats.output import emit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,9 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rba replay``."""
-    from behavior.errors import UsageError
-    from behavior.progress import TerminalObserver
-    from behavior.record import RecordingError, load_recording, replay
+    from behavior.commands.progress import TerminalObserver
+    from behavior.interface import UsageError
+    from behavior.recording.header import RecordingError
+    from behavior.recording.loading import load_recording
+    from behavior.recording.replay import replay
 
     options = report_options(args)
     observer = TerminalObserver()

@@ -8,7 +8,6 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from behavior.errors import UsageError
 from behavior.formats import Format, render
 from behavior.formats.asff import (
     PLACEHOLDER_ACCOUNT_ID,
@@ -17,9 +16,9 @@ from behavior.formats.asff import (
     check_region,
     render_asff,
 )
-from behavior.output import check_writable, emit
-from behavior.report import Report, Severity
-from behavior.suppressions import Suppression, apply_suppressions, load_suppressions
+from behavior.formats.output import check_writable, emit
+from behavior.formats.suppressions import Suppression, apply_suppressions, load_suppressions
+from behavior.interface import Report, Severity, UsageError
 
 FORMAT_CHOICES = tuple(f.value for f in Format)
 

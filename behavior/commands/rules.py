@@ -6,7 +6,7 @@ import argparse
 import json
 import textwrap
 
-from behavior.errors import UsageError
+from behavior.interface import UsageError
 
 WIDTH = 80
 

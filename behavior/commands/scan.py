@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from behavior.observer import Observer
+    from behavior.interface import Observer
     from binanalysis import BinaryFacts, BinaryReadError, FactsCache
 
 CACHE_FILE_NAME = "binary-facts.json"
@@ -78,9 +78,9 @@ class Collected:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rba scan``."""
-    from behavior.errors import UsageError
-    from behavior.output import emit
-    from behavior.progress import TerminalObserver
+    from behavior.commands.progress import TerminalObserver
+    from behavior.formats.output import emit
+    from behavior.interface import UsageError
     from binanalysis import inspect_many
 
     if not args.paths and not args.pid and not args.all_processes:
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _collect_path(path: str, recursive: bool, out: Collected) -> None:
-    from behavior.errors import UsageError
+    from behavior.interface import UsageError
 
     try:
         os.lstat(path)
@@ -197,7 +197,7 @@ def _all_pids() -> list[int]:
 def _collect_process(pid: int, out: Collected, *, explicit: bool) -> None:
     """The executable and file-backed mappings of ``pid``. Vanished processes are skipped
     (an error only for a pid the user named); denied reads are stated as gaps."""
-    from behavior.errors import UsageError
+    from behavior.interface import UsageError
 
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
@@ -263,8 +263,8 @@ def _load_cache(path: str | None, observer: Observer) -> FactsCache:
 
 
 def _save_cache(cache: FactsCache, path: str, observer: Observer) -> None:
-    from behavior.errors import UsageError
-    from behavior.output import write_atomic
+    from behavior.formats.output import write_atomic
+    from behavior.interface import UsageError
 
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)

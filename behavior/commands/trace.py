@@ -23,9 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rba trace ACTION``."""
-    from behavior.errors import UsageError
-    from behavior.output import emit
-    from behavior.record import RecordingError, describe
+    from behavior.formats.output import emit
+    from behavior.interface import UsageError
+    from behavior.recording.describe import describe
+    from behavior.recording.header import RecordingError
 
     try:
         info = describe(args.trace)
@@ -52,7 +53,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def render_info(info: dict[str, Any]) -> str:
-    """The text form of :func:`behavior.record.describe`'s result."""
+    """The text form of :func:`behavior.recording.describe`'s result."""
     head = info["header"]
     host, kernel, options = head["host"], head["kernel"], head["options"]
     window = info["window"]

@@ -18,7 +18,7 @@ from behavior.daemon.protocol import (
     parse_reply,
     read_line,
 )
-from behavior.errors import UsageError
+from behavior.interface import UsageError
 
 
 class DaemonError(UsageError):

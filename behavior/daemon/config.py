@@ -16,9 +16,9 @@ from typing import Any
 
 from behavior.daemon.schedule import Schedule, parse_schedule
 from behavior.durations import parse_duration
-from behavior.errors import UsageError
 from behavior.formats import Format
-from behavior.suppressions import Suppression, parse_suppression
+from behavior.formats.suppressions import Suppression, parse_suppression
+from behavior.interface import UsageError
 
 DEFAULT_CONFIG = "/etc/rba/rba.toml"
 DEFAULT_STATE_DIR = "/var/lib/rba"

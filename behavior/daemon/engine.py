@@ -1,6 +1,6 @@
 """The daemon's bridge to the assessment core, the probes and the formats.
 
-The daemon writes no second assessment: every run is a :class:`behavior.assess.Assessment`
+The daemon writes no second assessment: every run is a :class:`behavior.window.assess.Assessment`
 fed from the one shared probe session, and finished with the same ``finish`` that
 ``rba assess`` uses. This module keeps those imports (bcc, numpy, psutil) out of the
 client commands.
@@ -12,13 +12,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from behavior.assess import AssessConfig, Assessment
 from behavior.daemon.config import DaemonConfig, Template
 from behavior.facts.interface import FactSource
 from behavior.formats import Format, render
-from behavior.record import TraceRecorder
-from behavior.report import Report
+from behavior.interface import Report
+from behavior.recording.recorder import TraceRecorder
 from behavior.rules import RULE_IDS
+from behavior.window.assess import AssessConfig, Assessment
 from probes.backend import ProbeSession, open_session
 from probes.events import EventArray, StringTable
 from probes.interface import SourceStats
@@ -29,7 +29,7 @@ FORMATS: tuple[str, ...] = tuple(f.value for f in Format)
 
 
 class RunLogObserver:
-    """An :class:`behavior.observer.Observer` that logs a run's notices."""
+    """An :class:`behavior.interface.Observer` that logs a run's notices."""
 
     def __init__(self, run_id: str) -> None:
         self._run_id = run_id

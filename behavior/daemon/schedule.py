@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from behavior.durations import format_duration, parse_duration
-from behavior.errors import UsageError
+from behavior.interface import UsageError
 
 _DAILY = re.compile(r"^daily\s+(?:at\s+)?(\d{1,2}):(\d{2})$")
 _EVERY = re.compile(r"^every\s+(\S+)$")

@@ -31,7 +31,7 @@ from behavior.daemon.protocol import (
     parse_request,
     read_line,
 )
-from behavior.errors import RbaError
+from behavior.interface import RbaError
 
 log = logging.getLogger("rba.daemon")
 

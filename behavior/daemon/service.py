@@ -44,10 +44,9 @@ from behavior.daemon.store import (
     RunStore,
     StoreError,
 )
-from behavior.errors import RbaError
-from behavior.output import write_atomic
-from behavior.report import Report
-from behavior.suppressions import apply_suppressions
+from behavior.formats.output import write_atomic
+from behavior.formats.suppressions import apply_suppressions
+from behavior.interface import RbaError, Report
 from probes.backend import snapshot_now
 from probes.events import StringTable
 

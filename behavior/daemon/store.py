@@ -1,6 +1,6 @@
 """The results store: ``<state_dir>/runs/<run-id>/`` with ``state.json`` and ``report.json``.
 
-Both files are written atomically with mode 0600 (:func:`behavior.output.write_atomic`),
+Both files are written atomically with mode 0600 (:func:`behavior.formats.output.write_atomic`),
 the directories are 0700. The state file is written when a run starts and at each change
 of state, so a run that was still collecting or evaluating when the daemon died is found
 on the next start and marked failed with the reason. The report is written before the
@@ -19,8 +19,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from behavior.errors import RbaError, UsageError
-from behavior.output import write_atomic
+from behavior.formats.output import write_atomic
+from behavior.interface import RbaError, UsageError
 
 log = logging.getLogger("rba.daemon")
 

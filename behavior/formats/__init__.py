@@ -1,16 +1,17 @@
-"""Report formats: pure functions ``(Report) -> str``, selected by :class:`Format`."""
+"""Report formats: pure functions ``(Report) -> str``, selected by :class:`Format`.
+
+Renderers are imported when first used, so that modules of this package that do not
+render reports (output, suppressions, scan) load without them.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import importlib
+from typing import TYPE_CHECKING
 
-from behavior.formats.asff import render_asff
-from behavior.formats.html import render_html
-from behavior.formats.json_format import render_json
-from behavior.formats.ocsf import render_ocsf, render_ocsf_jsonl
-from behavior.formats.text import render_text
-from behavior.report import Report
+if TYPE_CHECKING:
+    from behavior.interface import Report
 
 
 class Format(enum.StrEnum):
@@ -24,16 +25,20 @@ class Format(enum.StrEnum):
     HTML = "html"
 
 
-RENDERERS: dict[Format, Callable[[Report], str]] = {
-    Format.TEXT: render_text,
-    Format.JSON: render_json,
-    Format.OCSF: render_ocsf,
-    Format.OCSF_JSONL: render_ocsf_jsonl,
-    Format.ASFF: render_asff,  # placeholder account and region; see render_asff
-    Format.HTML: render_html,
+# format -> (module, renderer). ASFF gets the placeholder account and region here; see
+# render_asff.
+_RENDERERS: dict[Format, tuple[str, str]] = {
+    Format.TEXT: ("behavior.formats.text", "render_text"),
+    Format.JSON: ("behavior.formats.json_format", "render_json"),
+    Format.OCSF: ("behavior.formats.ocsf", "render_ocsf"),
+    Format.OCSF_JSONL: ("behavior.formats.ocsf", "render_ocsf_jsonl"),
+    Format.ASFF: ("behavior.formats.asff", "render_asff"),
+    Format.HTML: ("behavior.formats.html", "render_html"),
 }
 
 
 def render(fmt: Format, report: Report) -> str:
     """``report`` rendered in ``fmt``."""
-    return RENDERERS[fmt](report)
+    module_name, function = _RENDERERS[fmt]
+    text: str = getattr(importlib.import_module(module_name), function)(report)
+    return text

@@ -23,7 +23,7 @@ from behavior.formats.ecosystem import (
     finding_uid,
     flatten,
 )
-from behavior.report import Report, Severity
+from behavior.interface import Report, Severity
 
 SCHEMA_VERSION = "2018-10-08"
 FINDING_TYPE = (

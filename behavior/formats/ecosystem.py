@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from behavior.report import Finding, Report, SuppressionInfo
+from behavior.interface import Finding, Report, SuppressionInfo
 
 PRODUCT_NAME = "rba"
 PRODUCT_VENDOR = "rba project"

@@ -16,7 +16,7 @@ from typing import Any
 from behavior.durations import format_duration
 from behavior.formats.ecosystem import Entry, entries, flatten
 from behavior.formats.svg import connections_chart, execs_chart, listeners_chart
-from behavior.report import Report, Severity
+from behavior.interface import Report, Severity
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 SEVERITY_CLASS = {

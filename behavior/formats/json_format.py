@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from behavior.report import SCHEMA_VERSION, Finding, Report, RunInfo, SuppressionInfo
+from behavior.interface import SCHEMA_VERSION, Finding, Report, RunInfo, SuppressionInfo
 
 
 def run_to_dict(run: RunInfo) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from behavior.formats.ecosystem import (
     finding_uid,
     product_version,
 )
-from behavior.report import Finding, Report, Severity
+from behavior.interface import Finding, Report, Severity
 
 OCSF_VERSION = "1.5.0"
 CATEGORY_FINDINGS = 2

@@ -1,7 +1,7 @@
 """Hand-written inline SVG for the HTML report's timeline: small, deterministic, and
 needing nothing but the standard library (no plotting package, no script, no font).
 
-Each function takes the report's JSON-ready ``timeline`` (see :mod:`behavior.timeline`)
+Each function takes the report's JSON-ready ``timeline`` (see :mod:`behavior.window.timeline`)
 and returns one ``<svg>`` element as text. Every mark has a ``<title>``, which browsers
 show as a tooltip, so the exact numbers are one hover away.
 """

@@ -8,7 +8,7 @@ import textwrap
 from typing import Any
 
 from behavior.durations import format_duration
-from behavior.report import Finding, Report, Severity
+from behavior.interface import Finding, Report, Severity
 
 WIDTH = 80
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from behavior.observations import Connection
+from behavior.interface import Connection
 from behavior.rules.interface import (
     RuleInfo,
     RuleInput,

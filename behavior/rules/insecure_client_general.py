@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from behavior.report import Severity
+from behavior.interface import Severity
 from behavior.rules.client_common import evaluate_clients
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult
 

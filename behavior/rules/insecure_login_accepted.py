@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from behavior.observations import LoginAccepted
-from behavior.report import Severity
+from behavior.interface import LoginAccepted, Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding, listed_pids
 
 INFO = RuleInfo(

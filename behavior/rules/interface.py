@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from behavior.facts.interface import FactSet
-from behavior.observations import Observations
-from behavior.report import Finding, Severity
+from behavior.interface import Finding, Observations, Severity
 
 
 @dataclass(frozen=True)

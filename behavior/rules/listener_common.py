@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from behavior.observations import Listener
+from behavior.interface import Listener
 from behavior.rules.interface import RuleInput, process_evidence
 
 

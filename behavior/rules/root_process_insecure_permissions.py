@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from behavior.facts.interface import FactSet, ImageGroup, PathStat, ProcessFact
-from behavior.report import Severity
+from behavior.interface import Severity
 from behavior.rules.interface import (
     Rule,
     RuleInfo,

@@ -3,7 +3,7 @@ processes whose stack was executable at run time."""
 
 from __future__ import annotations
 
-from behavior.report import Finding, Severity
+from behavior.interface import Finding, Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, listed_pids
 from behavior.rules.software_common import (
     FileUse,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from behavior.report import Severity
+from behavior.interface import Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult
 from behavior.rules.software_common import (
     binary_analysis_unavailable,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from behavior.report import Severity
+from behavior.interface import Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding
 from behavior.rules.listener_common import host_listeners_by_port, listener_evidence
 

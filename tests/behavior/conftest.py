@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from behavior.aggregate import Aggregator
 from behavior.facts.interface import FactSet
 from behavior.rules.interface import Rule, RuleInput, RuleResult
+from behavior.window.aggregate import Aggregator
 from probes.events import EventArray, StringTable
 from tests.behavior.synth import SEC, T0, facts_with
 

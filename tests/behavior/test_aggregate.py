@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from behavior.aggregate import Aggregator
+from behavior.window.aggregate import Aggregator
 from probes.events import Flag, Kind, Source, StringTable
 from tests.behavior.synth import SEC, T0, accept, batch, connect, event, listen
 

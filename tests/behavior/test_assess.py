@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from behavior.assess import AssessConfig, AssessError, Assessment
 from behavior.facts.interface import RecordedFactSource
 from behavior.formats import Format, render
-from behavior.observer import NullObserver
+from behavior.interface import NullObserver
 from behavior.rules import RULE_IDS
+from behavior.window.assess import AssessConfig, AssessError, Assessment
 from probes.events import StringTable
 from probes.interface import SourceStats
 from tests.behavior.synth import (

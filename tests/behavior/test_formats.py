@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from behavior.formats import Format, render
-from behavior.report import Finding, Report, RuleStatus, RunInfo, Severity
+from behavior.interface import Finding, Report, RuleStatus, RunInfo, Severity
 
 
 def _finding(rule_id: str, severity: Severity, **evidence: object) -> Finding:

@@ -6,7 +6,7 @@ import pytest
 
 from behavior.facts import interface
 from behavior.facts.interface import FactSet, PathStat
-from behavior.observations import Observations
+from behavior.interface import Observations
 from behavior.rules import (
     root_process_insecure_permissions,
     software_without_aslr,

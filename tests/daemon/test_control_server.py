@@ -152,7 +152,7 @@ def test_non_root_user_cannot_connect(server: tuple[ControlServer, str]) -> None
             "--clear-groups",
             sys.executable,
             "-m",
-            "behavior.cli",
+            "behavior",
             "status",
             "--socket",
             path,

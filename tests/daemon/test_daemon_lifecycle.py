@@ -126,7 +126,15 @@ def test_readiness_is_notified_once_the_socket_answers(daemon: DaemonProcess) ->
 
 def test_non_root_user_cannot_connect(daemon: DaemonProcess) -> None:
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    client = [sys.executable, "-m", "behavior.cli", "run", "short", "--socket", daemon.socket]
+    client = [
+        sys.executable,
+        "-m",
+        "behavior.commands.cli",
+        "run",
+        "short",
+        "--socket",
+        daemon.socket,
+    ]
     result = subprocess.run(
         [*as_nobody, *client],
         capture_output=True,

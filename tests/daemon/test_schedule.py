@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from behavior.daemon.schedule import parse_schedule
-from behavior.errors import UsageError
+from behavior.interface import UsageError
 
 UTC = dt.UTC
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from behavior.report import Report
-from behavior.suppressions import apply_suppressions, parse_suppressions
+from behavior.formats.suppressions import apply_suppressions, parse_suppressions
+from behavior.interface import Report
 from tests.formats.sample import sample_report
 
 TODAY = dt.date(2026, 6, 1)

@@ -1,7 +1,7 @@
 """One realistic report for the format tests, made by the real assessment core.
 
 Synthetic kernel events and file facts (see tests/behavior/synth.py) go through
-:class:`behavior.assess.Assessment`, so the findings carry the evidence shapes the rules
+:class:`behavior.window.assess.Assessment`, so the findings carry the evidence shapes the rules
 really produce, and the report carries a real timeline: a telnet login and plain HTTP
 from this host, an unused listener on 8080, vsftpd on 21 that accepted three
 connections, DNS over UDP, a binary without DEP or stack cookies that was exec'd twice,
@@ -9,10 +9,9 @@ and a root process running a binary a user can modify."""
 
 from __future__ import annotations
 
-from behavior.assess import AssessConfig, Assessment
 from behavior.facts.interface import FactSet, PathStat, RecordedFactSource
-from behavior.observer import NullObserver
-from behavior.report import Report
+from behavior.interface import NullObserver, Report
+from behavior.window.assess import AssessConfig, Assessment
 from probes.events import Flag, Kind, StringTable
 from probes.interface import SourceStats
 from tests.behavior.synth import (

@@ -25,7 +25,7 @@ from behavior.formats.asff import (
     check_account_id,
     check_region,
 )
-from behavior.report import Report, Severity
+from behavior.interface import Report, Severity
 from tests.conftest import run_rba
 
 # Security Hub's bands for Severity.Normalized.

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from behavior.formats import Format, render
-from behavior.report import Report
+from behavior.interface import Report
 from tests.formats.test_asff import _check_limits
 
 GOLDEN = Path(__file__).parent / "golden"

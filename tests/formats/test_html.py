@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from behavior.formats import Format, render
-from behavior.report import Report
+from behavior.interface import Report
 from tests.formats.chromium import CHROMIUM, open_page
 
 needs_chromium = pytest.mark.skipif(

@@ -12,7 +12,7 @@ import pytest
 
 from behavior.formats import Format, render
 from behavior.formats.ocsf import ocsf_events
-from behavior.report import Report
+from behavior.interface import Report
 
 Validator = Callable[[dict[str, Any]], list[str]]
 BINARY = {"software-without-dep", "software-without-stack-cookies"}

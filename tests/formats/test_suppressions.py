@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 
 from behavior.daemon.config import parse_config
-from behavior.errors import UsageError
 from behavior.formats import Format, render
 from behavior.formats.asff import asff_findings
 from behavior.formats.ocsf import ocsf_events
-from behavior.report import Finding, Report
+from behavior.formats.suppressions import apply_suppressions, load_suppressions, parse_suppressions
+from behavior.interface import Finding, Report, UsageError
 from behavior.rules import RULE_IDS
-from behavior.suppressions import apply_suppressions, load_suppressions, parse_suppressions
 from tests.conftest import run_rba
 from tests.formats.conftest import TODAY
 

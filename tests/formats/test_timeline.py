@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from behavior.assess import AssessConfig, Assessment
 from behavior.facts.interface import RecordedFactSource
-from behavior.observer import NullObserver
-from behavior.report import Report
-from behavior.timeline import MAX_BUCKETS, MAX_LISTENERS
+from behavior.interface import NullObserver, Report
+from behavior.window.assess import AssessConfig, Assessment
+from behavior.window.timeline import MAX_BUCKETS, MAX_LISTENERS
 from probes.events import EventArray, Flag, Kind, Source, StringTable
 from probes.interface import SourceStats
 from tests.behavior.synth import SEC, T0, accept, batch, connect, event, listen

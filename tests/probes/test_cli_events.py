@@ -113,7 +113,7 @@ def _unprivileged_can_run() -> str | None:
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         return "needs root and setpriv to drop privileges"
     check = subprocess.run(
-        [*UNPRIVILEGED, sys.executable, "-c", "import behavior.cli"],
+        [*UNPRIVILEGED, sys.executable, "-c", "import behavior.commands.cli"],
         cwd=REPO,
         capture_output=True,
         check=False,

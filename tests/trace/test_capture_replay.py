@@ -43,7 +43,7 @@ class _Refuse:
             raise ImportError(f'{name} imported on the replay path')
         return None
 sys.meta_path.insert(0, _Refuse())
-from behavior.cli import main
+from behavior.commands.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -297,8 +297,10 @@ def small_trace() -> Iterator[Path]:
 def test_replay_of_a_cut_real_trace_reports_what_it_recovered(
     small_trace: Path, tmp_path: Path
 ) -> None:
-    from behavior.observer import NullObserver
-    from behavior.record import RecordingError, load_recording, replay
+    from behavior.interface import NullObserver
+    from behavior.recording.header import RecordingError
+    from behavior.recording.loading import load_recording
+    from behavior.recording.replay import replay
 
     data = small_trace.read_bytes()
     # A cut trace holds less than the whole one: reading it must not cost much more.
@@ -369,8 +371,10 @@ def test_replay_of_a_real_trace_with_flipped_bytes_is_partial_or_an_error(
 ) -> None:
     import numpy as np
 
-    from behavior.observer import NullObserver
-    from behavior.record import RecordingError, load_recording, replay
+    from behavior.interface import NullObserver
+    from behavior.recording.header import RecordingError
+    from behavior.recording.loading import load_recording
+    from behavior.recording.replay import replay
 
     data = small_trace.read_bytes()
     # A damaged trace is read no further than the damage: never much dearer than whole.

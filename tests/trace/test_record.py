@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from behavior.assess import AssessConfig
 from behavior.commands.trace import render_info
 from behavior.facts.interface import HostFact, ProcessFact
-from behavior.record import RecordingError, TraceRecorder, describe, load_recording
+from behavior.recording.describe import describe
+from behavior.recording.header import RecordingError
+from behavior.recording.loading import load_recording
+from behavior.recording.recorder import TraceRecorder
+from behavior.window.assess import AssessConfig
 from probes.events import Kind, StringTable, empty
 from probes.interface import SourceStats
 from probes.trace import TraceWriter
@@ -112,7 +115,7 @@ def test_hostile_start_record_is_an_error_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_unwritable_trace_location_is_refused_before_the_window(tmp_path: Path) -> None:
-    from behavior.errors import UsageError
+    from behavior.interface import UsageError
 
     with pytest.raises(UsageError, match="cannot write trace"):
         TraceRecorder(str(tmp_path / "missing-dir" / "t.rbt"), purpose="capture")
@@ -125,8 +128,8 @@ def test_random_event_content_replays_without_a_crash(tmp_path: Path) -> None:
     counted as lost; the rest is assessed (random ports, addresses, pids, flags...)."""
     import numpy as np
 
-    from behavior.observer import NullObserver
-    from behavior.record import replay
+    from behavior.interface import NullObserver
+    from behavior.recording.replay import replay
     from probes.events import EVENT_DTYPE
 
     rng = np.random.default_rng(5)
@@ -140,7 +143,7 @@ def test_random_event_content_replays_without_a_crash(tmp_path: Path) -> None:
         events["family"] = rng.choice([0, 4, 6, 9], len(events))
         for field in ("str_a", "str_b", "str_c"):
             events[field] = rng.integers(0, 12, len(events))
-        # Times stay inside the window: behavior.timeline allocates per second of span
+        # Times stay inside the window: behavior.window.timeline allocates per second of span
         # (a known limit, reported), everything else is random.
         events["ts_wall"] = 10**18 + rng.integers(0, 10**10, len(events))
         recorder = TraceRecorder(str(path), purpose="capture")

@@ -4,7 +4,7 @@ Findings carry first/last seen and a count, which cannot show *when* traffic hap
 :class:`TimelineCounter` folds each batch the assessment sees into per-second counts
 (connections by protocol, accepts per listening port) and the exec events; at the end
 :meth:`TimelineCounter.build` turns them, with the observations and the findings, into a
-small JSON-ready dict that :class:`~behavior.report.Report` carries as ``timeline``.
+small JSON-ready dict that :class:`~behavior.interface.Report` carries as ``timeline``.
 
 Size is bounded whatever the window: at most :data:`MAX_BUCKETS` buckets per series,
 :data:`MAX_LISTENERS` listeners with at most :data:`MAX_MARKS` accept marks each, and
@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from behavior.observations import Listener, Observations
-from behavior.report import Finding
+from behavior.interface import Finding, Listener, Observations
 from probes.events import EventArray, Flag, Kind, Source, StringTable
 
 SERIES = ("tcp-out", "tcp-in", "udp-out")  # outbound TCP, accepted TCP, outbound UDP

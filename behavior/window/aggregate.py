@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from behavior.observations import (
+from behavior.interface import (
     Connection,
     Listener,
     LoginAccepted,

@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from behavior.errors import UsageError
+from behavior.interface import UsageError
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1

@@ -5,7 +5,7 @@ evaluates the rules. Several assessments may share one probe session (the daemon
 replay feeds one from a trace with recorded facts. :func:`run_assessment` is the whole
 live window for ``rba assess``: it opens the probes, runs the window (``stop.set()`` ends
 it early and the report says partial) and returns the report. The core never prints: it
-talks to an :class:`~behavior.observer.Observer`.
+talks to an :class:`~behavior.interface.Observer`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from behavior.aggregate import Aggregator
 from behavior.durations import format_duration
-from behavior.errors import RbaError
 from behavior.facts.interface import (
     GAP_FILE_UNREADABLE,
     GAP_GATHER_ERROR,
@@ -32,12 +30,12 @@ from behavior.facts.interface import (
     FactSource,
     HostFact,
 )
-from behavior.observer import Observer
-from behavior.report import Finding, Report, RuleStatus, RunInfo
+from behavior.interface import Finding, Observer, RbaError, Report, RuleStatus, RunInfo
 from behavior.rules import RULES, select
 from behavior.rules.interface import RuleInput, iso_time
 from behavior.rules.protocols import CLIENT_TCP_PORTS, CLIENT_UDP_PORTS
-from behavior.timeline import TimelineCounter
+from behavior.window.aggregate import Aggregator
+from behavior.window.timeline import TimelineCounter
 from probes.events import EventArray, StringTable
 from probes.interface import ProbeError, SourceStats
 

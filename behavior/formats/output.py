@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 
-from behavior.errors import UsageError
+from behavior.interface import UsageError
 
 
 def check_writable(path: str, what: str = "") -> None:

@@ -11,7 +11,7 @@ from typing import TextIO
 
 
 class TerminalObserver:
-    """An :class:`behavior.observer.Observer` that draws one updating line on a TTY."""
+    """An :class:`behavior.interface.Observer` that draws one updating line on a TTY."""
 
     def __init__(self, stream: TextIO | None = None, *, min_interval: float = 0.2) -> None:
         self._stream = stream or sys.stderr

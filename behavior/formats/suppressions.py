@@ -28,13 +28,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from behavior.errors import UsageError
-from behavior.report import (
+from behavior.interface import (
     ExpiredSuppression,
     Finding,
     Report,
     SuppressedFinding,
     SuppressionInfo,
+    UsageError,
 )
 
 MATCH_KEYS = ("port", "exe", "path", "remote", "package")

@@ -1,0 +1,1 @@
+"""The assessment window: running sources, folding events, and the timeline."""
