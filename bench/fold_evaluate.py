@@ -28,7 +28,7 @@ from behavior.facts.interface import (
 )
 from behavior.formats import Format, render
 from behavior.interface import NullObserver
-from behavior.window.assess import AssessConfig, Assessment
+from behavior.window.assess import AssessConfig, Assessment, WindowEnd
 from binanalysis.interface import BinaryFacts, FileFormat, Relro, Verdict
 from probes.events import Flag, Kind, Source, StringTable, empty
 from probes.interface import SourceStats
@@ -113,11 +113,13 @@ def main() -> None:
         window.feed(events)
         start = time.perf_counter()
         report = window.finish(
-            ended_at_ns=T0 + 900 * 10**9,
-            partial=False,
-            source_stats={"ebpf": SourceStats(len(events), 0)},
-            sources=("ebpf",),
-            notices=(),
+            WindowEnd(
+                ended_at_ns=T0 + 900 * 10**9,
+                partial=False,
+                source_stats={"ebpf": SourceStats(len(events), 0)},
+                sources=("ebpf",),
+                notices=(),
+            )
         )
         render(Format.JSON, report)
         render(Format.TEXT, report)

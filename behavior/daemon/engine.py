@@ -9,7 +9,7 @@ client commands.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from behavior.daemon.config import DaemonConfig, Template
@@ -18,10 +18,9 @@ from behavior.formats import Format, render
 from behavior.interface import Report
 from behavior.recording.recorder import TraceRecorder
 from behavior.rules import RULE_IDS
-from behavior.window.assess import AssessConfig, Assessment
+from behavior.window.assess import AssessConfig, Assessment, WindowEnd
 from probes.backend import ProbeSession, open_session
 from probes.events import EventArray, StringTable
-from probes.interface import SourceStats
 
 log = logging.getLogger("rba.daemon")
 
@@ -55,31 +54,12 @@ class DaemonRun:
             self.recorder.events(events)
         self.assessment.feed(events)
 
-    def finish(
-        self,
-        *,
-        ended_at_ns: int,
-        partial: bool,
-        source_stats: Mapping[str, SourceStats],
-        sources: Sequence[str],
-        notices: Sequence[str],
-    ) -> Report:
+    def finish(self, end: WindowEnd) -> Report:
         """Evaluate the rules now and release the fact source (and close the trace)."""
         try:
             if self.recorder is not None:
-                self.recorder.end(
-                    ended_at_ns=ended_at_ns,
-                    partial=partial,
-                    source_stats=source_stats,
-                    notices=notices,
-                )
-            return self.assessment.finish(
-                ended_at_ns=ended_at_ns,
-                partial=partial,
-                source_stats=source_stats,
-                sources=sources,
-                notices=notices,
-            )
+                self.recorder.end(end)
+            return self.assessment.finish(end)
         finally:
             self.close()  # after finish: facts gathered while finishing are in the trace
 

@@ -47,6 +47,7 @@ from behavior.daemon.store import (
 from behavior.formats.output import write_atomic
 from behavior.formats.suppressions import apply_suppressions
 from behavior.interface import RbaError, Report
+from behavior.window.assess import WindowEnd
 from probes.backend import snapshot_now
 from probes.events import StringTable
 
@@ -404,12 +405,15 @@ class Daemon:
         record = run.record
         began = time.monotonic()
         try:
+            sub = run.subscription
             report = run.assessment.finish(
-                ended_at_ns=run.ended_at_ns,
-                partial=partial,
-                source_stats=run.subscription.final if run.subscription else {},
-                sources=run.subscription.sources if run.subscription else (),
-                notices=run.subscription.notices if run.subscription else (),
+                WindowEnd(
+                    ended_at_ns=run.ended_at_ns,
+                    partial=partial,
+                    source_stats=sub.final if sub else {},
+                    sources=tuple(sub.sources) if sub else (),
+                    notices=tuple(sub.notices) if sub else (),
+                )
             )
             report = apply_suppressions(report, self.config.suppressions)
             # JSON last: its presence means every rendering is complete (see recover()).

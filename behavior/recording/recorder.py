@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from behavior.facts.interface import Fact, HostFact, ProcessFact, fact_to_dict
@@ -25,7 +25,7 @@ from behavior.recording.header import (
     rba_version,
     stats_to_dict,
 )
-from behavior.window.assess import AssessConfig
+from behavior.window.assess import AssessConfig, WindowEnd
 from probes.events import EventArray, StringTable
 from probes.interface import SourceStats
 from probes.trace import CmdlineRedactor, TraceError, TraceWriter
@@ -124,25 +124,18 @@ class TraceRecorder:
         except TraceError as e:
             raise RecordingError(str(e)) from e
 
-    def end(
-        self,
-        *,
-        ended_at_ns: int,
-        partial: bool,
-        source_stats: Mapping[str, SourceStats],
-        notices: Sequence[str],
-    ) -> None:
+    def end(self, end: WindowEnd) -> None:
         assert self._writer is not None, "begin() first"
         try:
             self._writer.flush()
         except TraceError as e:
             raise RecordingError(str(e)) from e
         self._end = {
-            "ended_at_ns": ended_at_ns,
-            "partial": partial,
+            "ended_at_ns": end.ended_at_ns,
+            "partial": end.partial,
             "events": self._writer.events_written,
-            "stats": stats_to_dict(source_stats),
-            "notices": list(notices),
+            "stats": stats_to_dict(end.source_stats),
+            "notices": list(end.notices),
         }
 
     def __enter__(self) -> TraceRecorder:

@@ -12,7 +12,7 @@ from behavior.facts.interface import RecordedFactSource
 from behavior.interface import Observer, Report
 from behavior.recording.header import RecordingError
 from behavior.recording.loading import Recording
-from behavior.window.assess import Assessment
+from behavior.window.assess import Assessment, WindowEnd
 from probes.events import StringTable
 from probes.interface import SourceStats
 from probes.replay import ReplaySource
@@ -61,11 +61,12 @@ def replay(recording: Recording, observer: Observer) -> Report:
     dropped = source.stats()
     if dropped.lost:
         stats["replay"] = SourceStats(dropped.events, dropped.lost, dropped.gaps)
-    report = assessment.finish(
+    end = WindowEnd(
         ended_at_ns=ended,
         partial=recording.partial,
         source_stats=stats,
         sources=recording.sources,
-        notices=[*problems, *recording.notices],
+        notices=(*problems, *recording.notices),
     )
+    report = assessment.finish(end)
     return dataclasses.replace(report, run=dataclasses.replace(report.run, replayed=True))

@@ -71,6 +71,18 @@ class AssessConfig:
     content: bool = True  # identify protocols by first payloads (eBPF only)
 
 
+@dataclass(frozen=True)
+class WindowEnd:
+    """How a window ended: when, whether early (``partial``), the sources that watched
+    it with their loss counters, and the sources' notices."""
+
+    ended_at_ns: int
+    partial: bool
+    source_stats: Mapping[str, SourceStats]
+    sources: tuple[str, ...]
+    notices: tuple[str, ...]
+
+
 class WindowRecorder(Protocol):
     """Receives everything a live window sees, for a trace (``rba capture``, ``--record``).
 
@@ -98,14 +110,7 @@ class WindowRecorder(Protocol):
         """Loss counters so far, offered on every read of the window (throttle them), so
         a trace cut short still states its losses."""
 
-    def end(
-        self,
-        *,
-        ended_at_ns: int,
-        partial: bool,
-        source_stats: Mapping[str, SourceStats],
-        notices: Sequence[str],
-    ) -> None:
+    def end(self, end: WindowEnd) -> None:
         """The window closed."""
 
 
@@ -165,20 +170,13 @@ class Assessment:
             line += f", {candidates} cleartext endpoint(s)"
         return line
 
-    def finish(
-        self,
-        *,
-        ended_at_ns: int,
-        partial: bool,
-        source_stats: Mapping[str, SourceStats],
-        sources: Sequence[str],
-        notices: Sequence[str],
-    ) -> Report:
+    def finish(self, end: WindowEnd) -> Report:
         """Evaluate the rules over the window and return the report."""
+        ended_at_ns, source_stats = end.ended_at_ns, end.source_stats
         facts = self._facts.facts(timeout=FACTS_TIMEOUT_S)
         with self._lock:
             obs = self._aggregator.observations(started_ns=self.started_at_ns, ended_ns=ended_at_ns)
-        inp = RuleInput(obs, facts, tuple(sources))
+        inp = RuleInput(obs, facts, end.sources)
         statuses: list[RuleStatus] = []
         findings: list[Finding] = []
         for rule in self._rules:
@@ -196,12 +194,12 @@ class Assessment:
             started_at=iso_time(self.started_at_ns),
             ended_at=iso_time(ended_at_ns),
             duration_s=max(0, ended_at_ns - self.started_at_ns) / 1e9,
-            sources=tuple(sources),
+            sources=end.sources,
             events=obs.events,
             lost_events=sum(s.lost for s in source_stats.values()),
             rules=tuple(statuses),
-            partial=partial,
-            notes=tuple(_run_notes(notices, source_stats, facts)),
+            partial=end.partial,
+            notes=tuple(_run_notes(end.notices, source_stats, facts)),
         )
         with self._lock:
             timeline = self._timeline.build(obs, findings, self.strings)
@@ -299,23 +297,19 @@ def run_assessment(
             )
         finally:
             session.stop()
-        ended = time.time_ns()
-        partial = stop.is_set()
+        end = WindowEnd(
+            ended_at_ns=time.time_ns(),
+            partial=stop.is_set(),
+            source_stats=session.stats(),
+            sources=tuple(session.sources),
+            notices=tuple(session.notices),
+        )
         observer.progress(
             config.duration_s, config.duration_s, f"{assessment.events} events; evaluating"
         )
-        stats = session.stats()
         if recorder is not None:
-            recorder.end(
-                ended_at_ns=ended, partial=partial, source_stats=stats, notices=session.notices
-            )
-        return assessment.finish(
-            ended_at_ns=ended,
-            partial=partial,
-            source_stats=stats,
-            sources=session.sources,
-            notices=session.notices,
-        )
+            recorder.end(end)
+        return assessment.finish(end)
     finally:
         facts.close()
 

@@ -18,7 +18,7 @@ from behavior.facts.interface import RecordedFactSource
 from behavior.formats import Format, render
 from behavior.interface import NullObserver
 from behavior.rules import RULE_IDS
-from behavior.window.assess import AssessConfig, AssessError, Assessment
+from behavior.window.assess import AssessConfig, AssessError, Assessment, WindowEnd
 from probes.events import StringTable
 from probes.interface import SourceStats
 from tests.behavior.synth import (
@@ -58,11 +58,13 @@ class _Fixed(RecordedFactSource):
 
 def _finish(assessment: Assessment) -> str:
     report = assessment.finish(
-        ended_at_ns=T0 + 60 * SEC,
-        partial=False,
-        source_stats={"ebpf": SourceStats(100, 3, ("x",)), "poll": SourceStats(5, 1)},
-        sources=("ebpf", "poll"),
-        notices=("a notice",),
+        WindowEnd(
+            ended_at_ns=T0 + 60 * SEC,
+            partial=False,
+            source_stats={"ebpf": SourceStats(100, 3, ("x",)), "poll": SourceStats(5, 1)},
+            sources=("ebpf", "poll"),
+            notices=("a notice",),
+        )
     )
     return render(Format.JSON, report)
 

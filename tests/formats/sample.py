@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from behavior.facts.interface import FactSet, PathStat, RecordedFactSource
 from behavior.interface import NullObserver, Report
-from behavior.window.assess import AssessConfig, Assessment
+from behavior.window.assess import AssessConfig, Assessment, WindowEnd
 from probes.events import Flag, Kind, StringTable
 from probes.interface import SourceStats
 from tests.behavior.synth import (
@@ -115,9 +115,11 @@ def sample_report() -> Report:
     )
     assessment.feed(batch(*_events(strings)))
     return assessment.finish(
-        ended_at_ns=T0 + WINDOW_S * SEC,
-        partial=False,
-        source_stats={"ebpf": SourceStats(1000, 0, ())},
-        sources=("ebpf",),
-        notices=(),
+        WindowEnd(
+            ended_at_ns=T0 + WINDOW_S * SEC,
+            partial=False,
+            source_stats={"ebpf": SourceStats(1000, 0, ())},
+            sources=("ebpf",),
+            notices=(),
+        )
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from behavior.facts.interface import RecordedFactSource
 from behavior.interface import NullObserver, Report
-from behavior.window.assess import AssessConfig, Assessment
+from behavior.window.assess import AssessConfig, Assessment, WindowEnd
 from behavior.window.timeline import MAX_BUCKETS, MAX_LISTENERS
 from probes.events import EventArray, Flag, Kind, Source, StringTable
 from probes.interface import SourceStats
@@ -27,11 +27,13 @@ def _timeline(window_s: int, make: Any) -> dict[str, Any]:
     for start in range(0, len(rows), 7):  # several batches, as a live window feeds them
         assessment.feed(batch(*rows[start : start + 7]))
     report = assessment.finish(
-        ended_at_ns=T0 + window_s * SEC,
-        partial=False,
-        source_stats={"ebpf": SourceStats(len(rows), 0, ())},
-        sources=("ebpf",),
-        notices=(),
+        WindowEnd(
+            ended_at_ns=T0 + window_s * SEC,
+            partial=False,
+            source_stats={"ebpf": SourceStats(len(rows), 0, ())},
+            sources=("ebpf",),
+            notices=(),
+        )
     )
     assert report.timeline is not None
     return report.timeline

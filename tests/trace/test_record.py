@@ -13,7 +13,7 @@ from behavior.recording.describe import describe
 from behavior.recording.header import RecordingError
 from behavior.recording.loading import load_recording
 from behavior.recording.recorder import TraceRecorder
-from behavior.window.assess import AssessConfig
+from behavior.window.assess import AssessConfig, WindowEnd
 from probes.events import Kind, StringTable, empty
 from probes.interface import SourceStats
 from probes.trace import TraceWriter
@@ -44,10 +44,11 @@ def _record(path: Path, *, redact: bool, end: bool) -> StringTable:
     recorder.fact(_process(("mysql", "-u", "root", "-psecret")))
     recorder.stats({"ebpf": SourceStats(3, 1, ("ring full",))})
     if end:
-        recorder.end(
-            ended_at_ns=10**18 + 30 * 10**9, partial=False, notices=["n1"],
+        recorder.end(WindowEnd(
+            ended_at_ns=10**18 + 30 * 10**9, partial=False, notices=("n1",),
             source_stats={"ebpf": SourceStats(3, 2, ()), "poll": SourceStats(0, 0, ())},
-        )  # fmt: skip
+            sources=("ebpf", "poll"),
+        ))  # fmt: skip
     recorder.close()
     return strings
 
@@ -152,7 +153,9 @@ def test_random_event_content_replays_without_a_crash(tmp_path: Path) -> None:
             config=AssessConfig(duration_s=10),
         )  # fmt: skip
         recorder.events(events)
-        recorder.end(ended_at_ns=10**18 + 10**10, partial=False, source_stats={}, notices=[])
+        recorder.end(
+            WindowEnd(10**18 + 10**10, partial=False, source_stats={}, sources=(), notices=())
+        )
         recorder.close()
         report = replay(load_recording(str(path)), NullObserver())
         valid = (
