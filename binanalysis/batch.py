@@ -17,6 +17,8 @@ from binanalysis.reader import CacheKey, stat_key
 
 # Below this many misses, forking workers costs more than it saves.
 MIN_PARALLEL = 48
+# Automatic --jobs: one more worker per this many misses (measured: bench/scan_jobs.py).
+FILES_PER_WORKER = 400
 
 Result = BinaryFacts | BinaryReadError
 Progress = Callable[[int, int], None]
@@ -30,8 +32,9 @@ def inspect_many(
 ) -> list[Result]:
     """Facts (or the read error) for each path, in order. New facts are added to ``cache``.
 
-    ``jobs`` defaults to the number of CPUs; ``progress(done, total)`` is called as files
-    finish."""
+    ``jobs`` is an upper bound: never more workers than usable CPUs or files to inspect.
+    By default (None) it is chosen from the work and the idle CPUs (:func:`auto_workers`).
+    ``progress(done, total)`` is called as files finish."""
     results: list[Result | None] = [None] * len(paths)
     misses: dict[CacheKey, list[int]] = {}  # one inspection per file, however many names
     for i, path in enumerate(paths):
@@ -50,8 +53,8 @@ def inspect_many(
     done = len(paths) - sum(len(names) for names in names_of.values())
     if progress:
         progress(done, len(paths))
-    workers = max(1, jobs or os.cpu_count() or 1)
     firsts = list(names_of)
+    workers = bounded_workers(jobs, len(firsts))
     for first, read_key, result in _inspect_all([paths[i] for i in firsts], firsts, workers):
         if read_key is not None and isinstance(result, BinaryFacts):
             cache.put(read_key, result)
@@ -63,11 +66,41 @@ def inspect_many(
     return [r for r in results if r is not None]
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def bounded_workers(jobs: int | None, tasks: int) -> int:
+    """Worker processes for ``tasks`` misses: at most ``jobs``, the usable CPUs and the
+    tasks, so ``--jobs 100000`` cannot fork thousands of processes."""
+    if tasks < MIN_PARALLEL:
+        return 1
+    if jobs is None:
+        return auto_workers(tasks)
+    return max(1, min(jobs, usable_cpus(), tasks))
+
+
+def auto_workers(tasks: int) -> int:
+    """One worker per :data:`FILES_PER_WORKER` misses, but only on CPUs that are idle now
+    (by the 1-minute load average): on a busy machine another worker only competes with
+    the first, and one worker never loses to itself."""
+    cpus = usable_cpus()
+    try:
+        idle = int(cpus - os.getloadavg()[0] + 0.5)
+    except OSError:
+        idle = cpus
+    return max(1, min(cpus, idle, tasks // FILES_PER_WORKER))
+
+
 Outcome = tuple[int, CacheKey | None, Result]
 
 
 def _inspect_all(paths: list[str], indexes: list[int], workers: int) -> Iterator[Outcome]:
-    tasks = list(zip(indexes, paths, strict=True))
+    tasks = list(zip(indexes, paths))
     if workers == 1 or len(tasks) < MIN_PARALLEL:
         yield from map(_inspect_one, tasks)
         return

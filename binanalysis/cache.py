@@ -1,7 +1,8 @@
 """Facts caches: never inspect an unchanged file twice.
 
-:class:`FactsCache` is keyed by (st_dev, st_ino, st_size, st_mtime_ns), so a rename or a hard
-link hits and any rewrite misses. It is thread-safe, bounded (oldest entries dropped first)
+:class:`FactsCache` is keyed by (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns), so any
+rewrite misses, even one whose mtime was set back; a rename or a new hard link (which move
+ctime) costs one more inspection. It is thread-safe, bounded (oldest entries dropped first)
 and can be dumped to / loaded from JSON text, so repeated CLI runs benefit too. Where that
 text is stored is the caller's business: binanalysis writes no files.
 """
@@ -20,7 +21,7 @@ from binanalysis.reader import CacheKey, stat_key
 
 # Bump whenever inspect() can give a different answer for the same bytes: old caches are
 # then ignored instead of serving stale verdicts.
-CACHE_VERSION = 6
+CACHE_VERSION = 7  # 7: ctime in the key; stack-cookie classes
 CACHE_FORMAT = "rba-binary-facts"
 DEFAULT_MAX_ENTRIES = 200_000
 
@@ -91,7 +92,7 @@ class FactsCache:
 
         Files often share identical facts (every shell script; many programs of one
         package), so distinct facts are stored once, without a path, and each entry is
-        ``[dev, ino, size, mtime_ns, index into facts]``."""
+        ``[dev, ino, size, mtime_ns, ctime_ns, index into facts]``."""
         table: dict[str, int] = {}
         facts_list: list[dict[str, Any]] = []
         entries = []
@@ -125,8 +126,8 @@ class FactsCache:
         memo: VerdictMemo = {}
         try:
             facts = [BinaryFacts.from_dict(d, memo) for d in doc["facts"]]
-            for dev, ino, size, mtime_ns, index in doc["entries"]:
-                key = (int(dev), int(ino), int(size), int(mtime_ns))
+            for dev, ino, size, mtime_ns, ctime_ns, index in doc["entries"]:
+                key = (int(dev), int(ino), int(size), int(mtime_ns), int(ctime_ns))
                 if type(index) is not int or not 0 <= index < len(facts):
                     raise ValueError(f"facts index {index!r} out of range")
                 cache._entries[key] = facts[index]

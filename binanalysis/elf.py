@@ -12,8 +12,10 @@ Semantics (RULES.md):
   executable stack; a writable and executable ``PT_LOAD`` is reported as well.
 - Stack cookies: ``__stack_chk_fail``, ``__stack_chk_fail_local``, ``__stack_chk_guard`` or
   ``__intel_security_cookie``, imported or defined, found through ``DT_GNU_HASH``/``DT_HASH``
-  (no section headers needed); then ``.symtab``; stripped static x86 binaries are judged by
-  the canary load (``%fs:0x28`` / ``%gs:0x14``) in their code.
+  (no section headers needed); then ``.symtab``. Without a cookie symbol, x86 code is split
+  into functions (``.symtab``, else the ``.eh_frame`` FDEs) and :mod:`binanalysis.frames`
+  decides: built with protection (a function loads the canary), built without (a function
+  takes the address of a 64+ byte frame and none loads it), or nothing to protect.
 - ASLR: ET_DYN with ``PT_INTERP`` or ``DF_1_PIE`` (or a shared object); ET_EXEC is not.
 - RELRO: ``PT_GNU_RELRO`` plus BIND_NOW (``DT_BIND_NOW``, ``DF_BIND_NOW``, ``DF_1_NOW``) is full.
 
@@ -25,12 +27,11 @@ table; larger counts are errors.
 
 from __future__ import annotations
 
-import functools
-import re
 import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from binanalysis import frames
 from binanalysis.interface import BinaryFacts, BinaryParseError, FileFormat, Relro, Verdict
 from binanalysis.reader import FileBytes
 
@@ -41,7 +42,6 @@ MAX_STRTAB = 64 << 20
 MAX_NOTES_BYTES = 1 << 16
 MAX_HASH_BUCKETS = 1 << 24
 MAX_CHAIN = 1 << 16  # hash chain steps per lookup (real chains are a few entries long)
-CODE_CHUNK = 4 << 20  # code is searched for canary loads this many bytes at a time
 
 COOKIE_SYMBOLS = (
     b"__stack_chk_fail",
@@ -70,21 +70,6 @@ MACHINES = {
     42: "sh", 43: "sparc64", 50: "ia64", 62: "x86_64", 183: "aarch64", 243: "riscv",
     258: "loongarch",
 }  # fmt: skip
-
-# The stack protector's canary load: x86_64 `mov|sub|xor %fs:0x28,%reg` and i386 the same
-# on %gs:0x14. Only used for stripped static binaries, which have no symbols to check.
-CANARY_CODE = {
-    "x86_64": rb"\x64[\x48\x4c][\x8b\x2b\x33][\x04\x0c\x14\x1c\x24\x2c\x34\x3c]"
-    rb"\x25\x28\x00\x00\x00",
-    "i386": rb"\x65(?:\xa1|[\x8b\x2b\x33][\x05\x0d\x15\x1d\x25\x2d\x35\x3d])\x14\x00\x00\x00",
-}
-
-
-@functools.cache
-def _canary_regex(arch: str) -> re.Pattern[bytes] | None:
-    """Compiled on first use: most scans never meet a symbol-less static binary."""
-    source = CANARY_CODE.get(arch)
-    return None if source is None else re.compile(source)
 
 
 @dataclass(frozen=True)
@@ -363,17 +348,73 @@ def _stack_cookies(elf: _Elf) -> Verdict:
         found = _section_cookie(elf, table, sections)
         if found:
             return Verdict(True, found)
-    if _is_go(elf, sections):
-        return Verdict(None, "Go binary: the Go runtime checks stack bounds, no cookies needed")
     if _placeholder_stub(elf, sections):
         return Verdict(None, PLACEHOLDER_STUB)
+    go = _is_go(elf, sections)
+    if elf.arch in frames.ARCHES:
+        # No cookie symbol: only the code can tell "built without" from "nothing to protect".
+        return _code_verdict(elf, sections, go=go)
+    if go:
+        return Verdict(None, GO_NOT_APPLICABLE)
     names = ", ".join(n.decode() for n in COOKIE_SYMBOLS[:3])
     self_contained = DT_NEEDED not in elf.dynamic and not elf.segs(PT_INTERP)
     if self_contained and elf.segments and not any(s.type == SHT_SYMTAB for s in tables):
-        # A static binary imports nothing, so without .symtab its code is the only evidence.
-        return _code_cookie(elf)
+        return Verdict(None, f"self-contained {elf.arch} file without symbols: cannot tell")
     where = "the dynamic symbols" if dynstr is not None else "the symbol tables"
     return Verdict(False, f"none of {names}, ... in {where}")
+
+
+GO_NOT_APPLICABLE = "Go binary: the Go runtime checks stack bounds, no cookies needed"
+# "Built without" needs at least this many functions that take the address of a big frame
+# and store no canary (docs/scan.md has the measurements behind it).
+MIN_EXPOSED = 1
+
+
+def code_coverage(r: FileBytes) -> frames.Coverage | None:
+    """The code evidence the stack-cookie verdict weighs when no cookie symbol decides,
+    computed even where one does (bench/scan_cookie_classes.py measures with it).
+    None for architectures the matcher does not know."""
+    elf = _parse(r)
+    if elf.arch not in frames.ARCHES:
+        return None
+    sections = _sections(elf)
+    return _coverage(elf, sections, go=_is_go(elf, sections))[0]
+
+
+def _coverage(elf: _Elf, sections: list[_Section], *, go: bool) -> tuple[frames.Coverage, str]:
+    code = _code_ranges(elf, sections)
+    functions, source = ([], "") if go else _symtab_functions(elf, sections)
+    if not functions:
+        functions, source = _eh_frame_functions(elf, sections), ".eh_frame FDEs"
+    return frames.analyse(elf.arch, code, functions), source
+
+
+def _code_verdict(elf: _Elf, sections: list[_Section], *, go: bool) -> Verdict:
+    """Built with protection, built without, or nothing to protect, from the code itself.
+
+    Functions come from ``.symtab`` or, when stripped, from the ``.eh_frame`` FDEs. In a Go
+    binary only the FDEs count: the Go toolchain emits none, so they are its cgo C code."""
+    cov, source = _coverage(elf, sections, go=go)
+    reg = "%fs:0x28" if elf.arch == "x86_64" else "%gs:0x14"
+    if cov.canary:
+        return Verdict(True, f"built with stack protection: {cov.coverage()} (canary load from "
+                       f"{reg}; functions from {source}; no cookie symbol)")  # fmt: skip
+    if not cov.functions:
+        if go:
+            return Verdict(None, GO_NOT_APPLICABLE + " (no cgo C functions)")
+        if cov.first_canary is not None:
+            return Verdict(True, f"{NO_SYMBOL_EVIDENCE}; canary load from {reg} at "
+                           f"{cov.first_canary:#x}")  # fmt: skip
+        return Verdict(None, "nothing to protect: no functions (no FUNC symbols, no .eh_frame)")
+    what = "cgo C functions" if go else "functions"
+    exposed = (f"{cov.exposed:,} take the address of a stack frame of {frames.MIN_FRAME}+ "
+               f"bytes")  # fmt: skip
+    coverage = cov.coverage().replace("functions", what, 1)
+    if cov.exposed >= MIN_EXPOSED:
+        first = f", first at {cov.first_exposed:#x}" if cov.first_exposed is not None else ""
+        return Verdict(False, f"built without stack protection: {coverage}; {exposed}{first} "
+                       f"(functions from {source})")  # fmt: skip
+    return Verdict(None, f"nothing to protect: {coverage}; {exposed} (functions from {source})")
 
 
 def _dynstr(elf: _Elf) -> bytes | None:
@@ -573,7 +614,8 @@ def _placeholder_stub(elf: _Elf, sections: list[_Section]) -> bool:
     count = min(dynsym.size // dynsym.entsize, MAX_SYMBOLS)
     data = elf.r.read(dynsym.offset, count * dynsym.entsize, "dynamic symbol table")
     sizes = _defined_function_sizes(elf, data, dynsym.entsize)
-    return bool(sizes) and max(sizes) <= 1
+    # Exactly 1 byte each: glvnd's dispatch stubs have size 0 (no .size), and are real code.
+    return bool(sizes) and all(size == 1 for size in sizes)
 
 
 def _defined_function_sizes(elf: _Elf, data: bytes, entsize: int) -> list[int]:
@@ -584,30 +626,102 @@ def _defined_function_sizes(elf: _Elf, data: bytes, entsize: int) -> list[int]:
     rows32 = elf.lay.sym_func.iter_unpack(data)
     return [
         size
-        for size, (info, shndx) in zip(sizes, rows32, strict=True)
+        for size, (info, shndx) in zip(sizes, rows32)
         if info & 0xF == STT_FUNC and shndx
     ]
 
 
-NO_SYMBOL_EVIDENCE = "no cookie symbol, no .symtab, no DT_NEEDED"
+NO_SYMBOL_EVIDENCE = "no cookie symbol, no functions found"
+MAX_FUNCTIONS = 1 << 22
+PT_GNU_EH_FRAME = 0x6474E550
+SHT_NOBITS = 8
+EH_TABLE_DATAREL_SDATA4 = 0x3B  # what GNU ld and lld write for .eh_frame_hdr's table
+EH_UDATA4 = 0x03
 
 
-def _code_cookie(elf: _Elf) -> Verdict:
-    pattern = _canary_regex(elf.arch)
-    if pattern is None:
-        return Verdict(None, f"self-contained {elf.arch} file without symbols: cannot tell")
-    reg = "%fs:0x28" if elf.arch == "x86_64" else "%gs:0x14"
-    for seg in elf.segments:
-        if not (seg.type == PT_LOAD and seg.flags & PF_X):
+def _code_ranges(elf: _Elf, sections: list[_Section]) -> list[frames.CodeRange]:
+    """The executable bytes: PT_LOAD segments by address, or (in a relocatable object)
+    executable sections by file offset, as its symbols are placed by :func:`_symtab_functions`."""
+    if elf.e_type == ET_REL:
+        return [(s.offset, elf.r.read(s.offset, s.size, "code section")) for s in sections
+                if s.flags & SHF_EXECINSTR and s.size and s.type != SHT_NOBITS]  # fmt: skip
+    return [(s.vaddr, elf.r.read(s.offset, s.filesz, "code segment")) for s in elf.segments
+            if s.type == PT_LOAD and s.flags & PF_X and s.filesz]  # fmt: skip
+
+
+def _symtab_functions(elf: _Elf, sections: list[_Section]) -> tuple[list[frames.Function], str]:
+    """(start, end) of every defined, sized STT_FUNC in ``.symtab``."""
+    table = next((s for s in sections if s.type == SHT_SYMTAB), None)
+    if table is None:
+        return [], ""
+    entsize = elf.lay.sym_name.size  # checked by _section_cookie already
+    count = min(table.size // entsize, MAX_SYMBOLS)
+    data = elf.r.read(table.offset, count * entsize, "symbol table")
+    endian = elf.lay.u32.format[0]
+    if elf.is64:
+        rows = ((info, shndx, value, size) for _n, info, _o, shndx, value, size
+                in struct.iter_unpack(endian + "IBBHQQ", data))  # fmt: skip
+    else:
+        rows = ((info, shndx, value, size) for _n, value, size, info, _o, shndx
+                in struct.iter_unpack(endian + "IIIBBH", data))  # fmt: skip
+    functions = []
+    for info, shndx, value, size in rows:
+        if info & 0xF != STT_FUNC or not size or shndx == SHN_UNDEF or shndx >= 0xFF00:
             continue
-        # In chunks that overlap by more than one instruction: memory stays bounded.
-        for start in range(0, seg.filesz, CODE_CHUNK):
-            length = min(CODE_CHUNK + 16, seg.filesz - start)
-            hit = pattern.search(elf.r.read(seg.offset + start, length, "code segment"))
-            if hit:
-                at = seg.vaddr + start + hit.start()
-                return Verdict(True, f"{NO_SYMBOL_EVIDENCE}; canary load from {reg} at {at:#x}")
-    return Verdict(False, f"{NO_SYMBOL_EVIDENCE}; no canary load from {reg} in the code")
+        start = value
+        if elf.e_type == ET_REL:  # st_value is an offset in its section
+            if shndx >= len(sections):
+                continue
+            start += sections[shndx].offset
+        functions.append((start, start + size))
+    return functions, ".symtab"
+
+
+def _eh_frame_functions(elf: _Elf, sections: list[_Section]) -> list[frames.Function]:
+    """Function ranges from ``.eh_frame_hdr``'s sorted table and each FDE's address range.
+
+    Only the encodings the GNU and LLVM linkers write are read; anything else gives no
+    functions (and so no verdict from the code), never a wrong range."""
+    hdrs = elf.segs(PT_GNU_EH_FRAME)
+    if not hdrs or hdrs[0].filesz < 12:
+        return []
+    seg = hdrs[0]
+    hdr = elf.r.read(seg.offset, min(seg.filesz, MAX_READ_EH), ".eh_frame_hdr")
+    version, ptr_enc, count_enc, table_enc = hdr[:4]
+    if version != 1 or count_enc != EH_UDATA4 or table_enc != EH_TABLE_DATAREL_SDATA4:
+        return []
+    pos = 4 + _encoded_size(ptr_enc, elf.lay.word)
+    if pos + 4 > len(hdr):
+        return []
+    (count,) = struct.unpack_from(elf.lay.u32.format[0] + "I", hdr, pos)
+    count = min(count, (len(hdr) - pos - 4) // 8, MAX_FUNCTIONS)
+    pairs = struct.unpack_from(f"{elf.lay.u32.format[0]}{2 * count}i", hdr, pos + 4)
+    base = seg.vaddr
+    ordered = sorted((base + pairs[i], base + pairs[i + 1]) for i in range(0, 2 * count, 2))
+    if not ordered:
+        return []
+    lo, hi = min(f for _s, f in ordered), max(f for _s, f in ordered) + 16
+    try:
+        blob = elf.r.read(elf.offset_of(lo, ".eh_frame"), hi - lo, ".eh_frame")
+    except BinaryParseError:
+        return []  # FDEs outside the file: judge nothing rather than guess
+    functions = []
+    for i, (start, fde) in enumerate(ordered):
+        at = fde - lo
+        length, _cie, begin, size = struct.unpack_from(elf.lay.u32.format[0] + "IIiI", blob, at)
+        if length == 0xFFFFFFFF or fde + 8 + begin != start:  # not pcrel sdata4: next start
+            size = (ordered[i + 1][0] - start) if i + 1 < len(ordered) else 0
+        if size:
+            functions.append((start, start + size))
+    return functions
+
+
+MAX_READ_EH = 64 << 20
+
+
+def _encoded_size(encoding: int, word: int) -> int:
+    """Bytes of a DW_EH_PE-encoded value (the low nibble gives the format)."""
+    return {0x0: word, 0x2: 2, 0x3: 4, 0x4: 8, 0xA: 2, 0xB: 4, 0xC: 8}.get(encoding & 0xF, 4)
 
 
 def _notes(elf: _Elf, segment: _Segment) -> list[tuple[bytes, int, bytes]]:

@@ -22,12 +22,14 @@ MAX_READ = 256 << 20  # no single read (code scan, PE image) above 256 MiB
 MAGIC_SIZE = 4 << 10  # read up front: enough to tell ELF/PE from anything else
 HEAD_SIZE = 64 << 10  # read once when needed: headers and, mostly, the dynamic tables
 
-CacheKey = tuple[int, int, int, int]  # (st_dev, st_ino, st_size, st_mtime_ns)
+CacheKey = tuple[int, int, int, int, int]  # (st_dev, st_ino, st_size, mtime_ns, ctime_ns)
 
 
 def stat_key(st: os.stat_result) -> CacheKey:
-    """The identity of a file's content for caching: device, inode, size, mtime_ns."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    """The identity of a file's content for caching: device, inode, size, mtime_ns and
+    ctime_ns. Anyone can set a file's mtime back after rewriting it (``touch -r``,
+    ``os.utime``); only the kernel sets ctime, and any write moves it."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class FileBytes:

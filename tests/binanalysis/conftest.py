@@ -23,6 +23,16 @@ LIBRARY = r"""
 int copy(char *out, const char *s) { char buf[64]; strcpy(buf, s); strcpy(out, buf); return 0; }
 """
 DATA_ONLY = "const int table[4] = {1, 2, 3, 4};\nint counter = 5;\n"
+# Stores a canary that is never checked (it cannot return), like abseil's throw_delegate:
+# no __stack_chk_fail is imported, yet the build is protected.
+NORETURN = r"""
+#include <string.h>
+extern void fatal(const char *) __attribute__((noreturn));
+__attribute__((noreturn)) void die(const char *s) { char b[64]; strcpy(b, s); fatal(b); }
+"""
+# Small functions with nothing -fstack-protector-strong would protect (no arrays, no
+# address-taken locals): an unprotected build of it has nothing to protect either.
+SCALAR = "int add(int a, int b) { return a + b; }\nlong twice(long x) { return 2 * x; }\n"
 
 PIE = ["-fPIE", "-pie"]
 NOPIE = ["-fno-PIE", "-no-pie"]
@@ -57,6 +67,10 @@ GCC_MATRIX: dict[str, tuple[str, str, list[str]]] = {
     "object": (PROGRAM, ".o", [*SP, "-c"]),
     "object_nosp": (PROGRAM, ".o", [*NOSP, "-c"]),
     "data_only": (DATA_ONLY, ".so", ["-shared", "-nostdlib", *NX, *FULL]),
+    # With the CRT's few functions (_init, frame_dummy, ...), as libicudata.so has.
+    "data_only_crt": (DATA_ONLY, ".so", [*NOSP, "-fPIC", "-shared", "-s", *NX, *FULL]),
+    "noreturn_sp": (NORETURN, ".so", [*SP, "-O2", "-fPIC", "-shared", "-s", *NX, *FULL]),
+    "scalar_nosp": (SCALAR, ".so", [*NOSP, "-fPIC", "-shared", "-s", *NX, *FULL]),
 }
 
 MINGW = {"x86_64": "x86_64-w64-mingw32-gcc", "i686": "i686-w64-mingw32-gcc"}

@@ -69,11 +69,11 @@ def test_unchanged_file_inspected_once(
     counter = _CountingInspect(monkeypatch)
     path = tmp_path / "prog"
     shutil.copyfile(gcc_built["sp_strong"], path)
+    link = tmp_path / "hardlink"
+    os.link(path, link)  # before the first inspection: a new link moves ctime
     cache = FactsCache()
     first = cache.get_or_inspect(str(path))
     assert cache.get_or_inspect(str(path)) == first
-    link = tmp_path / "hardlink"
-    os.link(path, link)
     via_link = cache.get_or_inspect(str(link))
     assert via_link.path == str(link)
     assert via_link.stack_cookies == first.stack_cookies
@@ -129,8 +129,9 @@ HEAD = f'{{"format": "rba-binary-facts", "version": {CACHE_VERSION}'
     "text",
     ["", "{", "[]", '{"format": "x"}', '{"format": "rba-binary-facts", "version": 999}',
      HEAD + ', "facts": [], "entries": [[1, 2, 3]]}',  # short entry
-     HEAD + ', "facts": [], "entries": [[1, 2, 3, 4, 0]]}',  # index out of range
-     HEAD + ', "facts": [], "entries": [[1, 2, 3, 4, true]]}',  # index not an int
+     HEAD + ', "facts": [], "entries": [[1, 2, 3, 4, 0]]}',  # version 6's entry: no ctime
+     HEAD + ', "facts": [], "entries": [[1, 2, 3, 4, 5, 0]]}',  # index out of range
+     HEAD + ', "facts": [], "entries": [[1, 2, 3, 4, 5, true]]}',  # index not an int
      HEAD + ', "facts": [{"path": 1}], "entries": []}',  # malformed facts
      HEAD + ', "facts": []}'],  # no entries
 )  # fmt: skip
@@ -176,3 +177,77 @@ def test_dead_worker_is_an_error_not_a_hang(
     assert len(results) == len(paths)
     died = [r for r in results if isinstance(r, BinaryFacts) and r.error and "died" in r.error]
     assert died and any(r.path.endswith("object.o") for r in died)
+
+
+def test_rewrite_with_mtime_restored_is_inspected_again(
+    gcc_built: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: same inode, same size, mtime set back with os.utime: only ctime tells."""
+    counter = _CountingInspect(monkeypatch)
+    path = tmp_path / "prog"
+    shutil.copyfile(gcc_built["sp_strong"], path)
+    st = path.stat()
+    cache = FactsCache.loads(FactsCache().dumps())
+    assert cache.get_or_inspect(str(path)).stack_cookies.value is True
+    saved = FactsCache.loads(cache.dumps())  # through the persistent form, as the CLI does
+    unprotected = gcc_built["nosp"].read_bytes()
+    original = path.read_bytes()
+    assert len(unprotected) != len(original) or unprotected != original
+    # Same size: pad or cut the unprotected program to the protected one's length.
+    data = (unprotected + b"\0" * len(original))[: len(original)]
+    with open(path, "r+b") as f:  # in place: the inode stays
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+    )
+    assert after.st_ctime_ns != st.st_ctime_ns
+    facts = saved.get_or_inspect(str(path))
+    assert len(counter.calls) == 2
+    assert facts.stack_cookies.value is not True, facts.stack_cookies.reason
+
+
+def test_old_cache_version_is_refused_not_a_crash() -> None:
+    old = '{"format": "rba-binary-facts", "version": 6, "facts": [], "entries": [[1, 2, 3, 4, 0]]}'
+    with pytest.raises(CacheFormatError, match="cache version 6"):
+        FactsCache.loads(old)
+
+
+FORK_COUNTER = """
+import sys
+forks = []
+sys.addaudithook(lambda event, _args: forks.append(1) if event == "os.fork" else None)
+from binanalysis import FactsCache, inspect_many
+paths = sys.argv[2:]
+results = inspect_many(paths, FactsCache(), jobs=int(sys.argv[1]))
+assert len(results) == len(paths) and all(r.error is None for r in results)
+print(len(forks))
+"""
+
+
+@pytest.mark.parametrize("jobs", [64, 100000])
+def test_jobs_bounded_by_cpus_and_files(
+    gcc_built: dict[str, Path], tmp_path: Path, jobs: int
+) -> None:
+    """Issue 12: --jobs 64 on 60 files started 66 processes; --jobs 100000 forked thousands."""
+    import subprocess
+    import sys
+
+    from binanalysis.batch import usable_cpus
+
+    paths = []
+    for i in range(60):  # 60 distinct inodes, so 60 misses
+        copy = tmp_path / f"prog{i}"
+        shutil.copyfile(gcc_built["sp_strong"], copy)
+        paths.append(str(copy))
+    repo = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-c", FORK_COUNTER, str(jobs), *paths]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, cwd=repo, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    forks = int(done.stdout)
+    assert 1 <= forks <= usable_cpus(), forks

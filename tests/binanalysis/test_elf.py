@@ -15,7 +15,7 @@ FULL, PARTIAL, NONE = Relro.FULL, Relro.PARTIAL, Relro.NONE
 
 # name -> (dep, stack_cookies, aslr, relro, words in the stack-cookie reason)
 EXPECTED: dict[str, tuple[bool | None, bool | None, bool | None, Relro | None, str]] = {
-    "nosp": (T, F, T, FULL, "none of __stack_chk_fail"),
+    "nosp": (T, F, T, FULL, "built without stack protection: 0 of 3 functions"),
     "sp": (T, T, T, FULL, "__stack_chk_fail imported"),
     "sp_strong": (T, T, T, FULL, "__stack_chk_fail imported"),
     "execstack": (F, T, T, FULL, "imported"),
@@ -31,16 +31,19 @@ EXPECTED: dict[str, tuple[bool | None, bool | None, bool | None, Relro | None, s
     "static_nosp": (T, T, F, PARTIAL, "defined (.symtab)"),
     "static_pie": (T, T, T, FULL, "defined (.symtab)"),
     "stripped": (T, T, T, FULL, "__stack_chk_fail imported (.dynsym)"),
-    "stripped_nosp": (T, F, T, FULL, "none of"),
+    "stripped_nosp": (T, F, T, FULL, "1 take the address of a stack frame of 64+ bytes"),
     "static_stripped": (T, T, F, PARTIAL, "canary load from %fs:0x28"),
     "stack_size": (T, T, T, FULL, "imported"),
     "sysv_hash": (T, T, T, FULL, "__stack_chk_fail imported (.dynsym, DT_HASH)"),
-    "sysv_hash_nosp": (T, F, T, FULL, "none of"),
+    "sysv_hash_nosp": (T, F, T, FULL, "built without"),
     "shared": (T, T, T, FULL, "imported"),
-    "shared_nosp": (T, F, T, FULL, "none of"),
+    "shared_nosp": (T, F, T, FULL, "built without stack protection: 0 of 1 functions"),
     "object": (NA, T, NA, None, "__stack_chk_fail imported (.symtab)"),
-    "object_nosp": (NA, F, NA, None, "none of"),
+    "object_nosp": (NA, F, NA, None, "built without"),
     "data_only": (T, NA, T, FULL, "no executable"),
+    "data_only_crt": (T, NA, T, FULL, "nothing to protect"),
+    "noreturn_sp": (T, T, T, FULL, "built with stack protection: 1 of"),
+    "scalar_nosp": (T, NA, T, FULL, "nothing to protect: 0 of"),
 }
 
 
@@ -183,9 +186,9 @@ def test_go_binary_cookies_not_applicable(tmp_path: Path) -> None:
     [
         (True, craft.EM_X86_64, b"\x90\x64\x48\x8b\x04\x25\x28\x00\x00\x00\xc3", True),
         (True, craft.EM_X86_64, b"\x64\x48\x2b\x14\x25\x28\x00\x00\x00", True),  # sub %fs:0x28
-        (True, craft.EM_X86_64, b"\x90" * 64, False),
+        (True, craft.EM_X86_64, b"\x90" * 64, None),  # no functions, no canary
         (False, craft.EM_386, b"\x65\xa1\x14\x00\x00\x00", True),
-        (False, craft.EM_386, b"\x90" * 64, False),
+        (False, craft.EM_386, b"\x90" * 64, None),
         (True, craft.EM_AARCH64, b"\x00" * 64, None),
     ],
 )
@@ -215,3 +218,38 @@ def test_not_elf_or_pe_is_other(tmp_path: Path) -> None:
     assert facts.format is FileFormat.OTHER
     assert facts.error is None
     assert facts.dep.value is None
+
+
+def test_no_function_libraries_are_not_applicable() -> None:
+    """Issue 16: data-only libraries and libraries with no functions at all, flagged "no
+    stack cookies" before, have nothing to protect."""
+    for path in _system_libs("libicudata.so.72", "libnss_files.so.2", "libnss_dns.so.2"):
+        verdict = inspect(path).stack_cookies
+        assert verdict.value is None, (path, verdict.reason)
+        assert verdict.reason.startswith("nothing to protect"), verdict.reason
+
+
+def test_glvnd_size_zero_dispatch_stubs_are_code_not_placeholders() -> None:
+    """glvnd's libOpenGL/libGLESv2 export size-0 assembly dispatch stubs: real code, so the
+    placeholder-stub note must not fire; their code decides (nothing to protect here)."""
+    for path in _system_libs("libOpenGL.so.0", "libGLESv2.so.2"):
+        verdict = inspect(path).stack_cookies
+        assert "placeholder" not in verdict.reason, verdict.reason
+        assert verdict.reason.startswith("nothing to protect: 0 of"), verdict.reason
+
+
+def test_gcc_runtime_is_still_a_finding() -> None:
+    """libstdc++ and libgcc_s are built without -fstack-protector (really unprotected)."""
+    for path in _system_libs("libstdc++.so.6", "libgcc_s.so.1"):
+        verdict = inspect(path).stack_cookies
+        assert verdict.value is False, verdict.reason
+        assert verdict.reason.startswith("built without stack protection: 0 of "), verdict.reason
+
+
+def _system_libs(*names: str) -> list[str]:
+    """The named Debian libraries that are installed (skip the test if none is)."""
+    found = [f"/usr/lib/x86_64-linux-gnu/{n}" for n in names]
+    found = [p for p in found if Path(p).exists()]
+    if not found:
+        pytest.skip(f"none of {', '.join(names)} is installed")
+    return found
