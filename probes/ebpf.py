@@ -10,8 +10,12 @@ and counts failed reserves per CPU. This side
   id to the process that connected or listened, and passive establishments by local port
   (and address, and namespace) to the listener's owner.
 
-bcc compiles the program once per process; sessions reuse it (attach on start, detach
-on stop), because compiling costs a noticeable fraction of a second.
+bcc compiles the program once per process and sessions reuse it, because compiling costs
+a noticeable fraction of a second. Its programs stay attached while a session runs and
+a gate map opens and closes the window at once; detaching, which waits on the kernel
+for each tracepoint, happens in the background after the window (``_Program``). What the
+C program contains, and which of its programs emit events, is declared in
+:mod:`probes.ebpf_program`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from probes import ebpf_program as layout
 from probes.common import BatchQueue, GapCounter, RecentMap, wall_offset_ns
 from probes.content import ContentTracker
 from probes.events import (
@@ -51,7 +56,7 @@ from probes.interface import (
 )
 from probes.procfs import NetnsCache, local_addresses, read_cmdline, read_ids
 
-PROGRAM_PATH = Path(__file__).with_name("ebpf_program.c")
+PROGRAM_PATH = layout.SOURCE_PATH
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 DEFAULT_RINGBUF_PAGES = 4096  # 16 MiB: a 20,000-connect burst fits even if we stall
 
@@ -111,31 +116,34 @@ def _kernel_version() -> tuple[int, int]:
 
 
 class _Program:
-    """A compiled and loaded BPF program with its ring buffer; attached while in use."""
+    """A compiled and loaded BPF program with its ring buffers.
+
+    bcc attaches every program on load, and they stay attached: a gate map keeps them
+    idle outside a window. Detaching costs an RCU grace period per tracepoint (about
+    50 ms each), so it happens in the background once a window is over, and a program
+    reused before that is done keeps what is still attached."""
 
     def __init__(self, ringbuf_pages: int, content: bool = True) -> None:
         import bcc
 
-        source = PROGRAM_PATH.read_text()
-        self.source = source
         self.content = content
-        self.tracepoints = [
-            f"{cat}:{event}"
-            for cat, event in re.findall(r"TRACEPOINT_PROBE\((\w+), (\w+)\)", source)
-            if content or event not in CONTENT_ONLY_PROGRAMS
-        ]
+        self.tracepoints = layout.tracepoints(content)
         cflags = [f"-DRBA_RINGBUF_PAGES={ringbuf_pages}", f"-DRBA_CONTENT={int(content)}"]
         try:
-            self.bpf = bcc.BPF(text=source.encode(), cflags=cflags)
+            self.bpf = bcc.BPF(text=layout.SOURCE_PATH.read_bytes(), cflags=cflags)
         except Exception as e:  # bcc raises bare Exception on compile/load failure
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ProbeUnavailableError(f"BPF program failed to load: {first}") from e
-        self.attached = True  # bcc attaches TRACEPOINT_PROBEs on load; idle until start
-        self.detach()
+        loaded = {name.decode() for name in self.bpf.funcs}
+        if loaded != {tp.function for tp in self.tracepoints}:
+            raise ProbeUnavailableError("BPF program does not match probes/ebpf_program.py")
+        self._detacher: _Detacher | None = None
         self.records: list[bytes] = []
+        self.received = 0  # records taken from the event ring buffer, ever
         self.bpf[b"events"].open_ring_buffer(self._on_record)
         self.payloads: list[bytes] = []
-        self.bpf[b"payloads"].open_ring_buffer(self._on_payload)
+        if content:
+            self.bpf[b"payloads"].open_ring_buffer(self._on_payload)
         self.in_use = False
 
     def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
@@ -154,6 +162,8 @@ class _Program:
     def forget_connections(self, settled: list[tuple[int, int]]) -> None:
         """Stop capturing payloads of connections user space has labelled, given as
         (kernel key, connection id): a key whose fd now holds a newer connection stays."""
+        if not settled:
+            return
         table = self.bpf[b"conns"]
         for key, conn in settled:
             with contextlib.suppress(KeyError):
@@ -162,32 +172,37 @@ class _Program:
                     del table[k]
 
     def payloads_lost(self) -> int:
+        if not self.content:
+            return 0
         return int(sum(self.bpf[b"payloads_lost"][0]))
 
     def reset_state(self) -> None:
         """Forget per-socket and per-process state from an earlier window, so a reused
         program starts as a fresh one would: an fd or pid reused while the program was
-        detached must not inherit what its predecessor was (a stale 'not UDP' mark hid
+        idle must not inherit what its predecessor was (a stale 'not UDP' mark hid
         sends from sockets made in the gap)."""
-        for name in re.findall(r'BPF_TABLE\("lru_hash", [^,]+, [^,]+, (\w+),', self.source):
-            self.bpf[name.encode()].clear()
+        for table in layout.window_state_maps(self.content):
+            self.bpf[table.key].clear()
 
     def attach(self) -> None:
-        if self.attached:
-            return
+        """Attach whatever a background detach has not detached yet."""
+        if self._detacher is not None:
+            self._detacher.cancel()
+            self._detacher = None
         for tp in self.tracepoints:
-            cat, event = tp.split(":")
-            self.bpf.attach_tracepoint(
-                tp=tp.encode(), fn_name=f"tracepoint__{cat}__{event}".encode()
-            )
-        self.attached = True
+            if tp.name.encode() not in self.bpf.tracepoint_fds:
+                self.bpf.attach_tracepoint(tp=tp.name.encode(), fn_name=tp.function.encode())
 
-    def detach(self) -> None:
-        if not self.attached:
-            return
-        for tp in self.tracepoints:
-            self.bpf.detach_tracepoint(tp.encode())
-        self.attached = False
+    def detach_later(self) -> None:
+        """Detach every tracepoint in a background thread (the gate is closed, so the
+        programs do nothing meanwhile)."""
+        if self._detacher is None:
+            self._detacher = _Detacher(self.bpf.tracepoint_fds)
+
+    def set_window(self, open_: bool) -> None:
+        """Open or close the gate of every program (map ``window``)."""
+        table = self.bpf[b"window"]
+        table[table.Key(0)] = table.Leaf(int(open_))
 
     def poll(self, timeout_ms: int) -> list[bytes]:
         """Records that arrived within ``timeout_ms`` (or at once for an exec, whose
@@ -201,8 +216,23 @@ class _Program:
         self.bpf.ring_buffer_consume()
         return self.take()
 
+    def settle(self, timeout: float = 1.0) -> tuple[list[bytes], int, int]:
+        """Once the gate is closed: (the records still to come, attempted reserves,
+        failed reserves), read when every attempted reserve was delivered or failed,
+        so that the counters are final. Runs already past the gate when it closed
+        finish within microseconds."""
+        records: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            attempted, failed = self.attempts_total(), self.lost_total()
+            records += self.drain()
+            if self.received + failed == attempted or time.monotonic() > deadline:
+                return records, attempted, failed
+            time.sleep(0.001)
+
     def take(self) -> list[bytes]:
         records, self.records = self.records, []
+        self.received += len(records)
         return records
 
     def lost_total(self) -> int:
@@ -218,7 +248,7 @@ class _Program:
         emitting = helpers = 0
         for name, fn in self.bpf.funcs.items():
             misses = _recursion_misses(fn.fd)
-            if name.decode().split("__")[-1] in _EVENT_PROGRAMS:
+            if layout.BY_FUNCTION[name.decode()].emits_events:
                 emitting += misses
             else:
                 helpers += misses
@@ -228,18 +258,45 @@ class _Program:
         emitting, helpers = self.skipped_runs()
         return KernelCounters(self.attempts_total(), self.lost_total(), emitting, helpers)
 
+    def dispose(self) -> None:
+        """Release everything; detaching goes on in the background."""
+        if self._detacher is not None:
+            self._detacher.cancel()
+        fds = dict(self.bpf.tracepoint_fds)
+        self.bpf.tracepoint_fds.clear()  # bcc's cleanup must not close them too
+        self._detacher = _Detacher(fds)
+        self.bpf.cleanup()
 
-# Programs whose skipped runs may each have cost an event; any other program only keeps
-# state or feeds content labels, so its skipped runs are stated as a gap instead.
-_EVENT_PROGRAMS = {
-    "sched_process_exec",
-    "sched_process_fork",
-    "sched_process_exit",
-    "inet_sock_set_state",
-    "sys_enter_sendto",
-    "sys_enter_sendmsg",
-    "sys_enter_connect",
-}
+
+class _Detacher:
+    """Closes the perf events of attached tracepoints one by one in a thread, until
+    cancelled: each close waits for an RCU grace period (kernel/trace/trace_event_perf.c,
+    under one mutex, so closing in parallel hardly helps). What is left stays in
+    ``fds`` (bcc's own table), still attached."""
+
+    def __init__(self, fds: dict[bytes, int]) -> None:
+        self._fds = fds
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, name="rba-ebpf-detach")
+        self._thread.start()
+
+    def _run(self) -> None:
+        from bcc import lib
+
+        while True:
+            with self._lock:
+                if self._cancelled or not self._fds:
+                    return
+                name = next(iter(self._fds))
+                fd = self._fds.pop(name)
+            lib.bpf_close_perf_event_fd(fd)
+
+    def cancel(self) -> None:
+        """Stop after the close in progress; return once it is done."""
+        with self._lock:
+            self._cancelled = True
+        self._thread.join()
 
 
 def _recursion_misses(prog_fd: int) -> int:
@@ -268,7 +325,7 @@ class KernelCounters(NamedTuple):
 
     def __sub__(self, other: object) -> KernelCounters:
         assert isinstance(other, KernelCounters)
-        return KernelCounters(*(a - b for a, b in zip(self, other, strict=True)))
+        return KernelCounters(*(a - b for a, b in zip(self, other)))
 
     @property
     def lost(self) -> int:
@@ -284,46 +341,33 @@ GAP_PAYLOADS_LOST = (
     "first payloads lost (payload ring buffer full): protocol identified by port or program"
 )
 
-# Programs that exist only to capture first payloads (probes/content.py).
-CONTENT_ONLY_PROGRAMS = frozenset(
-    {
-        "sys_exit_connect",
-        "sys_enter_accept4",
-        "sys_enter_write",
-        "sys_enter_read",
-        "sys_exit_read",
-        "sys_enter_recvfrom",
-        "sys_exit_recvfrom",
-        "sys_enter_recvmsg",
-        "sys_exit_recvmsg",
-    }
-)
-
 _program_lock = threading.Lock()
 _idle_programs: list[_Program] = []
 
 
 def _acquire_program(ringbuf_pages: int, content: bool = True) -> _Program:
     with _program_lock:
-        if _idle_programs and ringbuf_pages == DEFAULT_RINGBUF_PAGES and content:
-            program = _idle_programs.pop()
-            program.reset_state()
-            program.in_use = True
-            return program
+        for program in _idle_programs:
+            if ringbuf_pages == DEFAULT_RINGBUF_PAGES and program.content == content:
+                _idle_programs.remove(program)
+                program.reset_state()
+                program.in_use = True
+                return program
     program = _Program(ringbuf_pages, content)
     program.in_use = True
     return program
 
 
 def _release_program(program: _Program, ringbuf_pages: int) -> None:
-    program.detach()
-    program.drain()
+    """Keep a default-sized program for the next window (detaching meanwhile), or
+    dispose of it."""
     program.in_use = False
-    if ringbuf_pages == DEFAULT_RINGBUF_PAGES and program.content:
+    if ringbuf_pages == DEFAULT_RINGBUF_PAGES:
+        program.detach_later()
         with _program_lock:
             _idle_programs.append(program)
     else:
-        program.bpf.cleanup()
+        program.dispose()
 
 
 # ---- attribution ----------------------------------------------------------------------
@@ -654,13 +698,14 @@ class EbpfSource(EventSource):
         program = self._live_program()
         self._attributor = Attributor(strings, self._netns, self._gaps)
         self._content = ContentTracker(strings)
-        self._payloads_lost_base = program.payloads_lost()
-        program.drain()  # leftovers from a previous session using this program
-        self._base = program.counters()
         try:
             program.attach()
         except Exception as e:
             raise ProbeError(f"cannot attach tracepoints: {e}") from e
+        program.drain()  # leftovers from a previous session using this program
+        self._payloads_lost_base = program.payloads_lost()
+        self._base = program.counters()
+        program.set_window(True)
         self._thread = threading.Thread(target=self._loop, name="rba-ebpf", daemon=True)
         self._thread.start()
 
@@ -680,17 +725,19 @@ class EbpfSource(EventSource):
         program = self._program
         if program is None:
             return
+        program.set_window(False)
+        skipped = program.skipped_runs()
         self._stop.set()
         self._seeded.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        program.detach()
-        self._deliver(program.drain())
+        records, attempted, failed = program.settle()
+        self._deliver(records)
         if self._content is not None:
             self._deliver([], self._content.flush())
         self._payloads_lost = program.payloads_lost() - self._payloads_lost_base
-        self._final = self.kernel_counts()
+        self._final = KernelCounters(attempted, failed, *skipped) - self._base
         _release_program(program, self._pages)
         self._program = None
 

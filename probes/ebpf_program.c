@@ -12,6 +12,13 @@
 
 #include <uapi/linux/ptrace.h>
 
+// bpf_probe_read_user under another name. bcc rewrites every call it sees by that name
+// after checking /proc/kallsyms for the helper, which it reads whole for each call site
+// (about 30 ms each, half of the compile time). Every kernel with a BPF ring buffer (5.8+,
+// which we require) has the helper, so the check can only say yes.
+static long (*read_user)(void *dst, u32 size, const void *unsafe_ptr) =
+    (void *)BPF_FUNC_probe_read_user;
+
 #ifndef RBA_RINGBUF_PAGES
 #define RBA_RINGBUF_PAGES 4096
 #endif
@@ -103,6 +110,19 @@ BPF_TABLE("lru_hash", u32, int, exit_codes, 4096);
 BPF_TABLE("lru_hash", u32, u32, socket_args, 4096);
 BPF_TABLE("lru_hash", u64, u8, fd_kind, 65536);
 
+// window[0] is 1 while a window is open. The programs stay attached from load until a
+// background detach after the window (each detach waits for an RCU grace period, about
+// 50 ms a tracepoint), and do nothing while it is 0: so neither opening nor closing a
+// window waits on the kernel, and user space can close the gate, let the runs in flight
+// finish, and read counters that nothing changes any more.
+BPF_ARRAY(window, u32, 1);
+
+static __always_inline int window_closed(void) {
+    int zero = 0;
+    u32 *open = window.lookup(&zero);
+    return !open || !*open;
+}
+
 static __always_inline void count_attempt(void) {
     int zero = 0;
     u64 *n = attempts.lookup(&zero);
@@ -141,6 +161,8 @@ static __always_inline struct rba_event *reserve_task(u8 kind) {
 // ---- processes ---------------------------------------------------------------------
 
 TRACEPOINT_PROBE(sched, sched_process_exec) {
+    if (window_closed())
+        return 0;
     count_attempt();
     struct rba_exec *rec = events.ringbuf_reserve(sizeof(struct rba_exec));
     if (!rec) {
@@ -163,6 +185,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_clone) {
+    if (window_closed())
+        return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     u64 flags = args->clone_flags;
     clone_flags.update(&tid, &flags);
@@ -170,15 +194,19 @@ TRACEPOINT_PROBE(syscalls, sys_enter_clone) {
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_clone3) {
+    if (window_closed())
+        return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     u64 flags = 0;
     // struct clone_args starts with the u64 flags (UAPI).
-    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
+    read_user(&flags, sizeof(flags), (void *)args->uargs);
     clone_flags.update(&tid, &flags);
     return 0;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_fork) {
+    if (window_closed())
+        return 0;
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
     u64 *flags = clone_flags.lookup(&tid);
@@ -200,6 +228,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_exit_group) {
+    if (window_closed())
+        return 0;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     int code = args->error_code;
     exit_codes.update(&tgid, &code);
@@ -207,6 +237,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_exit_group) {
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exit) {
+    if (window_closed())
+        return 0;
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
     if ((u32)id != tgid)
@@ -226,6 +258,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
 // ---- TCP state -----------------------------------------------------------------------
 
 TRACEPOINT_PROBE(sock, inet_sock_set_state) {
+    if (window_closed())
+        return 0;
     if (args->protocol != PROTO_TCP)
         return 0;
     int newstate = args->newstate;
@@ -286,6 +320,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
 // ---- UDP: socket types, sendto/sendmsg/connect with a remote -------------------------
 
 TRACEPOINT_PROBE(syscalls, sys_enter_socket) {
+    if (window_closed())
+        return 0;
     int family = args->family;
     if (family != AF_INET_ && family != AF_INET6_)
         return 0;
@@ -298,6 +334,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_socket) {
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_socket) {
+    if (window_closed())
+        return 0;
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
     u32 *kind = socket_args.lookup(&tid);
@@ -320,6 +358,8 @@ static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
 static __always_inline void content_sendmsg(u64 fd, const void *msg);
 
 TRACEPOINT_PROBE(syscalls, sys_exit_accept4) {
+    if (window_closed())
+        return 0;
     content_accept_exit(args->ret);
     if (args->ret < 0)
         return 0;
@@ -345,7 +385,7 @@ static __always_inline void emit_udp(const void *uaddr, u64 len, u8 unknown_is_u
     if (kind == FD_OTHER || (kind == 0 && !unknown_is_udp))
         return;
     u16 family = 0;
-    if (bpf_probe_read_user(&family, sizeof(family), uaddr))
+    if (read_user(&family, sizeof(family), uaddr))
         return;
     if (family != AF_INET_ && family != AF_INET6_)
         return;
@@ -353,19 +393,21 @@ static __always_inline void emit_udp(const void *uaddr, u64 len, u8 unknown_is_u
     if (!ev)
         return;
     u16 port_be = 0;
-    bpf_probe_read_user(&port_be, sizeof(port_be), (const char *)uaddr + 2);
+    read_user(&port_be, sizeof(port_be), (const char *)uaddr + 2);
     ev->dport = (port_be >> 8) | ((port_be & 0xff) << 8);
     if (family == AF_INET_) {
         ev->family = FAM_INET;
-        bpf_probe_read_user(ev->daddr, 4, (const char *)uaddr + 4);
+        read_user(ev->daddr, 4, (const char *)uaddr + 4);
     } else {
         ev->family = FAM_INET6;
-        bpf_probe_read_user(ev->daddr, 16, (const char *)uaddr + 8);
+        read_user(ev->daddr, 16, (const char *)uaddr + 8);
     }
     events.ringbuf_submit(ev, RB_NO_WAKEUP);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
+    if (window_closed())
+        return 0;
     emit_udp((const void *)args->addr, args->addr_len, 1, args->fd);
     content_send(args->fd, (const void *)args->addr, args->addr_len, (const void *)args->buff,
                  args->len);
@@ -373,19 +415,23 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
+    if (window_closed())
+        return 0;
     // struct user_msghdr (UAPI) starts with: void *msg_name; int msg_namelen.
     struct {
         void *name;
         int namelen;
     } head = {};
     content_sendmsg(args->fd, (const void *)args->msg);
-    if (bpf_probe_read_user(&head, sizeof(head), (void *)args->msg))
+    if (read_user(&head, sizeof(head), (void *)args->msg))
         return 0;
     emit_udp(head.name, head.namelen, 1, args->fd);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
+    if (window_closed())
+        return 0;
     emit_udp((const void *)args->uservaddr, args->addrlen, 0, args->fd);
     content_connect_enter(args->fd, (const void *)args->uservaddr, args->addrlen);
     return 0;
@@ -403,8 +449,18 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
 // ring buffer and never into an event: user space turns them into a label at once.
 
 #ifndef RBA_CONTENT
-#define RBA_CONTENT 1  // 0: no capture (the hooks return at once; user space attaches
-#endif                 // none of the content-only programs)
+#define RBA_CONTENT 1
+#endif
+
+#if !RBA_CONTENT
+// No capture: the hooks do nothing, and neither the content-only programs nor their maps
+// exist (probes/ebpf_program.py lists which those are).
+static __always_inline void content_accept_exit(s64 fd) {}
+static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len) {}
+static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
+                                         const void *buf, u64 len) {}
+static __always_inline void content_sendmsg(u64 fd, const void *msg) {}
+#else
 #define RBA_PAYLOAD_LEN 64
 #define RBA_CLIENT_WRITES 4
 #define ROLE_ACTIVE 1
@@ -468,17 +524,17 @@ static __always_inline u64 fd_key(u64 fd) {
 // The remote endpoint of an inet sockaddr in user memory; 0 when not inet.
 static __always_inline int read_endpoint(const void *uaddr, u64 len, struct rba_conn *c) {
     u16 family = 0;
-    if (!uaddr || len < 8 || bpf_probe_read_user(&family, sizeof(family), uaddr))
+    if (!uaddr || len < 8 || read_user(&family, sizeof(family), uaddr))
         return 0;
     u16 port_be = 0;
-    bpf_probe_read_user(&port_be, sizeof(port_be), (const char *)uaddr + 2);
+    read_user(&port_be, sizeof(port_be), (const char *)uaddr + 2);
     c->dport = (port_be >> 8) | ((port_be & 0xff) << 8);
     if (family == AF_INET_) {
         c->family = FAM_INET;
-        bpf_probe_read_user(c->daddr, 4, (const char *)uaddr + 4);
+        read_user(c->daddr, 4, (const char *)uaddr + 4);
     } else if (family == AF_INET6_ && len >= 24) {
         c->family = FAM_INET6;
-        bpf_probe_read_user(c->daddr, 16, (const char *)uaddr + 8);
+        read_user(c->daddr, 16, (const char *)uaddr + 8);
     } else {
         return 0;
     }
@@ -501,7 +557,7 @@ static __always_inline void emit_payload(struct rba_conn *c, u64 fd, u8 dir, u8 
     u32 n = len < RBA_PAYLOAD_LEN ? (u32)len : RBA_PAYLOAD_LEN;
     if (n > RBA_PAYLOAD_LEN)
         n = RBA_PAYLOAD_LEN;
-    bpf_probe_read_user(rec->data, n, buf);
+    read_user(rec->data, n, buf);
     rec->len = n;
     rec->ts_mono = bpf_ktime_get_ns();
     rec->conn = c->id;
@@ -592,8 +648,6 @@ static __always_inline void capture_datagram(u64 fd, const void *uaddr, u64 addr
 
 // Called from the existing connect/accept4 programs above.
 static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len) {
-    if (!RBA_CONTENT)
-        return;
     if ((udp_fd_kind(fd) & FD_KIND_MASK) == FD_UDP)
         return;
     struct rba_conn c = {};
@@ -608,6 +662,8 @@ static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_connect) {
+    if (window_closed())
+        return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct rba_conn *c = connecting.lookup(&tid);
     if (!c)
@@ -624,6 +680,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect) {
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_accept4) {
+    if (window_closed())
+        return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     u64 peer = (u64)args->upeer_sockaddr;
     accepting.update(&tid, &peer);
@@ -631,8 +689,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_accept4) {
 }
 
 static __always_inline void content_accept_exit(s64 fd) {
-    if (!RBA_CONTENT)
-        return;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     u64 *peer = accepting.lookup(&tid);
     if (!peer)
@@ -651,45 +707,59 @@ static __always_inline void content_accept_exit(s64 fd) {
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_write) {
+    if (window_closed())
+        return 0;
     capture_write(args->fd, (const void *)args->buf, args->count);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_read) {
+    if (window_closed())
+        return 0;
     stash_read(args->fd, (u64)args->buf);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_read) {
+    if (window_closed())
+        return 0;
     capture_read(args->ret);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom) {
+    if (window_closed())
+        return 0;
     stash_read(args->fd, (u64)args->ubuf);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom) {
+    if (window_closed())
+        return 0;
     capture_read(args->ret);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg) {
+    if (window_closed())
+        return 0;
     // struct user_msghdr (UAPI): name, namelen (+pad), iov, iovlen; iovec: base, len.
     u64 key = fd_key(args->fd);
     if (!conns.lookup(&key))
         return 0;
     void *iov = 0;
-    if (bpf_probe_read_user(&iov, sizeof(iov), (const char *)args->msg + 16) || !iov)
+    if (read_user(&iov, sizeof(iov), (const char *)args->msg + 16) || !iov)
         return 0;
     u64 base = 0;
-    bpf_probe_read_user(&base, sizeof(base), iov);
+    read_user(&base, sizeof(base), iov);
     stash_read(args->fd, base);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg) {
+    if (window_closed())
+        return 0;
     capture_read(args->ret);
     return 0;
 }
@@ -697,8 +767,6 @@ TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg) {
 // sendto/sendmsg payloads (TCP first writes, first UDP datagrams); from the programs above.
 static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
                                          const void *buf, u64 len) {
-    if (!RBA_CONTENT)
-        return;
     u64 key = fd_key(fd);
     if (conns.lookup(&key))
         capture_write(fd, buf, len);
@@ -707,20 +775,20 @@ static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
 }
 
 static __always_inline void content_sendmsg(u64 fd, const void *msg) {
-    if (!RBA_CONTENT)
-        return;
     struct {
         void *name;
         int namelen;
         int pad;
         void *iov;
     } head = {};
-    if (bpf_probe_read_user(&head, sizeof(head), msg) || !head.iov)
+    if (read_user(&head, sizeof(head), msg) || !head.iov)
         return;
     struct {
         void *base;
         u64 len;
     } iov = {};
-    bpf_probe_read_user(&iov, sizeof(iov), head.iov);
+    read_user(&iov, sizeof(iov), head.iov);
     content_send(fd, head.name, head.namelen, iov.base, iov.len);
 }
+
+#endif  // RBA_CONTENT
