@@ -4,7 +4,10 @@
   provides it).
 - Stack cookies: a load-config directory with ``SecurityCookie`` != 0 (the directory is read
   by its own ``Size`` field, never by the data-directory size), or a mingw
-  ``__stack_chk_fail`` import.
+  ``__stack_chk_fail`` import; else the cookie pattern in the code: MSVC's /GS prologue
+  (``mov __security_cookie(%rip),%rax; xor %rsp,%rax``, in at least two functions), as in
+  distlib's ``t64.exe`` which has no load config, or a GCC canary store from mingw's
+  ``__stack_chk_guard`` (static ``-fstack-protector`` builds import nothing).
 - ASLR: ``DYNAMIC_BASE`` with relocations not stripped.
 - Extras: high-entropy VA (64-bit), CFG, SafeSEH (32-bit), .NET IL-only.
 
@@ -15,6 +18,7 @@ boundary. PE images are read whole, so they are bounded by :data:`MAX_PE_SIZE`.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -172,9 +176,61 @@ def _cookies(pe: Any, il_only: bool, cookie: int | None) -> Verdict:
             if imp.name in MINGW_COOKIE_IMPORTS:
                 dll = entry.dll.decode("ascii", "replace")
                 return Verdict(True, f"imports {imp.name.decode()} from {dll}")
+    found = _cookie_in_code(pe)
+    if found:
+        return Verdict(True, found)
     if cookie is None:
-        return Verdict(False, "no load config SecurityCookie and no __stack_chk_fail import")
-    return Verdict(False, "load config SecurityCookie is 0 and no __stack_chk_fail import")
+        return Verdict(False, "no load config SecurityCookie, no __stack_chk_fail import and "
+                       "no cookie check in the code")  # fmt: skip
+    return Verdict(False, "load config SecurityCookie is 0, no __stack_chk_fail import and "
+                   "no cookie check in the code")  # fmt: skip
+
+
+SCN_MEM_EXECUTE = 0x20000000
+# MSVC /GS x64 prologue: mov __security_cookie(%rip),%rax; xor %rsp,%rax
+MSVC_GS_X64 = re.compile(rb"\x48\x8b\x05(....)\x48\x33\xc4", re.DOTALL)
+# MSVC /GS x86 prologue: mov __security_cookie,%eax; xor %ebp,%eax
+MSVC_GS_X86 = re.compile(rb"\xa1(....)\x33\xc5", re.DOTALL)
+# GCC -fstack-protector against mingw's __stack_chk_guard (through its .refptr slot):
+# mov slot(%rip),%reg; mov (%reg),%rax; mov %rax,X(%rsp|%rbp); xor %eax,%eax
+MINGW_GUARD_X64 = re.compile(
+    rb"[\x48\x4c]\x8b[\x05\x0d\x15\x1d\x35\x3d](....)[\x48\x49]\x8b[\x00-\x3f]"
+    rb"\x48\x89(?:[\x44\x4c\x54\x5c\x64\x6c\x74\x7c]\x24.|[\x45\x4d\x55\x5d\x65\x6d\x75\x7d].)"
+    rb"\x31[\xc0\xc9\xd2\xdb\xf6\xff]",
+    re.DOTALL,
+)
+MIN_COOKIE_SITES = 2  # one cookie variable read by at least this many prologues
+
+
+def _cookie_in_code(pe: Any) -> str | None:
+    """The stack-cookie pattern in executable sections, where no header says so: MSVC
+    launchers with no load config (distlib's t64.exe), static mingw -fstack-protector."""
+    is64 = pe.OPTIONAL_HEADER.Magic == PE32_PLUS
+    base = pe.OPTIONAL_HEADER.ImageBase
+    patterns: tuple[tuple[re.Pattern[bytes], str], ...] = (
+        (MSVC_GS_X64, "MSVC /GS prologue"),
+        (MINGW_GUARD_X64, "__stack_chk_guard load"),
+    )
+    if not is64:
+        patterns = ((MSVC_GS_X86, "MSVC /GS prologue"),)
+    for section in pe.sections:
+        if not section.Characteristics & SCN_MEM_EXECUTE:
+            continue
+        code, rva = section.get_data(), section.VirtualAddress
+        for pattern, what in patterns:
+            sites: dict[int, list[int]] = {}
+            for m in pattern.finditer(code):
+                (disp,) = struct.unpack("<i" if is64 else "<I", m.group(1))
+                # rip-relative: the target is after the 7-byte load; x86 is absolute.
+                target = rva + m.start() + 7 + disp if is64 else disp - base
+                sites.setdefault(target, []).append(m.start())
+            if not sites:
+                continue
+            target, at = max(sites.items(), key=lambda kv: len(kv[1]))
+            if len(at) >= MIN_COOKIE_SITES or pattern is MINGW_GUARD_X64:
+                return (f"{what}: {len(at)} function(s) read the cookie at RVA {target:#x} "
+                        f"(first at RVA {rva + at[0]:#x}), found in the code")  # fmt: skip
+    return None
 
 
 def _safeseh(dll_chars: int, seh: tuple[int, int] | None) -> Verdict:

@@ -11,7 +11,7 @@ import pefile
 import pytest
 
 from binanalysis import FileFormat, inspect
-from tests.binanalysis.conftest import PE_MATRIX, pip_launchers
+from tests.binanalysis.conftest import PE_MATRIX, PROGRAM, pip_launchers
 
 ARCH = {"x86_64": "x86_64", "i686": "i386"}
 
@@ -50,12 +50,52 @@ def test_pip_launchers_agree_with_full_pefile_parse(path: Path) -> None:
         assert (facts.dep.value, facts.aslr.value) == (True, True)
     load_config = getattr(full, "DIRECTORY_ENTRY_LOAD_CONFIG", None)
     has_cookie = bool(load_config and getattr(load_config.struct, "SecurityCookie", 0))
-    assert facts.stack_cookies.value is has_cookie, facts.stack_cookies.reason
+    if has_cookie:
+        assert facts.stack_cookies.reason.startswith("load config SecurityCookie")
+    else:  # MSVC x64 launchers without a load config: the /GS prologues say it (issue 16)
+        assert facts.stack_cookies.reason.startswith("MSVC /GS prologue: ")
+        sites = int(facts.stack_cookies.reason.split(": ")[1].split()[0])
+        assert sites == _objdump_gs_prologues(path) >= 2
+    assert facts.stack_cookies.value is True, facts.stack_cookies.reason
     if full.FILE_HEADER.Machine == 0x14C:  # SafeSEH is a 32-bit x86 mitigation
         table = load_config and getattr(load_config.struct, "SEHandlerTable", 0)
         count = load_config and getattr(load_config.struct, "SEHandlerCount", 0)
         safe = bool(dll_chars & 0x400) or bool(table and count)
         assert facts.extra["safeseh"].value is safe, facts.extra["safeseh"].reason
+
+
+def _objdump_gs_prologues(path: Path) -> int:
+    """``mov X(%rip),%rax`` directly followed by ``xor %rsp,%rax``, as objdump decodes it."""
+    import subprocess
+
+    lines = subprocess.run(["objdump", "-d", str(path)], capture_output=True, text=True,
+                           check=True, timeout=60).stdout.splitlines()  # fmt: skip
+    return sum(
+        1
+        for before, line in zip(lines, lines[1:])
+        if "xor    %rsp,%rax" in line and "(%rip),%rax" in before and "mov" in before
+    )
+
+
+@pytest.mark.parametrize("strip", [False, True])
+@pytest.mark.parametrize("sp", [True, False])
+def test_static_mingw_stack_protector(tmp_path: Path, strip: bool, sp: bool) -> None:
+    """A static mingw -fstack-protector build imports nothing: its code reads
+    __stack_chk_guard (through .refptr) and stores the canary."""
+    import subprocess
+
+    if shutil.which("x86_64-w64-mingw32-gcc") is None:
+        pytest.skip("x86_64-w64-mingw32-gcc not installed (run scripts/setup.sh)")
+    source, out = tmp_path / "p.c", tmp_path / "p.exe"
+    source.write_text(PROGRAM)
+    flags = ["-O1", "-static", "-fstack-protector-strong" if sp else "-fno-stack-protector"]
+    flags += ["-s"] if strip else []
+    subprocess.run(["x86_64-w64-mingw32-gcc", *flags, str(source), "-o", str(out)],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    verdict = inspect(str(out)).stack_cookies
+    assert verdict.value is sp, verdict.reason
+    if sp:
+        assert verdict.reason.startswith("__stack_chk_guard load: 1 function(s)"), verdict.reason
 
 
 def test_launchers_found() -> None:
@@ -87,10 +127,12 @@ def test_load_config_read_by_its_own_size(tmp_path: Path) -> None:
     assert inspect(str(path)).stack_cookies.value is True
     _patch(path, directory + 4, 8)  # data-directory Size too small: must not matter
     assert inspect(str(path)).stack_cookies.value is True
+    assert inspect(str(path)).stack_cookies.reason.startswith("load config SecurityCookie")
     _patch(path, config, 0x3C)  # the config's own Size ends before SecurityCookie
     facts = inspect(str(path))
-    assert facts.stack_cookies.value is False
-    assert "no load config SecurityCookie" in facts.stack_cookies.reason
+    # No SecurityCookie field any more: only the /GS prologues in the code are left.
+    assert facts.stack_cookies.value is True
+    assert facts.stack_cookies.reason.startswith("MSVC /GS prologue: ")
 
 
 def test_il_only_dotnet(pe_built: dict[tuple[str, str], Path], tmp_path: Path) -> None:
