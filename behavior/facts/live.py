@@ -53,6 +53,7 @@ from behavior.facts.procfs import (
 from binanalysis import BinaryFacts, BinaryParseError, FactsCache
 from probes.common import RecentMap
 from probes.events import EventArray, Flag, Kind, StringTable, comm_text
+from probes.lanes import PROCESS_LANES, classify
 
 # After an exec: read at once, then once the loader has mapped the libraries, then later.
 REREAD_DELAYS_S = (0.0, 0.03, 0.3, 3.0)
@@ -156,14 +157,8 @@ class LiveFactSource(FactSource):
     # --- FactSource -----------------------------------------------------------------
 
     def observe(self, events: EventArray, strings: StringTable) -> None:
-        kind = events["kind"]
         self._note_users(events)
-        wanted = (
-            (kind == Kind.EXEC)
-            | (kind == Kind.PROC_SNAPSHOT)
-            | (kind == Kind.FORK)
-            | (kind == Kind.EXIT)
-        )
+        wanted = np.isin(classify(events), PROCESS_LANES)
         if not wanted.any():
             return
         rows = events[wanted]

@@ -36,6 +36,7 @@ from probes.events import (
     format_address,
     is_loopback,
 )
+from probes.lanes import PROCESS_LANES, Lane, LaneArray, classify, grouping
 
 U64 = npt.NDArray[np.uint64]
 
@@ -88,28 +89,19 @@ def _fingerprint(
     return _mix(h ^ events["netns"][idx].astype(np.uint64))
 
 
-# Which lane of the fold an event takes, by (kind << 4 | flags & _LANE_FLAGS).
+# The aggregator's groups of lanes (see behavior.window.lanes).
 _IGNORED, _OUTBOUND, _ACCEPTED, _RARE, _LABEL = 0, 1, 2, 3, 4
-_LANE_FLAGS = Flag.ACTIVE | Flag.PASSIVE | Flag.LISTENER
-
-
-def _lane(kind: int, flags: int) -> int:
-    if kind in (Kind.TCP_CONNECT, Kind.UDP_SEND):
-        return _OUTBOUND
-    if kind == Kind.PROTO_LABEL:
-        return _LABEL
-    if kind in (Kind.EXEC, Kind.FORK, Kind.EXIT, Kind.PROC_SNAPSHOT, Kind.TCP_LISTEN, Kind.LOGIN):
-        return _RARE
-    if kind == Kind.TCP_ESTABLISHED and flags & Flag.ACTIVE:
-        return _OUTBOUND
-    if kind == Kind.TCP_ESTABLISHED and flags & Flag.PASSIVE:
-        return _ACCEPTED
-    if kind == Kind.TCP_CLOSE and flags & Flag.LISTENER:
-        return _RARE
-    return _IGNORED
-
-
-_LANES = np.array([_lane(i >> 4, i & 15) for i in range(256 * 16)], dtype=np.uint8)
+_GROUPS = grouping(
+    {
+        Lane.TCP_CONNECT: _OUTBOUND,
+        Lane.UDP_SEND: _OUTBOUND,
+        Lane.TCP_OUT_ESTABLISHED: _OUTBOUND,
+        Lane.TCP_ACCEPTED: _ACCEPTED,
+        Lane.PROTO_LABEL: _LABEL,
+        **dict.fromkeys((*PROCESS_LANES, Lane.TCP_LISTEN, Lane.LOGIN, Lane.LISTENER_CLOSE), _RARE),
+    },
+    _IGNORED,
+)
 
 
 class _Ev(NamedTuple):
@@ -231,8 +223,11 @@ class _ListenerState:
     intervals: list[tuple[int, int]] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@dataclass
 class _ProcState:
+    # one per process seen, so no __dict__ (dataclass(slots=True) needs Python 3.10)
+    __slots__ = ("cmdline", "comm", "euid", "exe", "first_ns", "last_ns", "pid", "ppid", "uid")
+
     pid: int
     ppid: int
     comm: str
@@ -265,12 +260,12 @@ class Aggregator:
         self._labels: dict[tuple[int, int, int, bytes, int, str], set[str]] = {}
         self._server_labels: dict[tuple[int, int], set[str]] = {}
 
-    def fold(self, events: EventArray) -> None:
-        """Fold one batch of events."""
+    def fold(self, events: EventArray, lanes: LaneArray | None = None) -> None:
+        """Fold one batch of events (``lanes``: their :func:`classify`, if known)."""
         if len(events) == 0:
             return
         self.events += len(events)
-        lane = _LANES[(events["kind"].astype(np.intp) << 4) | (events["flags"] & _LANE_FLAGS)]
+        lane = _GROUPS[classify(events) if lanes is None else lanes]
         outbound = np.flatnonzero(lane == _OUTBOUND)
         if len(outbound):
             kind = events["kind"][outbound]
@@ -303,7 +298,7 @@ class Aggregator:
         names = ("pid", "netns", "family", "dport", "aux", "flags", "str_a")
         columns = [rows[name].tolist() for name in names]
         columns.append(np.ascontiguousarray(rows["daddr"]).view("V16").ravel().tolist())
-        for pid, netns, family, dport, aux, flags, str_a, daddr in zip(*columns, strict=True):
+        for pid, netns, family, dport, aux, flags, str_a, daddr in zip(*columns):
             label = self._strings.get(str_a)
             self._referenced.add(pid)
             if flags & Flag.PASSIVE:
@@ -318,7 +313,7 @@ class Aggregator:
     def _fold_rare(self, rows: EventArray) -> None:
         columns = [rows[name].tolist() for name in _Ev._fields[:-1]]
         columns.append(np.ascontiguousarray(rows["saddr"]).view("V16").ravel().tolist())
-        for values in zip(*columns, strict=True):
+        for values in zip(*columns):
             ev = _Ev._make(values)
             kind = ev.kind
             if kind in (Kind.EXEC, Kind.PROC_SNAPSHOT):

@@ -38,6 +38,7 @@ from behavior.window.aggregate import Aggregator
 from behavior.window.timeline import TimelineCounter
 from probes.events import EventArray, StringTable
 from probes.interface import ProbeError, SourceStats
+from probes.lanes import classify
 
 READ_SLICE_S = 0.2  # how long one read may wait: bounds the reaction to stop and the deadline
 PROGRESS_INTERVAL_S = 0.5  # the progress line's detail costs a pass over the keys
@@ -156,10 +157,11 @@ class Assessment:
 
     def feed(self, events: EventArray) -> None:
         """Fold a batch of events into the window (and let the facts gatherer see it)."""
+        lanes = classify(events)
         with self._lock:
             self._facts.observe(events, self.strings)
-            self._aggregator.fold(events)
-            self._timeline.fold(events)
+            self._aggregator.fold(events, lanes)
+            self._timeline.fold(events, lanes)
 
     def progress_detail(self, seconds_left: float) -> str:
         """One line for a progress display: time left, events, cleartext endpoints so far."""

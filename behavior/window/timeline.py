@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from behavior.interface import Finding, Listener, Observations
-from probes.events import EventArray, Flag, Kind, Source, StringTable
+from probes.events import EventArray, Source, StringTable
+from probes.lanes import Lane, LaneArray, classify, grouping
 
 SERIES = ("tcp-out", "tcp-in", "udp-out")  # outbound TCP, accepted TCP, outbound UDP
 MAX_BUCKETS = 60
@@ -32,27 +33,21 @@ MAX_EXEC_ROWS = 100_000  # exec events kept for matching against the flagged bin
 _NS = 1_000_000_000
 
 
-def _lane(kind: int, flags: int) -> int:
-    """Series index of an event (see SERIES), MAYBE_OUT, EXEC or NO_SERIES.
-
-    eBPF reports an outbound TCP connection as a connect (counted) and an active
-    established (not counted again); polling sees only the established one, so an active
-    established is MAYBE_OUT until its source is known."""
-    if kind == Kind.TCP_CONNECT:
-        return 0
-    if kind == Kind.TCP_ESTABLISHED and flags & Flag.PASSIVE:
-        return 1
-    if kind == Kind.UDP_SEND:
-        return 2
-    if kind == Kind.TCP_ESTABLISHED and flags & Flag.ACTIVE:
-        return MAYBE_OUT
-    if kind == Kind.EXEC:
-        return EXEC
-    return NO_SERIES
-
-
+# Series index of a lane (see SERIES), MAYBE_OUT, EXEC or NO_SERIES. eBPF reports an
+# outbound TCP connection as a connect (counted) and an active established (not counted
+# again); polling sees only the established one, so an active established is MAYBE_OUT
+# until its source is known.
 NO_SERIES, MAYBE_OUT, EXEC = len(SERIES), len(SERIES) + 1, len(SERIES) + 2
-_LANES = np.array([_lane(i >> 2, i & 3) for i in range(256 * 4)], dtype=np.uint8)
+_SERIES_OF = grouping(
+    {
+        Lane.TCP_CONNECT: 0,
+        Lane.TCP_ACCEPTED: 1,
+        Lane.UDP_SEND: 2,
+        Lane.TCP_OUT_ESTABLISHED: MAYBE_OUT,
+        Lane.EXEC: EXEC,
+    },
+    NO_SERIES,
+)
 
 
 def _per_second(
@@ -64,7 +59,7 @@ def _per_second(
     # np.unique, not a dense bincount: a hostile trace may put timestamps years apart,
     # and the work must stay bounded by the batch, not by the time span it covers.
     cells, counts = np.unique((secs - base) * nkeys + keys, return_counts=True)
-    for index, count in zip(cells.tolist(), counts.tolist(), strict=True):
+    for index, count in zip(cells.tolist(), counts.tolist()):
         offset, key = divmod(index, nkeys)
         yield key, base + offset, count
 
@@ -78,11 +73,12 @@ class TimelineCounter:
         self._execs: list[tuple[int, int, int]] = []  # (ts_ns, pid, filename id)
         self.execs_seen = 0
 
-    def fold(self, events: EventArray) -> None:
-        """Count one batch (the same batches the assessment folds)."""
+    def fold(self, events: EventArray, lanes: LaneArray | None = None) -> None:
+        """Count one batch (the same batches the assessment folds; ``lanes``: their
+        :func:`classify`, if known)."""
         if len(events) == 0:
             return
-        lane = _LANES[(events["kind"].astype(np.uint16) << 2) | (events["flags"] & 3)]
+        lane = _SERIES_OF[classify(events) if lanes is None else lanes]
         maybe = np.flatnonzero(lane == MAYBE_OUT)
         if len(maybe):
             polled = events["source"][maybe] == Source.POLL
@@ -102,7 +98,7 @@ class TimelineCounter:
         if len(execs) and room > 0:
             rows = execs[:room]
             self._execs += zip(
-                rows["ts_wall"].tolist(), rows["pid"].tolist(), rows["str_a"].tolist(), strict=True
+                rows["ts_wall"].tolist(), rows["pid"].tolist(), rows["str_a"].tolist()
             )
 
     def _fold_accepts(self, events: EventArray, passive: npt.NDArray[np.intp]) -> None:
