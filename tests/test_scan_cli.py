@@ -84,6 +84,25 @@ def test_recursive_skips_and_counts_non_binaries(programs: dict[str, Path]) -> N
     assert "\x1b[" not in result.stdout  # no colour when not a terminal
 
 
+def test_recursive_summary_counts_files_not_names(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 16: a file reached through a symlink and a hard link is one file in the summary
+    (every name still gets its row)."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.link(programs["bad"], tree / "bad")
+    os.link(programs["bad"], tree / "bad-again")  # a hard link: same inode
+    (tree / "bad-link").symlink_to(programs["bad"])  # a symlink to it
+    os.link(programs["good"], tree / "good")
+    result = run_rba("scan", "--no-cache", "-r", str(tree))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 + 4 + 1  # header, one row per name, summary
+    summary = lines[-1]
+    assert summary.startswith("2 ELF/PE files (4 names); 1 without DEP; 1 without stack cookies")
+
+
 def test_named_non_binary_is_listed(programs: dict[str, Path]) -> None:
     (item,) = _json(str(programs["script"]))
     assert (item["format"], item["dep"], item["error"]) == ("other", None, None)
@@ -314,9 +333,7 @@ def test_recursive_skips_mounted_pseudo_filesystems(
     tree = tmp_path / "tree"
     (tree / "proc").mkdir(parents=True)
     (tree / "good").write_bytes(programs["good"].read_bytes())
-    rba = " ".join(
-        [sys.executable, "-m", "behavior", "scan", "--no-cache", "-r", str(tree)]
-    )
+    rba = " ".join([sys.executable, "-m", "behavior", "scan", "--no-cache", "-r", str(tree)])
     script = f"mount -t proc proc {tree / 'proc'} && exec {rba}"
     result = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],

@@ -169,6 +169,7 @@ def _walk(top: str, out: Collected) -> None:
             out.unreadable.append((directory, f"cannot list: {e.strerror or e}"))
             continue
         subdirs = []
+        dir_dev = _device(directory)
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
@@ -177,10 +178,27 @@ def _walk(top: str, out: Collected) -> None:
                         continue
                     subdirs.append(entry.path)
                 elif entry.is_file():
-                    out.targets.append(Target(entry.path, entry.path))
+                    identity = _identity(entry, dir_dev)
+                    out.targets.append(Target(entry.path, entry.path, identity=identity))
             except OSError as e:
                 out.unreadable.append((entry.path, f"cannot stat: {e.strerror or e}"))
         stack.extend(reversed(subdirs))
+
+
+def _device(directory: str) -> int | None:
+    try:
+        return os.stat(directory).st_dev
+    except OSError:
+        return None
+
+
+def _identity(entry: os.DirEntry[str], dir_dev: int | None) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file an entry names, at no extra system call: readdir gives
+    the inode, and is_file() already stat()ed what a symlink points to."""
+    if entry.is_symlink():
+        st = entry.stat()
+        return st.st_dev, st.st_ino
+    return None if dir_dev is None else (dir_dev, entry.inode())
 
 
 def _all_pids() -> list[int]:

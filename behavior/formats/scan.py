@@ -15,11 +15,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class Target:
-    """One file to inspect: the path shown, the path opened, the pids that use it."""
+    """One file to inspect: the path shown, the path opened, the pids that use it, and
+    (when known) the (st_dev, st_ino) of the file, so that names of one file count once."""
 
     path: str
     open_path: str
     pids: list[int] = field(default_factory=list)
+    identity: tuple[int, int] | None = None
 
 
 @dataclass
@@ -32,13 +34,22 @@ class ScanReport:
 
 
 def summary_line(report: ScanReport) -> str:
-    """One line: how many files, how many lack each mitigation, what was skipped."""
+    """One line: how many files, how many lack each mitigation, what was skipped. A file
+    reached through several names (symlinks, hard links) counts once."""
     from binanalysis import FileFormat, Relro
 
-    facts = [f for _t, f in report.rows if f.error is None and f.format is not FileFormat.OTHER]
-    errors = sum(1 for _t, f in report.rows if f.error is not None)
+    seen: set[object] = set()
+    rows = []
+    for target, result in report.rows:
+        key = target.identity or target.path
+        if key not in seen:
+            seen.add(key)
+            rows.append((target, result))
+    facts = [f for _t, f in rows if f.error is None and f.format is not FileFormat.OTHER]
+    errors = sum(1 for _t, f in rows if f.error is not None)
+    names = sum(1 for _t, f in report.rows if f.error is None and f.format is not FileFormat.OTHER)
     parts = [
-        f"{len(facts)} ELF/PE files",
+        f"{len(facts)} ELF/PE files" + (f" ({names} names)" if names != len(facts) else ""),
         f"{sum(f.dep.value is False for f in facts)} without DEP",
         f"{sum(f.stack_cookies.value is False for f in facts)} without stack cookies",
         f"{sum(f.aslr.value is False for f in facts)} without ASLR",
@@ -47,7 +58,7 @@ def summary_line(report: ScanReport) -> str:
         f"{len(report.unreadable)} unreadable",
         f"{report.skipped_other} skipped (not ELF/PE)",
     ]
-    others = sum(1 for _t, f in report.rows if f.format is FileFormat.OTHER)
+    others = sum(1 for _t, f in rows if f.format is FileFormat.OTHER)
     if others:
         parts.append(f"{others} named but not ELF/PE")
     return "; ".join(parts)
