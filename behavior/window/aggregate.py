@@ -477,6 +477,11 @@ class Aggregator:
 
     # --- the result --------------------------------------------------------------------
 
+    @property
+    def connection_keys(self) -> int:
+        """Distinct connection keys held so far: what the fold's memory grows with."""
+        return self._connections.size
+
     def candidate_count(self, tcp_ports: frozenset[int], udp_ports: frozenset[int]) -> int:
         """Distinct non-loopback outbound endpoints on the given ports (cheap progress)."""
         table = self._connections

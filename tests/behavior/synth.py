@@ -11,6 +11,7 @@ from behavior.facts.interface import (
     CoverageFact,
     DirFact,
     FactSet,
+    FactSource,
     FileFact,
     HostFact,
     PathStat,
@@ -162,3 +163,17 @@ def process(
         exec_stack=exec_stack,
         seen_ns=T0 + int(t * SEC),
     )
+
+
+class FixedFacts(FactSource):
+    """A fact source that serves one prepared :class:`FactSet` (what a window's
+    gathering would have produced)."""
+
+    def __init__(self, facts: FactSet) -> None:
+        self._facts = facts
+
+    def observe(self, events: EventArray, strings: StringTable) -> None:
+        pass
+
+    def facts(self, *, timeout: float = 30.0) -> FactSet:
+        return self._facts

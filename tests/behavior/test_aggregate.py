@@ -61,7 +61,7 @@ def test_memory_is_bounded_by_distinct_keys(strings: StringTable) -> None:
     one = batch(*(connect(strings, pid, "192.0.2.1", 80) for pid in range(100)))
     for _ in range(50):
         agg.fold(one)
-    assert agg._connections.size == 100  # 5000 events, 100 keys
+    assert agg.connection_keys == 100  # 5000 events, 100 keys
     assert sum(c.count for c in _obs(agg).connections) == 5000
 
 

@@ -25,6 +25,7 @@ from tests.behavior.synth import (
     ROOT_FILE,
     SEC,
     T0,
+    FixedFacts,
     batch,
     binary,
     connect,
@@ -44,16 +45,11 @@ def _window(strings: StringTable, rules: frozenset[str] | None = None) -> Assess
     return Assessment(
         AssessConfig(duration_s=60, rules=rules),
         strings=strings,
-        facts=RecordedFactSource([]) if rules == frozenset() else _Fixed(facts),
+        facts=RecordedFactSource([]) if rules == frozenset() else FixedFacts(facts),
         observer=NullObserver(),
         run_id="run-1",
         started_at_ns=T0,
     )
-
-
-class _Fixed(RecordedFactSource):
-    def __init__(self, facts: object) -> None:
-        self._facts = facts  # type: ignore[assignment]
 
 
 def _finish(assessment: Assessment) -> str:

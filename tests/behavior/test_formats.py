@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from behavior.formats import Format, render
 from behavior.interface import Finding, Report, RuleStatus, RunInfo, Severity
+from tests.conftest import REPO
 
 
 def _finding(rule_id: str, severity: Severity, **evidence: object) -> Finding:
@@ -81,8 +85,24 @@ def test_json_follows_the_contract() -> None:
     assert finding["severity"] == "Medium" and finding["evidence"]["remote"]["port"] == 23
 
 
-def test_json_is_deterministic() -> None:
-    assert render(Format.JSON, REPORT) == render(Format.JSON, REPORT)
+def test_json_and_text_are_the_same_in_any_process() -> None:
+    """Nothing in a rendering depends on hash order, time or the process (a daemon and a
+    replay elsewhere must write the same bytes), so two interpreters with different hash
+    seeds render this report identically, and as this process does."""
+    script = (
+        "import sys; from tests.behavior.test_formats import REPORT; "
+        "from behavior.formats import Format, render; "
+        "sys.stdout.write(render(Format.JSON, REPORT) + render(Format.TEXT, REPORT))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=REPO, capture_output=True, text=True, check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }  # fmt: skip
+    assert outputs == {render(Format.JSON, REPORT) + render(Format.TEXT, REPORT)}
 
 
 def test_text_is_grouped_by_severity_within_80_columns_with_a_summary() -> None:

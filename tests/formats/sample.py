@@ -9,7 +9,7 @@ and a root process running a binary a user can modify."""
 
 from __future__ import annotations
 
-from behavior.facts.interface import FactSet, PathStat, RecordedFactSource
+from behavior.facts.interface import FactSet, PathStat
 from behavior.interface import NullObserver, Report
 from behavior.window.assess import AssessConfig, Assessment, WindowEnd
 from probes.events import Flag, Kind, StringTable
@@ -18,6 +18,7 @@ from tests.behavior.synth import (
     ROOT_FILE,
     SEC,
     T0,
+    FixedFacts,
     accept,
     batch,
     binary,
@@ -31,11 +32,6 @@ from tests.behavior.synth import (
 APP = "/opt/app/bin/app"
 TOOL = "/opt/tool/bin/tool"
 WINDOW_S = 60
-
-
-class _Fixed(RecordedFactSource):
-    def __init__(self, facts: FactSet) -> None:
-        self._facts = facts
 
 
 def _facts() -> FactSet:
@@ -108,7 +104,7 @@ def sample_report() -> Report:
     assessment = Assessment(
         AssessConfig(duration_s=WINDOW_S),
         strings=strings,
-        facts=_Fixed(_facts()),
+        facts=FixedFacts(_facts()),
         observer=NullObserver(),
         run_id="20231114T221320Z-f0f0f0",
         started_at_ns=T0,

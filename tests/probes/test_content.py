@@ -112,10 +112,11 @@ def test_tracker_ignores_short_and_random_records() -> None:
     rng = np.random.default_rng(8)
     junk = [rng.integers(0, 256, PAYLOAD_DTYPE.itemsize, dtype=np.uint8).tobytes()]
     junk[0] = junk[0][:32] + bytes([200]) + junk[0][33:]  # len beyond the data: clipped
-    tracker.feed(
-        [b"short", *junk, *(bytes(rng.integers(0, 256, 136, np.uint8)) for _ in range(200))]
-    )
-    tracker.flush()
+    randoms = [bytes(rng.integers(0, 256, 136, np.uint8)) for _ in range(200)]
+    events, _ = tracker.feed([b"short", *junk, *randoms])
+    events += tracker.flush()
+    assert tracker.records == 1 + len(randoms)  # the short record is no record at all
+    assert events == [] and tracker.labelled == 0  # random bytes name no protocol
 
 
 # ---- the kernel programs, for real -------------------------------------------------------
