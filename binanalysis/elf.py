@@ -365,9 +365,6 @@ def _stack_cookies(elf: _Elf) -> Verdict:
 
 
 GO_NOT_APPLICABLE = "Go binary: the Go runtime checks stack bounds, no cookies needed"
-# "Built without" needs at least this many functions that take the address of a big frame
-# and store no canary (docs/scan.md has the measurements behind it).
-MIN_EXPOSED = 1
 
 
 def code_coverage(r: FileBytes) -> frames.Coverage | None:
@@ -378,15 +375,19 @@ def code_coverage(r: FileBytes) -> frames.Coverage | None:
     if elf.arch not in frames.ARCHES:
         return None
     sections = _sections(elf)
-    return _coverage(elf, sections, go=_is_go(elf, sections))[0]
+    return _coverage(elf, sections, go=_is_go(elf, sections), count_all=True)[0]
 
 
-def _coverage(elf: _Elf, sections: list[_Section], *, go: bool) -> tuple[frames.Coverage, str]:
-    code = _code_ranges(elf, sections)
+def _coverage(
+    elf: _Elf, sections: list[_Section], *, go: bool, count_all: bool = False
+) -> tuple[frames.Coverage, str]:
     functions, source = ([], "") if go else _symtab_functions(elf, sections)
     if not functions:
         functions, source = _eh_frame_functions(elf, sections), ".eh_frame FDEs"
-    return frames.analyse(elf.arch, code, functions), source
+    if go and not functions:  # pure Go: no C code, and no need to read any
+        return frames.Coverage(0, 0, 0, True, None, None), source
+    code = _code_ranges(elf, sections)
+    return frames.analyse(elf.arch, code, functions, count_all=count_all), source
 
 
 def _code_verdict(elf: _Elf, sections: list[_Section], *, go: bool) -> Verdict:
@@ -396,9 +397,10 @@ def _code_verdict(elf: _Elf, sections: list[_Section], *, go: bool) -> Verdict:
     binary only the FDEs count: the Go toolchain emits none, so they are its cgo C code."""
     cov, source = _coverage(elf, sections, go=go)
     reg = "%fs:0x28" if elf.arch == "x86_64" else "%gs:0x14"
+    what = "cgo C functions" if go else "functions"
     if cov.canary:
-        return Verdict(True, f"built with stack protection: {cov.coverage()} (canary load from "
-                       f"{reg}; functions from {source}; no cookie symbol)")  # fmt: skip
+        return Verdict(True, f"built with stack protection: {cov.coverage(what)} (canary load "
+                       f"from {reg}; functions from {source}; no cookie symbol)")  # fmt: skip
     if not cov.functions:
         if go:
             return Verdict(None, GO_NOT_APPLICABLE + " (no cgo C functions)")
@@ -406,15 +408,14 @@ def _code_verdict(elf: _Elf, sections: list[_Section], *, go: bool) -> Verdict:
             return Verdict(True, f"{NO_SYMBOL_EVIDENCE}; canary load from {reg} at "
                            f"{cov.first_canary:#x}")  # fmt: skip
         return Verdict(None, "nothing to protect: no functions (no FUNC symbols, no .eh_frame)")
-    what = "cgo C functions" if go else "functions"
-    exposed = (f"{cov.exposed:,} take the address of a stack frame of {frames.MIN_FRAME}+ "
-               f"bytes")  # fmt: skip
-    coverage = cov.coverage().replace("functions", what, 1)
-    if cov.exposed >= MIN_EXPOSED:
-        first = f", first at {cov.first_exposed:#x}" if cov.first_exposed is not None else ""
-        return Verdict(False, f"built without stack protection: {coverage}; {exposed}{first} "
-                       f"(functions from {source})")  # fmt: skip
-    return Verdict(None, f"nothing to protect: {coverage}; {exposed} (functions from {source})")
+    if cov.first_exposed is not None:
+        at, frame = cov.first_exposed
+        return Verdict(False, f"built without stack protection: {cov.coverage(what)}; the "
+                       f"function at {at:#x} takes the address of its {frame}-byte stack "
+                       f"frame (functions from {source})")  # fmt: skip
+    return Verdict(None, f"nothing to protect: {cov.coverage(what)}, and none takes the "
+                   f"address of a stack frame of {frames.MIN_FRAME}+ bytes (functions from "
+                   f"{source})")  # fmt: skip
 
 
 def _dynstr(elf: _Elf) -> bytes | None:
@@ -624,11 +625,7 @@ def _defined_function_sizes(elf: _Elf, data: bytes, entsize: int) -> list[int]:
         return [size for info, shndx, size in rows if info & 0xF == STT_FUNC and shndx]
     sizes = [elf.lay.u32.unpack_from(data, i + 8)[0] for i in range(0, len(data), entsize)]
     rows32 = elf.lay.sym_func.iter_unpack(data)
-    return [
-        size
-        for size, (info, shndx) in zip(sizes, rows32)
-        if info & 0xF == STT_FUNC and shndx
-    ]
+    return [size for size, (info, shndx) in zip(sizes, rows32) if info & 0xF == STT_FUNC and shndx]
 
 
 NO_SYMBOL_EVIDENCE = "no cookie symbol, no functions found"

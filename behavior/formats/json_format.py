@@ -1,4 +1,4 @@
-"""The JSON report: DESIGN.md's public contract (``schema_version``, ``run``, ``findings``;
+"""The JSON report: docs/design.md's public contract (``schema_version``, ``run``, ``findings``;
 later additions: ``suppressed``, ``expired_suppressions`` and ``timeline``).
 
 Keys keep a fixed order and floats a fixed rounding, so the same report always gives the
@@ -31,7 +31,7 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
 
 
 def finding_to_dict(finding: Finding) -> dict[str, Any]:
-    """One finding as DESIGN.md lists its fields."""
+    """One finding as docs/design.md lists its fields."""
     return {
         "rule_id": finding.rule_id,
         "title": finding.title,

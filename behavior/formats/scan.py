@@ -65,7 +65,7 @@ def summary_line(report: ScanReport) -> str:
 
 
 def render_json(report: ScanReport) -> str:
-    """DESIGN.md's ``rba scan --format json``: a list with one object per file."""
+    """docs/design.md's ``rba scan --format json``: a list with one object per file."""
     import json
 
     items: list[dict[str, Any]] = []

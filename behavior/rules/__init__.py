@@ -1,4 +1,4 @@
-"""The rule catalogue (RULES.md): the seven core rules, then the extended ones."""
+"""The rule catalogue (docs/rules.md): the seven core rules, then the extended ones."""
 
 from __future__ import annotations
 

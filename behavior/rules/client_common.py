@@ -1,5 +1,5 @@
 """Shared evaluation of the two client rules: cleartext outbound connections, one finding
-per (program, remote endpoint, transport), loopback peers excluded (RULES.md)."""
+per (program, remote endpoint, transport), loopback peers excluded (docs/rules.md)."""
 
 from __future__ import annotations
 

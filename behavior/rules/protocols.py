@@ -37,7 +37,7 @@ MQTT = Protocol("mqtt", login=False)
 REDIS = Protocol("redis", login=False)
 MEMCACHED = Protocol("memcached", login=False)
 
-# Client-side ports (RULES.md, insecure-client-login and insecure-client-general).
+# Client-side ports (docs/rules.md, insecure-client-login and insecure-client-general).
 CLIENT_TCP_PORTS: dict[int, Protocol] = {
     23: TELNET,
     513: RLOGIN,
@@ -59,7 +59,7 @@ CLIENT_TCP_PORTS: dict[int, Protocol] = {
 }
 CLIENT_UDP_PORTS: dict[int, Protocol] = {161: SNMP, 162: SNMP, 69: TFTP, 11211: MEMCACHED}
 
-# Server side (RULES.md, insecure-server-protocol): listening TCP ports.
+# Server side (docs/rules.md, insecure-server-protocol): listening TCP ports.
 SERVER_TCP_PORTS: dict[int, Protocol] = {
     21: FTP,
     23: TELNET,

@@ -1,4 +1,4 @@
-"""The text and JSON formats: pure, deterministic, and true to DESIGN.md's contract."""
+"""The text and JSON formats: pure, deterministic, and true to docs/design.md's contract."""
 
 from __future__ import annotations
 
