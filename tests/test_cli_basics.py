@@ -68,7 +68,7 @@ def test_unwritable_output_fails_before_the_window() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "rba assess: cannot write report /nonexistent/r.json: not a writable file location"
+        "rba assess: cannot write report /nonexistent/r.json: No such file or directory"
     ]
 
 

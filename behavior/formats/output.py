@@ -1,48 +1,49 @@
-"""Writing reports: to stdout, or atomically to a file created with mode 0600."""
+"""Writing reports and other files: to stdout, or to a file through
+:mod:`probes.files` (regular files only, no planted symlinks, O_EXCL next to the target
+then rename, mode 0600, fsync). Every file rba writes goes through here or, in the
+probes layer, through :mod:`probes.files` directly.
+
+``-`` as a path means standard output, deliberately; a device, FIFO, socket, directory
+or symlink as a target is refused with a one-line reason.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 
 from behavior.interface import UsageError
+from probes.files import FileWriteError, check_target, write_file
+
+STDOUT = "-"
 
 
 def check_writable(path: str, what: str = "") -> None:
     """Raise UsageError now if ``path`` cannot be created or replaced: long work (a window
     of minutes or hours) must not end in an unwritable location."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) or not os.access(directory, os.W_OK | os.X_OK):
-        label = f"{what} " if what else ""
-        raise UsageError(f"cannot write {label}{path}: not a writable file location")
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file + rename) with mode 0600.
-
-    A reader never sees a half-written report, and an existing report is replaced only
-    when the new one is complete."""
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".rba-", dir=directory)
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror}") from e
+        check_target(path)
+    except FileWriteError as e:
+        raise UsageError(_labelled(str(e), what)) from e
+
+
+def write_atomic(path: str, text: str | bytes) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600: a reader never sees a
+    half-written file, and an existing one is replaced only when the new one is complete.
+    Raises UsageError (one line) when the path is refused or the write fails."""
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        os.unlink(tmp)
-        raise UsageError(f"cannot write {path}: {e.strerror}") from e
+        write_file(path, data)
+    except FileWriteError as e:
+        raise UsageError(str(e)) from e
 
 
 def emit(text: str, output: str | None) -> None:
-    """Send a rendered report to ``output`` (a path) or to stdout."""
-    if output and output != "-":
+    """Send a rendered report to ``output`` (a path) or to stdout (None or ``-``)."""
+    if output and output != STDOUT:
         write_atomic(output, text)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _labelled(message: str, what: str) -> str:
+    return message.replace("cannot write ", f"cannot write {what} ", 1) if what else message

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from probes.events import EVENT_SIZE, EventArray, Kind, StringTable
+from probes.files import FileWriteError, NewFile
 from probes.trace.format import (
     FILE_HEADER,
     MAGIC,
@@ -72,20 +73,23 @@ class TraceWriter:
         self._write_lock = threading.Lock()
         self._closed = threading.Event()
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC
-        except OSError as e:
-            raise TraceError(f"cannot create trace {path}: {e.strerror}") from e
-        self._file = os.fdopen(fd, "wb")
+            self._new = NewFile(path)  # O_EXCL next to the target; refuses devices, symlinks
+        except FileWriteError as e:
+            raise TraceError(str(e).replace("cannot write", "cannot create trace", 1)) from e
+        self._file = self._new.file
         self._path = path
         try:
             self._write(FILE_HEADER.pack(MAGIC, MAJOR, MINOR, 0))
             self._write(encode_chunk(ChunkType.START, _dumps(start), compress=compress))
-            self._sync()
+            # Published under its name once the start is synced: a capture killed at any
+            # later moment leaves a readable trace there.
+            self._new.publish()
+        except FileWriteError as e:
+            raise TraceError(str(e).replace("cannot write", "cannot write trace", 1)) from e
         except OSError as e:
-            self._file.close()
+            self._new.discard()
             raise TraceError(f"cannot write trace {path}: {e.strerror}") from e
-        self._sync_directory()
+        self._synced = self.bytes_written
         self._flusher = threading.Thread(
             target=self._flush_loop, args=(flush_interval,), name="trace-flush", daemon=True
         )
@@ -154,7 +158,7 @@ class TraceWriter:
                 self._sync()
         finally:
             with self._write_lock:
-                self._file.close()
+                self._new.close()
 
     def _write_strings(self, table: StringTable) -> None:
         new = table.since(self._strings_written)
@@ -214,18 +218,6 @@ class TraceWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._synced = self.bytes_written
-
-    def _sync_directory(self) -> None:
-        try:
-            dfd = os.open(os.path.dirname(os.path.abspath(self._path)), os.O_RDONLY)
-        except OSError:
-            return  # the file itself is synced; a directory we cannot open is not fatal
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
 
     def _flush_loop(self, interval: float) -> None:
         while not self._closed.wait(interval):
