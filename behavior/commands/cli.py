@@ -58,8 +58,23 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rba`` console script."""
+    from behavior.commands.stdio import StdoutError, guarded_stdio, silence_stdout
+
     words = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(_chosen_command(words)).parse_args(words)
+    try:
+        with guarded_stdio():
+            args = build_parser(_chosen_command(words)).parse_args(words)
+            return _run(args)
+    except StdoutError as e:
+        print(f"rba {_chosen_command(words) or ''}: {e}".replace(" :", ":"), file=sys.stderr)
+        silence_stdout()
+        return EXIT_ERROR
+    except BrokenPipeError:
+        silence_stdout()  # the reader went away (rba ... | head): nothing more to say
+        return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args._run(args)
     except UsageError as e:
@@ -68,8 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rba {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
     return code
 
 
