@@ -21,7 +21,7 @@ def _rba(args: list[str], stdout: int) -> subprocess.CompletedProcess[str]:
         os.close(1)
 
     return subprocess.run(
-        [*RBA, *args], cwd=REPO, text=True, timeout=120, stderr=subprocess.PIPE,
+        [*RBA, *args], check=False, cwd=REPO, text=True, timeout=120, stderr=subprocess.PIPE,
         stdout=None if stdout == CLOSED else stdout, stdin=subprocess.DEVNULL,
         preexec_fn=close_stdout if stdout == CLOSED else None,
     )  # fmt: skip
