@@ -10,10 +10,14 @@ content-only ones are compiled only with content capture.
 from __future__ import annotations
 
 import enum
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SOURCE_PATH = Path(__file__).with_name("ebpf_program.c")
+DEFAULT_RINGBUF_PAGES = 4096  # 16 MiB: a 20,000-connect burst fits even if we stall
 
 
 class Role(enum.Enum):
@@ -126,3 +130,56 @@ def tracepoints(content: bool) -> tuple[Tracepoint, ...]:
 def window_state_maps(content: bool) -> tuple[Map, ...]:
     """The maps to empty before a reused program's next window."""
     return tuple(m for m in MAPS if m.window_state and m.loaded(content))
+
+
+def cflags(ringbuf_pages: int, content: bool) -> list[str]:
+    """The compiler flags of a program with these settings."""
+    return [f"-DRBA_RINGBUF_PAGES={ringbuf_pages}", f"-DRBA_CONTENT={int(content)}"]
+
+
+class _Preload:
+    """A compile started ahead of need, in a thread (bcc's compiler runs without the
+    GIL), so that it overlaps the imports and set-up of the command that will use it."""
+
+    def __init__(self, flags: list[str]) -> None:
+        self.flags = flags
+        self.bpf: Any = None
+        self._thread = threading.Thread(target=self._run, name="rba-ebpf-compile", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            import bcc
+
+            self.bpf = bcc.BPF(text=SOURCE_PATH.read_bytes(), cflags=self.flags)
+        except Exception:  # the load that needs it retries, and says why
+            self.bpf = None
+
+    def take(self) -> Any:
+        self._thread.join()
+        return self.bpf
+
+
+_preloads: list[_Preload] = []  # at most one, not yet taken
+
+
+def preload(content: bool) -> None:
+    """Start compiling and loading the default program now, when it will probably be
+    needed (as root); :func:`take_preloaded` hands it over. Without root, nothing."""
+    if not _preloads and os.geteuid() == 0:
+        _preloads.append(_Preload(cflags(DEFAULT_RINGBUF_PAGES, content)))
+
+
+def take_preloaded(ringbuf_pages: int, content: bool) -> Any:
+    """The preloaded ``bcc.BPF`` with these settings once it is ready, or None (none
+    was started, it failed, it had other settings, or it was taken already)."""
+    try:
+        pending = _preloads.pop()
+    except IndexError:
+        return None
+    bpf = pending.take()
+    if pending.flags != cflags(ringbuf_pages, content):
+        if bpf is not None:
+            bpf.cleanup()
+        return None
+    return bpf

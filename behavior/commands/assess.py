@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rba assess``; returns the exit status."""
+    if args.probes != "poll":
+        from probes.ebpf_program import preload
+
+        preload(args.content)  # compiles while the imports below run
     from behavior.commands.progress import TerminalObserver
     from behavior.recording.recorder import recorder_for
     from behavior.rules import RULE_IDS
