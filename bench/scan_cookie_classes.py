@@ -91,22 +91,24 @@ def source_package(path: str, memo: dict[str, str | None]) -> str | None:
     for name in (path, os.path.realpath(path)):
         names += [name, name.removeprefix("/usr")] if name.startswith("/usr/") else [name]
     for name in names:
-        done = subprocess.run(["dpkg", "-S", name], capture_output=True, text=True)
+        done = subprocess.run(["dpkg", "-S", name], capture_output=True, text=True, check=False)
         if not done.returncode:
             break
     else:
         return None
     package = done.stdout.split(":")[0].split(",")[0].strip()
     if package not in memo:
-        q = subprocess.run(["dpkg-query", "-W", "-f", "${source:Package}", package],
-                           capture_output=True, text=True)  # fmt: skip
+        query = ["dpkg-query", "-W", "-f", "${source:Package}", package]
+        q = subprocess.run(query, capture_output=True, text=True, check=False)
         memo[package] = q.stdout.strip() or package
     return memo[package]
 
 
 def sibling_truth(path: str, source: str, by_source: dict[str, list[str]]) -> str:
     """protected / unprotected / unknown, from the package's other ELF files."""
-    siblings = [p for p in by_source.get(source, []) if os.path.realpath(p) != os.path.realpath(path)]
+    siblings = [
+        p for p in by_source.get(source, []) if os.path.realpath(p) != os.path.realpath(path)
+    ]
     elves = []
     for p in siblings:
         try:
@@ -133,7 +135,8 @@ def packages_files(sources: set[str]) -> dict[str, list[str]]:
         package, _tab, source = line.partition("\t")
         source = source or package
         if source in sources:
-            files = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True)
+            listed = ["dpkg", "-L", package]
+            files = subprocess.run(listed, capture_output=True, text=True, check=False)
             out[source] += [f for f in files.stdout.splitlines() if os.path.isfile(f)]
     return out
 
@@ -201,8 +204,8 @@ def corpus() -> None:
         for source in sources:
             for truth, flags in CORPUS_FLAGS.items():
                 out = Path(work) / f"{source.parent.parent.name}-{source.stem}-{truth}.so"
-                built = subprocess.run(["gcc", "-O2", "-fPIC", "-shared", "-s", *flags, "-w",
-                                        str(source), "-o", str(out)], capture_output=True)  # fmt: skip
+                gcc = ["gcc", "-O2", "-fPIC", "-shared", "-s", *flags, "-w", str(source)]
+                built = subprocess.run([*gcc, "-o", str(out)], capture_output=True, check=False)
                 if built.returncode:
                     continue
                 facts = inspect(str(out)).stack_cookies
@@ -214,7 +217,8 @@ def corpus() -> None:
         for truth in CORPUS_FLAGS:
             verdicts = collections.Counter(
                 klass(inspect(r[0]).stack_cookies.reason, inspect(r[0]).stack_cookies.value)
-                for r in rows if r[1] == truth
+                for r in rows
+                if r[1] == truth
             )
             print(f"  {truth:12s} {dict(verdicts)}")
 

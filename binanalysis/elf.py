@@ -675,7 +675,9 @@ def _symtab_functions(elf: _Elf, sections: list[_Section]) -> tuple[list[frames.
 
 
 def _eh_frame_functions(elf: _Elf, sections: list[_Section]) -> list[frames.Function]:
-    """Function ranges from ``.eh_frame_hdr``'s sorted table and each FDE's address range.
+    """Function ranges from ``.eh_frame_hdr``'s table of FDE start addresses: each function
+    runs to the next one's start (to the end of the code for the last). Reading the FDEs'
+    own lengths would cost a parse per function and change nothing we look for.
 
     Only the encodings the GNU and LLVM linkers write are read; anything else gives no
     functions (and so no verdict from the code), never a wrong range."""
@@ -694,25 +696,12 @@ def _eh_frame_functions(elf: _Elf, sections: list[_Section]) -> list[frames.Func
     count = min(count, (len(hdr) - pos - 4) // 8, MAX_FUNCTIONS)
     pairs = struct.unpack_from(f"{elf.lay.u32.format[0]}{2 * count}i", hdr, pos + 4)
     base = seg.vaddr
-    ordered = sorted((base + pairs[i], base + pairs[i + 1]) for i in range(0, 2 * count, 2))
-    if not ordered:
-        return []
-    lo, hi = min(f for _s, f in ordered), max(f for _s, f in ordered) + 16
-    try:
-        blob = elf.r.read(elf.offset_of(lo, ".eh_frame"), hi - lo, ".eh_frame")
-    except BinaryParseError:
-        return []  # FDEs outside the file: judge nothing rather than guess
-    functions = []
-    for i, (start, fde) in enumerate(ordered):
-        at = fde - lo
-        length, _cie, begin, size = struct.unpack_from(elf.lay.u32.format[0] + "IIiI", blob, at)
-        if length == 0xFFFFFFFF or fde + 8 + begin != start:  # not pcrel sdata4: next start
-            size = (ordered[i + 1][0] - start) if i + 1 < len(ordered) else 0
-        if size:
-            functions.append((start, start + size))
-    return functions
+    starts = sorted({base + loc for loc in pairs[0::2]})
+    ends = [*starts[1:], END_OF_CODE]  # analyse() clips to the code segment
+    return [(starts[i], ends[i]) for i in range(len(starts))]
 
 
+END_OF_CODE = 1 << 64
 MAX_READ_EH = 64 << 20
 
 

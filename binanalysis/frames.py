@@ -77,48 +77,70 @@ class Coverage:
     functions: int  # functions examined
     canary: int  # functions that load the canary
     exposed: int  # functions without a canary that take the address of a big frame
-    canary_loads: int  # canary loads anywhere in the code (inside functions or not)
-    first_canary: int | None  # address of the first canary load
-    first_exposed: int | None  # address of the first exposed function
+    exhaustive: bool  # False: the search for exposed functions stopped at the first one
+    first_canary: int | None  # address of the first canary load (inside a function or not)
+    first_exposed: tuple[int, int] | None  # (address, frame size) of the first exposed one
 
-    def coverage(self) -> str:
+    def coverage(self, what: str = "functions") -> str:
         """ "212 of 1,840 functions load the canary"."""
-        return f"{self.canary:,} of {self.functions:,} functions load the canary"
+        return f"{self.canary:,} of {self.functions:,} {what} load the canary"
 
 
 CodeRange = tuple[int, bytes]  # (address of the first byte, the bytes)
 Function = tuple[int, int]  # (start address, end address)
 
 
-def analyse(arch: str, code: list[CodeRange], functions: list[Function]) -> Coverage:
-    """Count canary-storing and frame-exposing functions. ``functions`` may overlap or
-    repeat; each distinct start inside ``code`` counts once."""
+def analyse(
+    arch: str, code: list[CodeRange], functions: list[Function], *, count_all: bool = False
+) -> Coverage:
+    """Count canary-storing functions and look for frame-exposing ones. ``functions`` may
+    repeat, in any order; each distinct start inside ``code`` counts once.
+
+    Exposed functions matter only where no function loads the canary, and one decides, so
+    the search stops at the first unless ``count_all`` (measurements want every one)."""
     canary_re, address_re, _setup = _patterns(arch)
     code = sorted(code)
     canaries = [base + m.start() for base, data in code for m in canary_re.finditer(data)]
-    exposures = [base + m.start() for base, data in code for m in address_re.finditer(data)]
-    starts = [base for base, _d in code]
-    seen: set[int] = set()
-    n_funcs = n_canary = n_exposed = 0
-    first_exposed: int | None = None
-    for start, end in sorted(functions):
-        if start in seen or end <= start:
-            continue
-        where = bisect.bisect_right(starts, start) - 1
-        if where < 0 or start >= code[where][0] + len(code[where][1]):
-            continue  # not in the code we read (a PLT entry, an absolute symbol)
-        seen.add(start)
-        n_funcs += 1
-        if _any_between(canaries, start, end):
-            n_canary += 1
-        elif _any_between(exposures, start, end):
+    inside = _distinct_in_code(code, functions)
+    n_canary = 0
+    if canaries:
+        n_canary = sum(1 for start, end, _i in inside if _any_between(canaries, start, end))
+    n_exposed, first_exposed = 0, None
+    if count_all or not canaries:
+        for start, end, where in inside:
+            if canaries and _any_between(canaries, start, end):
+                continue
             base, data = code[where]
-            if frame_size(arch, data, start - base) >= MIN_FRAME:
+            frame = frame_size(arch, data, start - base)
+            if frame >= MIN_FRAME and address_re.search(data, start - base, end - base):
                 n_exposed += 1
-                if first_exposed is None:
-                    first_exposed = start
-    return Coverage(n_funcs, n_canary, n_exposed, len(canaries),
-                    canaries[0] if canaries else None, first_exposed)  # fmt: skip
+                first_exposed = first_exposed or (start, frame)
+                if not count_all:
+                    break
+    exhaustive = count_all or n_exposed == 0
+    first_canary = canaries[0] if canaries else None
+    return Coverage(len(inside), n_canary, n_exposed, exhaustive, first_canary, first_exposed)
+
+
+def _distinct_in_code(
+    code: list[CodeRange], functions: list[Function]
+) -> list[tuple[int, int, int]]:
+    """(start, end, index into ``code``) of each distinct function start inside the code,
+    its end clipped to the code. Comprehensions, not a loop: node has 85k functions."""
+    if len(code) == 1:
+        base, top = code[0][0], code[0][0] + len(code[0][1])
+        ends = {start: end for start, end in functions if base <= start < top and end > start}
+        return [(start, min(end, top), 0) for start, end in ends.items()]
+    starts = [base for base, _d in code]
+    out: dict[int, tuple[int, int, int]] = {}
+    for start, end in functions:
+        where = bisect.bisect_right(starts, start) - 1
+        if where < 0 or end <= start:
+            continue
+        top = starts[where] + len(code[where][1])
+        if start < top:  # else: not in the code we read (an absolute symbol, a gap)
+            out[start] = (start, min(end, top), where)
+    return list(out.values())
 
 
 def _any_between(sorted_at: list[int], start: int, end: int) -> bool:

@@ -31,7 +31,7 @@ EXPECTED: dict[str, tuple[bool | None, bool | None, bool | None, Relro | None, s
     "static_nosp": (T, T, F, PARTIAL, "defined (.symtab)"),
     "static_pie": (T, T, T, FULL, "defined (.symtab)"),
     "stripped": (T, T, T, FULL, "__stack_chk_fail imported (.dynsym)"),
-    "stripped_nosp": (T, F, T, FULL, "1 take the address of a stack frame of 64+ bytes"),
+    "stripped_nosp": (T, F, T, FULL, "takes the address of its 64-byte stack frame"),
     "static_stripped": (T, T, F, PARTIAL, "canary load from %fs:0x28"),
     "stack_size": (T, T, T, FULL, "imported"),
     "sysv_hash": (T, T, T, FULL, "__stack_chk_fail imported (.dynsym, DT_HASH)"),
