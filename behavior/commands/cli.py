@@ -8,6 +8,7 @@ imports inside ``run`` so that ``rba scan`` starts fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with guarded_stdio():
             args = build_parser(_chosen_command(words)).parse_args(words)
-            return _run(args)
+            return _run(args, as_program=argv is None)
     except StdoutError as e:
         print(f"rba {_chosen_command(words) or ''}: {e}".replace(" :", ":"), file=sys.stderr)
         silence_stdout()
@@ -74,9 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _run(args: argparse.Namespace) -> int:
+# Commands that run a window: signals end it early, and cannot interrupt its finishing.
+WINDOW_COMMANDS = ("assess", "capture")
+
+
+def _run(args: argparse.Namespace, *, as_program: bool) -> int:
+    signals: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if args.command in WINDOW_COMMANDS:
+        from behavior.commands.window import window_command_signals
+
+        signals = window_command_signals(until_exit=as_program)
     try:
-        code: int = args._run(args)
+        with signals:
+            code: int = args._run(args)
     except UsageError as e:
         print(f"rba {args.command}: {e}", file=sys.stderr)
         return EXIT_ERROR
