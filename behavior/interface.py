@@ -19,9 +19,10 @@ depend on it without an arrow pointing back up.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from binanalysis.interface import StrEnum
 
 # --- errors -------------------------------------------------------------------
 
@@ -62,7 +63,7 @@ class NullObserver:
 SCHEMA_VERSION = 1
 
 
-class Severity(enum.StrEnum):
+class Severity(StrEnum):
     """Inspector's severities, ordered from most to least severe by ``rank``."""
 
     HIGH = "High"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from typing import Optional, Union
 
 from binanalysis.cache import FactsCache
 from binanalysis.inspector import error_facts, inspect_keyed
@@ -20,7 +21,7 @@ MIN_PARALLEL = 48
 # Automatic --jobs: one more worker per this many misses (measured: bench/scan_jobs.py).
 FILES_PER_WORKER = 400
 
-Result = BinaryFacts | BinaryReadError
+Result = Union[BinaryFacts, BinaryReadError]
 Progress = Callable[[int, int], None]
 
 
@@ -96,7 +97,7 @@ def auto_workers(tasks: int) -> int:
     return max(1, min(cpus, idle, tasks // FILES_PER_WORKER))
 
 
-Outcome = tuple[int, CacheKey | None, Result]
+Outcome = tuple[int, Optional[CacheKey], Result]
 
 
 def _inspect_all(paths: list[str], indexes: list[int], workers: int) -> Iterator[Outcome]:

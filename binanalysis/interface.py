@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Optional
 
 
 class BinaryParseError(Exception):
@@ -22,7 +22,15 @@ class BinaryReadError(BinaryParseError):
     :func:`binanalysis.inspect` instead of being turned into facts (and never cached)."""
 
 
-class FileFormat(enum.StrEnum):
+class StrEnum(str, enum.Enum):
+    """A string enum whose str() is its value: enum.StrEnum before Python 3.11 (the one
+    definition; behavior's enums use it too)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class FileFormat(StrEnum):
     """What kind of file was inspected (by its magic bytes)."""
 
     ELF = "elf"
@@ -30,7 +38,7 @@ class FileFormat(enum.StrEnum):
     OTHER = "other"
 
 
-class Relro(enum.StrEnum):
+class Relro(StrEnum):
     """ELF RELRO: full (PT_GNU_RELRO + BIND_NOW), partial (PT_GNU_RELRO only) or none."""
 
     FULL = "full"
@@ -70,7 +78,7 @@ class Verdict:
         return verdict
 
 
-VerdictMemo = dict[tuple[bool | None, str], Verdict]
+VerdictMemo = dict[tuple[Optional[bool], str], Verdict]
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,8 @@ class ProbeSession:
             return merged
         not_snapshot = (merged["flags"] & Flag.SNAPSHOT) == 0
         order = np.lexsort((merged["ts_mono"], not_snapshot))
-        return merged[order]
+        ordered: EventArray = merged[order]
+        return ordered
 
     def stop(self) -> None:
         """Stop every source; safe to call twice."""

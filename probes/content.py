@@ -84,7 +84,7 @@ class ContentTracker:
         columns = [recs[name].tolist() for name in ("pid", "fd", "proto", "conn", "dir", "seq")]
         lengths = np.minimum(recs["len"], PAYLOAD_LEN).tolist()
         settled: list[tuple[int, int]] = []
-        for i, (pid, fd, proto, conn, direction, seq) in enumerate(zip(*columns, strict=True)):
+        for i, (pid, fd, proto, conn, direction, seq) in enumerate(zip(*columns)):
             payload = data[i * PAYLOAD_LEN : i * PAYLOAD_LEN + lengths[i]]
             if proto == PROTO_UDP:
                 self._hit(raws[i], classify([payload], b"", "udp").label)

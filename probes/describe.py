@@ -115,7 +115,7 @@ def _short(value: object) -> str:
 
 
 def _iso(ns: int) -> str:
-    return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC).isoformat(
+    return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc).isoformat(
         timespec="milliseconds"
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import numpy.typing as npt
 
 from probes.events import EventArray, Family, Kind, Source, StringTable, empty
 from probes.interface import Capabilities, EventSource, SourceStats
@@ -46,7 +47,7 @@ class ReplaySource(EventSource):
         self.trace = trace if isinstance(trace, TraceIndex) else open_trace(trace)
         self.capabilities = recorded_capabilities(self.trace)
         self._batches: Iterator[EventArray] | None = None
-        self._remap: np.ndarray | None = None
+        self._remap: npt.NDArray[np.uint32] | None = None
         self._n_strings = len(self.trace.strings)
         self._delivered = 0
         self._dropped = 0

@@ -10,11 +10,16 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from probes.ebpf import ebpf_unavailable_reason
+
+if TYPE_CHECKING:
+    from tests.support.other_user import OtherUserPython
 
 REPO = Path(__file__).resolve().parent.parent
 RBA = [sys.executable, "-m", "behavior"]
@@ -48,3 +53,13 @@ def run_rba(
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
         [*RBA, *args], capture_output=True, text=True, check=check, timeout=timeout, cwd=REPO, **kw
     )
+
+
+@pytest.fixture(scope="session")
+def other_user() -> Iterator[OtherUserPython]:
+    """rba importable by ``nobody`` wherever the clone lives (see tests/support/other_user)."""
+    from tests.support.other_user import OtherUserPython
+
+    copy = OtherUserPython()
+    yield copy
+    copy.close()

@@ -13,6 +13,7 @@ import pytest
 
 from tests.binanalysis.conftest import PROGRAM
 from tests.conftest import REPO, run_rba
+from tests.support.other_user import OtherUserPython
 
 KEYS = {
     "path",
@@ -125,15 +126,27 @@ def test_usage_errors(args: list[str], message: str) -> None:
 
 
 @pytest.mark.root
-def test_unreadable_file_reported(programs: dict[str, Path]) -> None:
+def test_unreadable_file_reported(programs: dict[str, Path], other_user: OtherUserPython) -> None:
     """Run as 'nobody' so that permissions apply; the denied file is reported, not fatal."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="rba-scan-") as top:
-        _scan_as_nobody(programs, Path(top))
+        _scan_as_nobody(programs, Path(top), other_user)
 
 
-def _scan_as_nobody(programs: dict[str, Path], top: Path) -> None:
+def _scan_as_nobody(programs: dict[str, Path], top: Path, other_user: OtherUserPython) -> None:
+    def scan(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = other_user.argv("-m", "behavior", "scan", *args)
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            cwd="/",
+            env=other_user.env(),
+            timeout=300,
+            check=False,
+        )
+
     tree = top / "tree"
     tree.mkdir()
     for name in ("good", "bad"):
@@ -143,10 +156,10 @@ def _scan_as_nobody(programs: dict[str, Path], top: Path) -> None:
         p.chmod(0o755)
     denied = top / "denied"
     denied.mkdir(mode=0o700)
-    hidden = run_rba("scan", str(denied / "x"), user=65534, group=65534)
+    hidden = scan(str(denied / "x"))
     assert hidden.returncode == 2
     assert hidden.stderr == f"rba scan: cannot access {denied / 'x'}: Permission denied\n"
-    result = run_rba("scan", "--no-cache", "-r", str(tree), user=65534, group=65534)
+    result = scan("--no-cache", "-r", str(tree))
     assert result.returncode == 0, result.stderr
     assert f"unreadable: cannot open: Permission denied  {tree / 'bad'}" in result.stdout
     assert "1 ELF/PE files" in result.stdout and "1 unreadable" in result.stdout

@@ -44,7 +44,7 @@ def call(socket_path: str, request: Request, *, timeout: float = 30.0) -> Any:
             ) from e
         except ConnectionRefusedError as e:
             raise DaemonError(f"nothing listens on {socket_path} (is `rba daemon` running?)") from e
-        except TimeoutError as e:
+        except (TimeoutError, socket.timeout) as e:  # distinct classes on Python 3.9
             raise DaemonError(f"the daemon did not answer within {timeout:g}s") from e
         except ProtocolError as e:
             raise DaemonError(f"bad reply from the daemon: {e}") from e

@@ -9,11 +9,11 @@ for an annotated example.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from behavior.compat import tomllib
 from behavior.daemon.schedule import Schedule, parse_schedule
 from behavior.durations import parse_duration
 from behavior.formats import Format
@@ -266,7 +266,7 @@ def _duration(
     maximum: float,
 ) -> float:
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise UsageError(f"{where}.{key}: must be a duration such as '90s', not {value!r}")
     try:
         return parse_duration(str(value), minimum=minimum, maximum=maximum)

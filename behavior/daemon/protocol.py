@@ -120,7 +120,10 @@ def read_line(sock: socket.socket, limit: int, *, deadline: float | None = None)
             if left <= 0:
                 raise TimeoutError
             sock.settimeout(left)
-        chunk = sock.recv(min(65536, limit + 1 - size))
+        try:
+            chunk = sock.recv(min(65536, limit + 1 - size))
+        except socket.timeout as e:  # not yet TimeoutError on Python 3.9
+            raise TimeoutError from e
         if not chunk:
             what = "empty request" if size == 0 else f"request ended after {size} bytes"
             raise ProtocolError(f"{what} without a newline")

@@ -224,7 +224,7 @@ class Daemon:
                     f"{busy} runs are active (daemon.max_active_runs); retry later"
                 )
             self._starting += 1
-            self._last_start[template.name] = dt.datetime.now(dt.UTC)
+            self._last_start[template.name] = dt.datetime.now(dt.timezone.utc)
         # Opening the probes may take seconds (bcc compiles): the run table stays usable.
         try:
             run_id = _new_run_id(template.name)
@@ -369,7 +369,9 @@ class Daemon:
         }
         if template.schedule is not None:
             last = self._last_start.get(template.name)
-            entry["next_run"] = _iso(template.schedule.next_after(last, dt.datetime.now(dt.UTC)))
+            entry["next_run"] = _iso(
+                template.schedule.next_after(last, dt.datetime.now(dt.timezone.utc))
+            )
         return entry
 
     # --- ending runs -----------------------------------------------------------------
@@ -387,7 +389,7 @@ class Daemon:
             )
         sub = self.probes.unsubscribe(run.record.id)
         run.ended_at_ns = time.time_ns()
-        ended = dt.datetime.fromtimestamp(run.ended_at_ns / 1e9, dt.UTC)
+        ended = dt.datetime.fromtimestamp(run.ended_at_ns / 1e9, dt.timezone.utc)
         run.record = run.record.with_changes(
             state=EVALUATING,
             ended_at=_iso(ended),
@@ -528,7 +530,7 @@ class Daemon:
             self._last_start[record.template] = started
 
     def _start_scheduled(self) -> None:
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.now(dt.timezone.utc)
         with self._lock:
             busy = {r.template.name for r in self._active.values()}
             due = [
@@ -552,7 +554,7 @@ class Daemon:
 
 
 def _new_record(run_id: str, template: Template) -> RunRecord:
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     return RunRecord(
         id=run_id,
         template=template.name,
@@ -564,13 +566,15 @@ def _new_record(run_id: str, template: Template) -> RunRecord:
 
 
 def _new_run_id(template: str) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{template}-{secrets.token_hex(3)}"
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def _iso_now() -> str:
-    return _iso(dt.datetime.now(dt.UTC))
+    return _iso(dt.datetime.now(dt.timezone.utc))

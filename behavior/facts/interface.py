@@ -18,7 +18,7 @@ import itertools
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +31,7 @@ class FactError(Exception):
     """Base error of the facts layer (for example a malformed recorded fact)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PathStat:
     """Owner, group and mode (``st_mode``, including the file type bits) of one path."""
 
@@ -40,7 +40,7 @@ class PathStat:
     mode: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HostFact:
     """Who the host is. ``netns`` is the host's network namespace inode: listeners in
     other namespaces (containers, test peers) are not the host's own."""
@@ -50,7 +50,7 @@ class HostFact:
     netns: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CoverageFact:
     """What the fact gatherer could read on this machine; ``reason`` says why not."""
 
@@ -59,7 +59,7 @@ class CoverageFact:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ProcessFact:
     """One process image (a pid between two execs), read from ``/proc`` while it lived.
 
@@ -84,7 +84,7 @@ class ProcessFact:
     seen_ns: int  # wall time of the event that revealed the process
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FileFact:
     """A module file: its permissions, owning package (None = unpackaged) and binary
     verdicts (None when the file is not an executable format or was not analysed).
@@ -97,7 +97,7 @@ class FileFact:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DirFact:
     """A directory on a module's path, with its permissions (None if unreadable)."""
 
@@ -105,7 +105,7 @@ class DirFact:
     stat: PathStat | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class UserFact:
     """The name of a uid, as the host's user database gave it."""
 
@@ -113,7 +113,7 @@ class UserFact:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GapFact:
     """Something the gatherer could not see, e.g. a process that exited before its memory
     map was read. ``kind`` groups gaps for the report; ``subject`` names the instance."""
@@ -122,7 +122,7 @@ class GapFact:
     subject: str
 
 
-Fact = HostFact | CoverageFact | ProcessFact | FileFact | DirFact | UserFact | GapFact
+Fact = Union[HostFact, CoverageFact, ProcessFact, FileFact, DirFact, UserFact, GapFact]
 FactSink = Callable[[Fact], None]
 
 GAP_MAPS_GONE = "maps-gone"

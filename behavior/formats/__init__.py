@@ -6,15 +6,16 @@ render reports (output, suppressions, scan) load without them.
 
 from __future__ import annotations
 
-import enum
 import importlib
 from typing import TYPE_CHECKING
+
+from binanalysis.interface import StrEnum
 
 if TYPE_CHECKING:
     from behavior.interface import Report
 
 
-class Format(enum.StrEnum):
+class Format(StrEnum):
     """The ``--format`` choices of commands that produce a report."""
 
     TEXT = "text"

@@ -54,7 +54,7 @@ def epoch_ms(iso: str) -> int:
     except ValueError:
         return 0
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
+        moment = moment.replace(tzinfo=dt.timezone.utc)
     return int(moment.timestamp() * 1000)
 
 

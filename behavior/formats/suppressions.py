@@ -23,11 +23,11 @@ import datetime as dt
 import fnmatch
 import ipaddress
 import re
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from behavior.compat import tomllib
 from behavior.interface import (
     ExpiredSuppression,
     Finding,
@@ -178,7 +178,7 @@ def apply_suppressions(
 ) -> Report:
     """The report with matched findings moved to ``suppressed`` (first matching entry
     wins) and expired entries listed with how many findings they would have matched."""
-    today = today or dt.datetime.now(dt.UTC).date()
+    today = today or dt.datetime.now(dt.timezone.utc).date()
     active = [s for s in suppressions if not s.expired(today)]
     expired = [s for s in suppressions if s.expired(today)]
     kept: list[Finding] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from behavior.facts.interface import FactSet
@@ -61,7 +61,7 @@ class Rule:
 
 def iso_time(ns: int) -> str:
     """ISO 8601 UTC with milliseconds for a wall-clock time in nanoseconds."""
-    moment = datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    moment = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

@@ -34,6 +34,7 @@ from tests.behavior.synth import (
     process,
 )
 from tests.conftest import RBA, REPO, run_rba
+from tests.support.other_user import OtherUserPython
 
 
 def _window(strings: StringTable, rules: frozenset[str] | None = None) -> Assessment:
@@ -227,12 +228,11 @@ def test_live_ebpf_window_catches_a_50ms_execstack_binary(tmp_path: Path) -> Non
 
 
 @pytest.mark.root
-def test_unprivileged_ebpf_request_is_a_one_line_error() -> None:
-    as_nobody = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
+def test_unprivileged_ebpf_request_is_a_one_line_error(other_user: OtherUserPython) -> None:
     result = subprocess.run(
-        [*as_nobody, *RBA, "assess", "--duration", "2s", "--probes", "ebpf"],
+        other_user.argv("-m", "behavior", "assess", "--duration", "2s", "--probes", "ebpf"),
         cwd="/",
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        env=other_user.env(),
         capture_output=True,
         text=True,
         timeout=60,

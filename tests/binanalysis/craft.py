@@ -33,7 +33,7 @@ def make_elf(
         cursor += len(payload)
     total = cursor
     phdrs = b""
-    for (p_type, flags, payload), offset in zip(segments, placed, strict=True):
+    for (p_type, flags, payload), offset in zip(segments, placed):
         size = total if p_type == PT_LOAD and not payload else len(payload)
         vaddr = BASE + offset
         if is64:

@@ -8,7 +8,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from behavior.daemon.protocol import (
     parse_request,
 )
 from behavior.daemon.server import ControlServer, RequestRefusedError, ServerError
+from tests.support.other_user import OtherUserPython
 
 
 def handler(request: Request) -> Any:
@@ -117,7 +117,9 @@ def test_client_that_vanishes_mid_request(server: tuple[ControlServer, str]) -> 
 
 
 @pytest.mark.root
-def test_non_root_user_cannot_connect(server: tuple[ControlServer, str]) -> None:
+def test_non_root_user_cannot_connect(
+    server: tuple[ControlServer, str], other_user: OtherUserPython
+) -> None:
     srv, path = server
     code = (
         "import socket,sys\n"
@@ -126,16 +128,7 @@ def test_non_root_user_cannot_connect(server: tuple[ControlServer, str]) -> None
         "sys.exit(0)\n"
     )
     result = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-c",
-            code,
-            path,
-        ],
+        other_user.argv("-c", code, path),
         check=False,
         capture_output=True,
         text=True,
@@ -145,23 +138,13 @@ def test_non_root_user_cannot_connect(server: tuple[ControlServer, str]) -> None
     # Even if the mode were widened by mistake, SO_PEERCRED still refuses other users.
     os.chmod(path, 0o666)
     reply = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "behavior",
-            "status",
-            "--socket",
-            path,
-        ],
+        other_user.argv("-m", "behavior", "status", "--socket", path),
         check=False,
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=Path(__file__).parents[2],
+        cwd="/",
+        env=other_user.env(),
     )
     assert reply.returncode == 2, reply.stderr
     assert "permission denied: the control socket is for root only" in reply.stderr

@@ -9,7 +9,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,9 @@ from behavior.daemon.client import DaemonError
 from behavior.daemon.engine import FORMATS
 from behavior.daemon.protocol import MAX_REQUEST_BYTES
 from behavior.daemon.store import report_file
-from tests.conftest import REPO, run_rba
+from tests.conftest import run_rba
 from tests.daemon.daemon_proc import UNIT_CAPS, DaemonProcess
+from tests.support.other_user import OtherUserPython
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.root]
 
@@ -124,23 +124,15 @@ def test_readiness_is_notified_once_the_socket_answers(daemon: DaemonProcess) ->
     assert ready.startswith(f"READY=1\nMAINPID={daemon.pid}\nSTATUS=serving {daemon.socket}")
 
 
-def test_non_root_user_cannot_connect(daemon: DaemonProcess) -> None:
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    client = [
-        sys.executable,
-        "-m",
-        "behavior.commands.cli",
-        "run",
-        "short",
-        "--socket",
-        daemon.socket,
-    ]
+def test_non_root_user_cannot_connect(daemon: DaemonProcess, other_user: OtherUserPython) -> None:
+    client = other_user.argv("-m", "behavior.commands.cli", "run", "short")
     result = subprocess.run(
-        [*as_nobody, *client],
+        [*client, "--socket", daemon.socket],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=REPO,
+        cwd="/",
+        env=other_user.env(),
         check=False,
     )
     assert result.returncode == 2

@@ -9,7 +9,7 @@ import pytest
 from behavior.daemon.schedule import parse_schedule
 from behavior.interface import UsageError
 
-UTC = dt.UTC
+UTC = dt.timezone.utc
 
 
 def test_every_is_due_at_once_then_after_the_interval() -> None:

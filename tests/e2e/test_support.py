@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import binaries, clients, netns
-from tests.support.servers import HTTP_BODY, Server, ServerSet
+from tests.support.servers import HTTP_BODY, Server, ServerError, ServerSet
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 
@@ -171,3 +171,15 @@ def test_built_programs_have_the_intended_hardening(tmp_path: Path) -> None:
     assert "No Canary found,NX disabled" in checksec(programs.execstack)
     assert "Canary found,NX enabled" in checksec(programs.preload)
     assert subprocess.run([str(programs.execstack), "50"], check=False).returncode == 0
+
+
+def test_a_server_that_cannot_start_says_why(env: Env, tmp_path: Path) -> None:
+    """vsftpd writes its start-up errors only to fd 0: the failure carries its reason and
+    who holds the port."""
+    taken = env.peer["vsftpd"]
+    with ServerSet(tmp_path, env.ns) as second, pytest.raises(ServerError) as failure:
+        second.vsftpd(taken.address, taken.port)
+    message = str(failure.value)
+    assert message.startswith(f"vsftpd exited with 2 ({taken.address}:{taken.port} in the peer")
+    assert "500 OOPS: could not bind listening IPv4 socket" in message
+    assert f"pid={taken.pid}," in message  # the vsftpd already listening there

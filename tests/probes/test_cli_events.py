@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,8 +15,7 @@ import pytest
 
 from tests.conftest import RBA, REPO, run_rba
 from tests.probes.conftest import Listener
-
-UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+from tests.support.other_user import OtherUserPython
 
 
 def _start_events(*args: str, prefix: list[str] | None = None) -> subprocess.Popen[str]:
@@ -109,26 +107,12 @@ def test_events_poll_runs_the_same_scenario_and_states_coverage(
     assert [e["pid"] for e in listens] == [server.pid]
 
 
-def _unprivileged_can_run() -> str | None:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        return "needs root and setpriv to drop privileges"
-    check = subprocess.run(
-        [*UNPRIVILEGED, sys.executable, "-c", "import behavior.commands.cli"],
-        cwd=REPO,
-        capture_output=True,
-        check=False,
-    )
-    return None if check.returncode == 0 else "the checkout is not readable by uid 65534"
-
-
 @pytest.mark.root
-def test_unprivileged_run_says_one_line_and_polls() -> None:
-    reason = _unprivileged_can_run()
-    if reason:
-        pytest.skip(reason)
+def test_unprivileged_run_says_one_line_and_polls(other_user: OtherUserPython) -> None:
     proc = subprocess.run(
-        [*UNPRIVILEGED, *RBA, "events", "--duration", "1s"],
-        cwd=REPO,
+        other_user.argv("-m", "behavior", "events", "--duration", "1s"),
+        cwd="/",
+        env=other_user.env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -142,8 +126,9 @@ def test_unprivileged_run_says_one_line_and_polls() -> None:
     assert "-- sources: poll" in proc.stdout
     assert "-- coverage: polling only" in proc.stdout
     required = subprocess.run(
-        [*UNPRIVILEGED, *RBA, "events", "--duration", "1s", "--probes", "ebpf"],
-        cwd=REPO,
+        other_user.argv("-m", "behavior", "events", "--duration", "1s", "--probes", "ebpf"),
+        cwd="/",
+        env=other_user.env(),
         capture_output=True,
         text=True,
         timeout=60,

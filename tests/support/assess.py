@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, TypeVar
 
 from tests.conftest import RBA, REPO
 
@@ -100,6 +100,9 @@ class Report:
         )
 
 
+_Run = TypeVar("_Run", bound="WindowRun")  # typing.Self needs Python 3.11
+
+
 class WindowRun:
     """A windowed ``rba`` command (``assess``, ``capture``) running in the background.
 
@@ -121,7 +124,7 @@ class WindowRun:
         assert self.proc is not None
         return self.proc.pid
 
-    def __enter__(self) -> Self:
+    def __enter__(self: _Run) -> _Run:
         self.proc = subprocess.Popen(
             self.argv,
             cwd=REPO,

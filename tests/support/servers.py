@@ -27,7 +27,8 @@ HTTP_BODY = "rba e2e index\n"
 
 
 class ServerError(Exception):
-    """A server did not start; the message holds what it printed."""
+    """A server did not start; the message holds what it printed and who else holds its
+    port."""
 
 
 @dataclass
@@ -84,9 +85,11 @@ class ServerSet(contextlib.AbstractContextManager["ServerSet"]):
         for server in reversed(self.servers):
             server.stop()
 
-    def _spawn(self, argv: Sequence[str], stdout: IO[Any]) -> subprocess.Popen[Any]:
+    def _spawn(
+        self, argv: Sequence[str], stdout: IO[Any], stdin_is_log: bool
+    ) -> subprocess.Popen[Any]:
         kw: dict[str, Any] = {
-            "stdin": subprocess.DEVNULL,
+            "stdin": stdout if stdin_is_log else subprocess.DEVNULL,
             "stdout": stdout,
             "stderr": subprocess.STDOUT,
         }
@@ -94,32 +97,50 @@ class ServerSet(contextlib.AbstractContextManager["ServerSet"]):
             return self.ns.spawn(argv, **kw)
         return subprocess.Popen(argv, **kw)
 
-    def _start(self, name: str, argv: Sequence[str], address: str, port: int) -> Server:
+    def _start(
+        self, name: str, argv: Sequence[str], address: str, port: int, stdin_is_log: bool = False
+    ) -> Server:
+        """``stdin_is_log``: the log is also the server's fd 0, for vsftpd, which writes its
+        start-up errors ("500 OOPS: ...") to fd 0 (the control connection) and nowhere else."""
         log = self.workdir / f"{name}-{port}.log"
-        with log.open("wb") as out:
-            proc = self._spawn(argv, out)
+        with log.open("w+b") as out:
+            proc = self._spawn(argv, out, stdin_is_log)
         server = Server(name, proc, address, port, log)
         self.servers.append(server)
         self._wait_listening(server)
         return server
 
-    def _is_listening(self, address: str, port: int) -> bool:
-        argv = ["ss", "-Hltn", "src", f"{address}:{port}"]
+    def _listeners(self, port: int, address: str | None = None) -> str:
+        """``ss`` lines of TCP listeners on ``port`` (at ``address``) in the server's
+        namespace, with their programs."""
+        argv = ["ss", "-Hltnp", "src", f"{address}:{port}" if address else f":{port}"]
         argv = self.ns.cmd(argv) if self.ns is not None else argv
-        out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=5).stdout
-        return bool(out.strip())
+        return subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+
+    def _is_listening(self, server: Server) -> bool:
+        """Whether the server's own process listens (not another one on that port)."""
+        return f"pid={server.pid}," in self._listeners(server.port, server.address)
+
+    def _failed(self, server: Server, what: str) -> ServerError:
+        where = "the peer namespace" if self.ns is not None else "the host"
+        output = server.output().strip() or "(no output)"
+        holders = self._listeners(server.port) or "none"
+        return ServerError(
+            f"{server.name} {what} ({server.address}:{server.port} in {where}): {output}; "
+            f"listeners on port {server.port} there: {holders}"
+        )
 
     def _wait_listening(self, server: Server, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:
-                raise ServerError(
-                    f"{server.name} exited with {server.proc.returncode}: {server.output()}"
-                )
-            if self._is_listening(server.address, server.port):
+                raise self._failed(server, f"exited with {server.proc.returncode}")
+            if self._is_listening(server):
                 return
             time.sleep(0.05)
-        raise ServerError(f"{server.name} not listening on {server.address}:{server.port}")
+        raise self._failed(server, f"not listening after {timeout:g}s")
 
     def telnetd(self, address: str, port: int = 23) -> Server:
         """inetutils telnetd behind an inetd-style accept loop (it is inetd-only)."""
@@ -157,7 +178,7 @@ class ServerSet(contextlib.AbstractContextManager["ServerSet"]):
                 ]
             )
         )
-        return self._start("vsftpd", [VSFTPD, str(conf)], address, port)
+        return self._start("vsftpd", [VSFTPD, str(conf)], address, port, stdin_is_log=True)
 
     def http(self, address: str, port: int = 80) -> Server:
         """python's http.server serving a one-file directory."""

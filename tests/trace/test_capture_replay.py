@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,10 +26,10 @@ import pytest
 
 from tests.conftest import RBA, REPO, run_rba
 from tests.support.assess import EVAL_TIMEOUT_S, READY_LINE, READY_TIMEOUT_S, AssessRun
+from tests.support.other_user import NOBODY, OtherUserPython
 from tests.support.scenarios import IDLE_PORT, USED_PORT, drive, lab
 from tests.support.timing import bounded, cpu_time_of
 
-NOBODY = 65534
 WINDOW_S = 10.0
 CAPTURE_LIMIT_S = 600.0  # a capture meant to be ended by SIGINT, never by its duration
 
@@ -95,7 +94,7 @@ class Capture:
 
 
 def replay_as_nobody(
-    trace: Path, workdir: Path, *args: str
+    other_user: OtherUserPython, trace: Path, workdir: Path, *args: str
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """``rba replay`` as uid/gid 65534 without supplementary groups, on a copy of the
     trace that ``nobody`` owns (as a user receiving the file would); returns the result
@@ -108,12 +107,11 @@ def replay_as_nobody(
     for path in (shared, copy):
         os.chown(path, NOBODY, NOBODY)
     output = shared / "report.out"
-    argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    argv += [sys.executable, "-c", _NO_LIVE_MODULES, "replay", str(copy), *args]
+    argv = other_user.argv("-c", _NO_LIVE_MODULES, "replay", str(copy), *args)
     argv += ["--output", str(output)]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(shared), "LANG": "C.UTF-8"}
+    env = other_user.env({"HOME": str(shared)})
     result = subprocess.run(
-        argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False
+        argv, capture_output=True, text=True, cwd=shared, env=env, timeout=300, check=False
     )
     return result, output
 
@@ -148,7 +146,9 @@ def _about_the_lab(finding: dict[str, Any], lab_marks: list[str]) -> bool:
 
 @pytest.mark.ebpf
 @pytest.mark.netns
-def test_replay_as_nobody_reproduces_the_live_window(workdir: Path) -> None:
+def test_replay_as_nobody_reproduces_the_live_window(
+    workdir: Path, other_user: OtherUserPython
+) -> None:
     recorded = workdir / "assess.rbt"
     captured = workdir / "capture.rbt"
     with lab(workdir) as the_lab:
@@ -169,7 +169,7 @@ def test_replay_as_nobody_reproduces_the_live_window(workdir: Path) -> None:
         for program in (programs.execstack, programs.hardened):
             program.unlink()
 
-        result, output = replay_as_nobody(recorded, workdir, "--format", "json")
+        result, output = replay_as_nobody(other_user, recorded, workdir, "--format", "json")
         assert result.returncode == 0, result.stderr
         replayed_bytes = output.read_bytes()
         assert stat_mode(output) == 0o600
@@ -203,7 +203,7 @@ def test_replay_as_nobody_reproduces_the_live_window(workdir: Path) -> None:
         assert ("insecure-client-general", 80) in clients
 
         # The separate capture of the same window gives the same findings about the lab.
-        result, output = replay_as_nobody(captured, workdir, "--format", "json")
+        result, output = replay_as_nobody(other_user, captured, workdir, "--format", "json")
         assert result.returncode == 0, result.stderr
         from_capture = json.loads(output.read_bytes())
     live = json.loads(live_bytes)
@@ -243,7 +243,9 @@ def _background_activity(stop: threading.Event) -> None:
 
 
 @pytest.mark.ebpf
-def test_sigkilled_capture_replays_what_was_flushed_and_says_so(workdir: Path) -> None:
+def test_sigkilled_capture_replays_what_was_flushed_and_says_so(
+    workdir: Path, other_user: OtherUserPython
+) -> None:
     trace = workdir / "killed.rbt"
     stop = threading.Event()
     activity = threading.Thread(target=_background_activity, args=(stop,), daemon=True)
@@ -269,7 +271,7 @@ def test_sigkilled_capture_replays_what_was_flushed_and_says_so(workdir: Path) -
     text = run_rba("trace", "info", str(trace), check=True).stdout
     assert "no end marker" in text and "NOT intact" in text
 
-    result, output = replay_as_nobody(trace, workdir, "--format", "json")
+    result, output = replay_as_nobody(other_user, trace, workdir, "--format", "json")
     assert result.returncode == 0, result.stderr
     assert "trace ended early" in result.stderr
     report = json.loads(output.read_bytes())
