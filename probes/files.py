@@ -31,8 +31,6 @@ import stat
 from collections import deque
 from typing import BinaryIO
 
-from probes.interface import ProbeError
-
 MODE = 0o600
 MAX_SYMLINK_HOPS = 40  # as the kernel's own limit (ELOOP)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -46,8 +44,10 @@ _KINDS = (
 )
 
 
-class FileWriteError(ProbeError):
-    """A file could not be written; the message is one line and names the path."""
+class FileWriteError(Exception):
+    """A file could not be written; the message is one line and names the path. (Not a
+    ProbeError: this module imports nothing, so ``rba scan`` can save its cache without
+    loading the event model.)"""
 
 
 class UnsafeOutputError(FileWriteError):

@@ -10,6 +10,7 @@ import threading
 from behavior.commands.report_options import add_report_options, report_options
 from behavior.commands.window import add_probe_options, interrupts_end_window
 from behavior.durations import parse_duration
+from behavior.formats.terminal import visible
 from behavior.interface import RbaError, UsageError
 
 MIN_DURATION_S = 1.0
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     except RbaError as e:
         observer.clear()
-        print(f"rba assess: {e}", file=sys.stderr)
+        print(f"rba assess: {visible(str(e))}", file=sys.stderr)
         return 2
     observer.clear()
     if report.run.partial:

@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from behavior.formats.terminal import visible
 from behavior.interface import UsageError
 
 EXIT_OK = 0
@@ -89,7 +90,7 @@ def _run(args: argparse.Namespace, *, as_program: bool) -> int:
         with signals:
             code: int = args._run(args)
     except UsageError as e:
-        print(f"rba {args.command}: {e}", file=sys.stderr)
+        print(f"rba {args.command}: {visible(str(e))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"rba {args.command}: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from behavior.commands.window import add_probe_options
+from behavior.formats.terminal import visible
 
 if TYPE_CHECKING:
     from probes.backend import ProbeSession
@@ -79,7 +80,7 @@ def _print_batch(batch: EventArray, strings: StringTable, as_json: bool) -> None
     if as_json:
         lines = [json.dumps(event_dict(e, strings)) for e in batch]
     else:
-        lines = [event_line(e, strings) for e in batch]
+        lines = [visible(event_line(e, strings)) for e in batch]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 
@@ -104,4 +105,4 @@ def _summary(session: ProbeSession, as_json: bool, interrupted: bool) -> None:
     for name, s in stats.items():
         print(f"-- {name}: {s.events} events, {s.lost} lost")
         for gap in s.gaps:
-            print(f"--   gap: {gap}")
+            print(f"--   gap: {visible(gap)}")

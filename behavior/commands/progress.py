@@ -9,6 +9,8 @@ import sys
 import time
 from typing import TextIO
 
+from behavior.formats.terminal import visible
+
 
 class TerminalObserver:
     """An :class:`behavior.interface.Observer` that draws one updating line on a TTY."""
@@ -28,14 +30,14 @@ class TerminalObserver:
             return
         self._last_draw = now
         pct = 100.0 * done / total if total else 100.0
-        line = f"[{pct:5.1f}%] {detail}"[:79]
+        line = f"[{pct:5.1f}%] {visible(detail)}"[:79]
         self._stream.write("\r\x1b[K" + line)
         self._stream.flush()
         self._drawn = True
 
     def notice(self, message: str) -> None:
         self.clear()
-        self._stream.write(f"rba: {message}\n")
+        self._stream.write(f"rba: {visible(message)}\n")
         self._stream.flush()
 
     def clear(self) -> None:

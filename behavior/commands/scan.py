@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(collected, results)
     to_tty = not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     text = render_json(report) if args.format == "json" else render_text(report, color=to_tty)
-    emit(text, args.output)
+    emit(text, args.output, colors=to_tty)
     return 0
 
 

@@ -85,7 +85,8 @@ def guarded_stdio() -> Iterator[None]:
     closed = _fill_closed_fds()
     real_out, real_err = sys.stdout, sys.stderr
     if 2 in closed or real_err is None:
-        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        # O_WRONLY without O_CREAT: never make a regular file where /dev/null should be.
+        sys.stderr = os.fdopen(os.open(os.devnull, os.O_WRONLY), "w", encoding="utf-8")
     guard = _GuardedStdout(None if 1 in closed or real_out is None else real_out)
     sys.stdout = cast(TextIO, guard)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from behavior.formats.terminal import for_terminal
 from behavior.interface import UsageError
 from probes.files import FileWriteError, check_target, write_file
 
@@ -37,8 +38,14 @@ def write_atomic(path: str, text: str | bytes) -> None:
         raise UsageError(str(e)) from e
 
 
-def emit(text: str, output: str | None) -> None:
-    """Send a rendered report to ``output`` (a path) or to stdout (None or ``-``)."""
+def emit(text: str, output: str | None, *, colors: bool = False) -> None:
+    """Send a rendered document to ``output`` (a path) or to stdout (None or ``-``).
+
+    Control characters are escaped on the way (:func:`behavior.formats.terminal.
+    for_terminal`): a text report is read on a terminal, from stdout or later with
+    ``cat``, and JSON documents stay lossless through that escaping. ``colors`` keeps
+    the renderers' own colour codes (:data:`behavior.formats.terminal.COLORS`)."""
+    text = for_terminal(text, colors=colors)
     if output and output != STDOUT:
         write_atomic(output, text)
     else:
