@@ -99,7 +99,7 @@ def main() -> int:
     )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("checksec") is None:
-        print("checksec is not installed (bash scripts/setup.sh)", file=sys.stderr)
+        print("checksec is not installed (bash scripts/install-test.sh)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="rba-bench-"))
     cache = work / "facts.json"

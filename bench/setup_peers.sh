@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The scan benchmark's peers, in a bench-only venv (gitignored): checksec.py (PyPI
 # checksec-py, LIEF-based) and pwntools (ELF.checksec()). Debian's checksec.sh comes from
-# apt (scripts/setup.sh). Usage: bash bench/setup_peers.sh [VENV]
+# apt (scripts/install-test.sh). Usage: bash bench/setup_peers.sh [VENV]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${1:-$here/.venv-peers}"

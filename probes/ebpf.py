@@ -100,10 +100,10 @@ def ebpf_unavailable_reason() -> str | None:
     except ImportError:
         return "bcc (python3-bpfcc) is not importable"
     if tracefs_path() is None:
-        return "tracefs is not mounted at /sys/kernel/tracing (run scripts/setup.sh)"
+        return "tracefs is not mounted at /sys/kernel/tracing (run scripts/install-runtime.sh)"
     release = os.uname().release
     if not (os.environ.get("BCC_KERNEL_SOURCE") or Path(f"/lib/modules/{release}/build").exists()):
-        return f"no kernel headers at /lib/modules/{release}/build (run scripts/setup.sh)"
+        return f"no kernel headers at /lib/modules/{release}/build (run scripts/install-runtime.sh)"
     if _kernel_version() < (5, 8):
         return f"kernel {release} has no BPF ring buffer (needs 5.8+)"
     return None

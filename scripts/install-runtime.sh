@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # What rba needs at run time on Debian 12, as root; safe to run again. Installs NO server and
 # no test tool:
-#   - Debian packages: python3-bpfcc (bcc), python3-venv;
+#   - Debian packages: python3-bpfcc (bcc), python3-venv, and rba's libraries as Debian ships
+#     them (python3-numpy, python3-psutil, python3-pyelftools, python3-pefile: the versions the
+#     .deb runs with, updated by apt);
 #   - kernel headers for bcc: linux-headers-$(uname -r), or, when no package matches the running
 #     kernel, linux-headers-amd64 linked at /lib/modules/$(uname -r)/build;
 #   - tracefs and debugfs mounted (tracepoints are read from there);
-#   - .venv from /usr/bin/python3 --system-site-packages with rba and its runtime dependencies
-#     (numpy, psutil, pyelftools, pefile from PyPI where the OS lacks them).
+#   - .venv from /usr/bin/python3 --system-site-packages with rba installed in it (editable);
+#     its dependencies are the Debian packages above, so pip downloads nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/install-common.sh
@@ -39,7 +41,7 @@ mount_tracing() {
   mountpoint -q /sys/kernel/debug || { mount -t debugfs debugfs /sys/kernel/debug && say "mounted debugfs"; }
 }
 
-apt_install python3-bpfcc python3-venv
+apt_install python3-bpfcc python3-venv python3-numpy python3-psutil python3-pyelftools python3-pefile
 setup_kernel_headers
 mount_tracing
 venv_install ""

@@ -4,9 +4,9 @@
 #   - Debian packages: compilers (gcc, make, gcc-mingw-w64), checksec, the real servers and
 #     clients the tests drive (vsftpd, inetutils-telnetd/-telnet, ftp, rsh-client/-server,
 #     busybox, curl, openssl, iproute2, snmp/snmpd, tftpd-hpa/tftp-hpa), chromium (the HTML
-#     report's rendering test), podman, runc, uidmap, slirp4netns, and the Debian Python
-#     libraries the .deb depends on (its install test);
-#   - rba's Python test extras into .venv.
+#     report's rendering test), podman, runc, uidmap, slirp4netns;
+#   - rba's Python extras into .venv: dev (pytest, the OCSF schemas, ruff, mypy), fleet when
+#     pyproject has it, and package (shtab, argparse-manpage: packaging/build-deb.sh).
 # The servers are installed WITHOUT being left enabled or running: a policy-rc.d (exit 101)
 # keeps package scripts from starting them, their systemd units are masked and their init
 # scripts disabled and stopped, and every service line of /etc/inetd.conf is commented out.
@@ -23,7 +23,6 @@ TOOLS=(
   inetutils-telnet ftp rsh-client busybox curl openssl iproute2 util-linux procps
   snmp tftp-hpa systemd
   chromium podman runc uidmap slirp4netns
-  python3-psutil python3-pyelftools python3-pefile python3-numpy
 )
 
 # A policy-rc.d of our own, only while apt runs and only if there is none (an existing one,

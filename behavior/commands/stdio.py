@@ -27,7 +27,8 @@ class _GuardedStdout:
         self._real = real
 
     def write(self, text: str) -> int:
-        return self._call("write", text)
+        written: int = self._call("write", text)
+        return written
 
     def flush(self) -> None:
         if self._real is not None:  # nothing written to a closed stdout is nothing lost

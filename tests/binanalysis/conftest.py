@@ -97,7 +97,7 @@ def _build(compiler: str, source: Path, out: Path, flags: list[str]) -> Path:
 def gcc_built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """name -> path of every GCC_MATRIX binary."""
     if shutil.which("gcc") is None:
-        pytest.skip("gcc not installed (run scripts/setup.sh)")
+        pytest.skip("gcc not installed (run scripts/install-test.sh)")
     work = tmp_path_factory.mktemp("gcc")
     jobs = {}
     with ThreadPoolExecutor(4) as pool:
@@ -113,7 +113,7 @@ def pe_built(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
     """(arch, name) -> path of every PE_MATRIX executable, for x86_64 and i686."""
     missing = [c for c in MINGW.values() if shutil.which(c) is None]
     if missing:
-        pytest.skip(f"{missing[0]} not installed (run scripts/setup.sh)")
+        pytest.skip(f"{missing[0]} not installed (run scripts/install-test.sh)")
     work = tmp_path_factory.mktemp("mingw")
     source = work / "program.c"
     source.write_text(PROGRAM)

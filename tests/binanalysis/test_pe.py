@@ -85,7 +85,7 @@ def test_static_mingw_stack_protector(tmp_path: Path, strip: bool, sp: bool) -> 
     import subprocess
 
     if shutil.which("x86_64-w64-mingw32-gcc") is None:
-        pytest.skip("x86_64-w64-mingw32-gcc not installed (run scripts/setup.sh)")
+        pytest.skip("x86_64-w64-mingw32-gcc not installed (run scripts/install-test.sh)")
     source, out = tmp_path / "p.c", tmp_path / "p.exe"
     source.write_text(PROGRAM)
     flags = ["-O1", "-static", "-fstack-protector-strong" if sp else "-fno-stack-protector"]

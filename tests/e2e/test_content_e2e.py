@@ -119,7 +119,7 @@ def _drive(ns: PeerNamespace, work: Path, marker_file: Path) -> Scenario:
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     for tool in ("curl", "telnet", "snmpget"):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed (scripts/setup.sh)")
+            pytest.skip(f"{tool} not installed (scripts/install-test.sh)")
     work = tmp_path_factory.mktemp("content")
     marker = "rbamarker" + os.urandom(8).hex()
     marker_file = work / "request"

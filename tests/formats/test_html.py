@@ -14,7 +14,7 @@ from behavior.interface import Report
 from tests.formats.chromium import CHROMIUM, open_page
 
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (scripts/setup.sh installs it)"
+    CHROMIUM is None, reason="chromium not installed (scripts/install-test.sh installs it)"
 )
 
 
