@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from probes.backend import ProbeSession, open_session  # noqa: E402
 from probes.common import concat  # noqa: E402
-from probes.ebpf import EbpfSource  # noqa: E402
+from probes.ebpf import EbpfSource, wait_detached  # noqa: E402
 from probes.events import EventArray, Flag, Kind, StringTable  # noqa: E402
 
 MODES = ("none", "kernel", "ebpf", "poll")
@@ -165,7 +165,7 @@ def run_once(mode: str, client: Path, port: int, count: int, content: bool = Tru
             counts.lost,
             counts.reserve_failed,
         )
-        run.delivered = session.stats()["ebpf"].events
+        run.delivered = counts.delivered
     run.cpu_per_1k = 1000 * cpu / max(delivered, 1)
     return run
 
@@ -192,6 +192,7 @@ def main() -> int:
             for mode in MODES:
                 port = args.port + i % 2
                 runs.append(run_once(mode, client, port, args.connects, args.content))
+                wait_detached()  # the next run, maybe without probes, starts with none
     report(runs, args.connects)
     return 0
 

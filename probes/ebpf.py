@@ -211,6 +211,11 @@ class _Program:
         if self._detacher is None:
             self._detacher = _Detacher(self.bpf.tracepoint_fds)
 
+    def wait_detached(self) -> None:
+        """Return once a background detach has finished."""
+        if self._detacher is not None:
+            self._detacher.join()
+
     def set_window(self, open_: bool) -> None:
         """Open or close the gate of every program (map ``window``)."""
         table = self.bpf[b"window"]
@@ -268,7 +273,8 @@ class _Program:
 
     def counters(self) -> KernelCounters:
         emitting, helpers = self.skipped_runs()
-        return KernelCounters(self.attempts_total(), self.lost_total(), emitting, helpers)
+        attempted, failed = self.attempts_total(), self.lost_total()
+        return KernelCounters(attempted, failed, emitting, helpers, self.received)
 
     def dispose(self) -> None:
         """Release everything; detaching goes on in the background."""
@@ -316,6 +322,10 @@ class _Detacher:
                 name = next(iter(self.fds))
                 fd = self.fds.pop(name)
             lib.bpf_close_perf_event_fd(fd)
+
+    def join(self) -> None:
+        """Return once every tracepoint is detached."""
+        self._thread.join()
 
     def cancel(self) -> None:
         """Stop after the close in progress; return once it is done."""
@@ -367,15 +377,18 @@ def _recursion_misses(prog_fd: int) -> int:
 class KernelCounters(NamedTuple):
     """Counters kept in the kernel, over a window.
 
-    ``attempted`` reserves either succeed (and are delivered) or fail (``reserve_failed``),
-    so ``delivered + reserve_failed == attempted`` exactly. ``skipped`` runs of
-    event-emitting programs never got to attempt: each is an event (at most one) lost.
+    ``attempted`` reserves either succeed (and are ``delivered``: records taken from the
+    ring buffer) or fail (``reserve_failed``), so ``delivered + reserve_failed ==
+    attempted`` exactly once the window is closed. ``skipped`` runs of event-emitting
+    programs never got to attempt: each is an event (at most one) lost. Labels made in
+    user space from first payloads are events, but no kernel records.
     """
 
     attempted: int
     reserve_failed: int
     skipped: int
     skipped_helpers: int
+    delivered: int = 0
 
     def __sub__(self, other: object) -> KernelCounters:
         assert isinstance(other, KernelCounters)
@@ -410,6 +423,15 @@ def _acquire_program(ringbuf_pages: int, content: bool = True) -> _Program:
     program = _Program(ringbuf_pages, content)
     program.in_use = True
     return program
+
+
+def wait_detached() -> None:
+    """Wait until idle programs are fully detached (for benchmarks that compare with no
+    probes at all)."""
+    with _program_lock:
+        idle = list(_idle_programs)
+    for program in idle:
+        program.wait_detached()
 
 
 def _release_program(program: _Program, ringbuf_pages: int) -> None:
@@ -791,7 +813,7 @@ class EbpfSource(EventSource):
         if self._content is not None:
             self._deliver([], self._content.flush())
         self._payloads_lost = program.payloads_lost() - self._payloads_lost_base
-        self._final = KernelCounters(attempted, failed, *skipped) - self._base
+        self._final = KernelCounters(attempted, failed, *skipped, program.received) - self._base
         _release_program(program, self._pages)
         self._program = None
 

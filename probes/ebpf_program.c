@@ -83,7 +83,9 @@ struct rba_exec {
 #define TCP_LISTEN_ 10
 #define PROTO_TCP 6
 #define PROTO_UDP 17
+#define SOCK_STREAM_ 1
 #define SOCK_DGRAM_ 2
+#define MSG_FASTOPEN_ 0x20000000
 #define CLONE_THREAD_ 0x00010000
 
 // Ring buffer submit flags: high-rate events do not wake the reader, which drains on a
@@ -326,6 +328,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_socket) {
     if (family != AF_INET_ && family != AF_INET6_)
         return 0;
     int type = args->type & 0xf;
+    if (type == SOCK_STREAM_)
+        return 0;  // TCP, the common case, stays unmarked: see sys_exit_socket
     int proto = args->protocol;
     u32 kind = (type == SOCK_DGRAM_ && (proto == 0 || proto == PROTO_UDP)) ? FD_UDP : FD_OTHER;
     u32 tid = (u32)bpf_get_current_pid_tgid();
@@ -338,21 +342,52 @@ TRACEPOINT_PROBE(syscalls, sys_exit_socket) {
         return 0;
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
+    u64 key = (id & 0xffffffff00000000ULL) | (u32)args->ret;
     u32 *kind = socket_args.lookup(&tid);
-    if (!kind)
+    if (!kind) {
+        // Not a datagram or raw inet socket: whatever the fd was marked is stale. Its
+        // sends with an address are TCP Fast Open's, which emit_udp skips by flag.
+        if (args->ret >= 0)
+            fd_kind.delete(&key);
         return 0;
+    }
     u8 value = *kind;
     socket_args.delete(&tid);
     if (args->ret < 0)
         return 0;
-    u64 key = (id & 0xffffffff00000000ULL) | (u32)args->ret;
     fd_kind.update(&key, &value);
+    return 0;
+}
+
+// The UAPI layouts of sockaddr_in and sockaddr_in6 up to the IPv6 address.
+struct inet_sockaddr {
+    u16 family;
+    u16 port_be;
+    u8 v4[4];  // sockaddr_in6: flowinfo
+    u8 v6[16];
+};
+
+// The remote endpoint of a sockaddr in user memory, read in one go: FAM_INET or
+// FAM_INET6 with the port (host order) and address, or 0 when it is no inet address.
+static __always_inline u8 read_inet_sockaddr(const void *uaddr, u64 len, u16 *port, u8 *daddr) {
+    struct inet_sockaddr sa = {};
+    if (!uaddr || len < 8 || read_user(&sa, len >= sizeof(sa) ? sizeof(sa) : 8, uaddr))
+        return 0;
+    *port = (sa.port_be >> 8) | ((sa.port_be & 0xff) << 8);
+    if (sa.family == AF_INET_) {
+        __builtin_memcpy(daddr, sa.v4, 4);
+        return FAM_INET;
+    }
+    if (sa.family == AF_INET6_ && len >= sizeof(sa)) {
+        __builtin_memcpy(daddr, sa.v6, 16);
+        return FAM_INET6;
+    }
     return 0;
 }
 
 // Content capture hooks (defined with the content programs at the end).
 static __always_inline void content_accept_exit(s64 fd);
-static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len);
+static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len, u8 kind);
 static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
                                          const void *buf, u64 len);
 static __always_inline void content_sendmsg(u64 fd, const void *msg);
@@ -378,37 +413,29 @@ static __always_inline u8 udp_fd_kind(u64 fd) {
 // Emit UDP_SEND for an IPv4/IPv6 sockaddr in user memory. Sockets of unknown kind (made
 // before the window) count as UDP for sendto/sendmsg, the only datagram sends with an
 // inet address in practice; for connect they are skipped (TCP reports itself).
-static __always_inline void emit_udp(const void *uaddr, u64 len, u8 unknown_is_udp, u64 fd) {
-    if (!uaddr || len < 8)
+static __always_inline void emit_udp(const void *uaddr, u64 len, u8 unknown_is_udp, u8 kind) {
+    if (!uaddr || kind == FD_OTHER || (kind == 0 && !unknown_is_udp))
         return;
-    u8 kind = udp_fd_kind(fd);
-    if (kind == FD_OTHER || (kind == 0 && !unknown_is_udp))
-        return;
-    u16 family = 0;
-    if (read_user(&family, sizeof(family), uaddr))
-        return;
-    if (family != AF_INET_ && family != AF_INET6_)
+    u16 port = 0;
+    u8 daddr[16] = {};
+    u8 family = read_inet_sockaddr(uaddr, len, &port, daddr);
+    if (!family)
         return;
     struct rba_event *ev = reserve_task(K_UDP_SEND);
     if (!ev)
         return;
-    u16 port_be = 0;
-    read_user(&port_be, sizeof(port_be), (const char *)uaddr + 2);
-    ev->dport = (port_be >> 8) | ((port_be & 0xff) << 8);
-    if (family == AF_INET_) {
-        ev->family = FAM_INET;
-        read_user(ev->daddr, 4, (const char *)uaddr + 4);
-    } else {
-        ev->family = FAM_INET6;
-        read_user(ev->daddr, 16, (const char *)uaddr + 8);
-    }
+    ev->family = family;
+    ev->dport = port;
+    __builtin_memcpy(ev->daddr, daddr, 16);
     events.ringbuf_submit(ev, RB_NO_WAKEUP);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
     if (window_closed())
         return 0;
-    emit_udp((const void *)args->addr, args->addr_len, 1, args->fd);
+    if (args->flags & MSG_FASTOPEN_)
+        return 0;  // a TCP connect with its first bytes (reported as one)
+    emit_udp((const void *)args->addr, args->addr_len, 1, udp_fd_kind(args->fd));
     content_send(args->fd, (const void *)args->addr, args->addr_len, (const void *)args->buff,
                  args->len);
     return 0;
@@ -422,18 +449,21 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
         void *name;
         int namelen;
     } head = {};
+    if (args->flags & MSG_FASTOPEN_)
+        return 0;  // a TCP connect with its first bytes (reported as one)
     content_sendmsg(args->fd, (const void *)args->msg);
     if (read_user(&head, sizeof(head), (void *)args->msg))
         return 0;
-    emit_udp(head.name, head.namelen, 1, args->fd);
+    emit_udp(head.name, head.namelen, 1, udp_fd_kind(args->fd));
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
     if (window_closed())
         return 0;
-    emit_udp((const void *)args->uservaddr, args->addrlen, 0, args->fd);
-    content_connect_enter(args->fd, (const void *)args->uservaddr, args->addrlen);
+    u8 kind = udp_fd_kind(args->fd);
+    emit_udp((const void *)args->uservaddr, args->addrlen, 0, kind);
+    content_connect_enter(args->fd, (const void *)args->uservaddr, args->addrlen, kind);
     return 0;
 }
 
@@ -456,7 +486,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
 // No capture: the hooks do nothing, and neither the content-only programs nor their maps
 // exist (probes/ebpf_program.py lists which those are).
 static __always_inline void content_accept_exit(s64 fd) {}
-static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len) {}
+static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len, u8 kind) {}
 static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
                                          const void *buf, u64 len) {}
 static __always_inline void content_sendmsg(u64 fd, const void *msg) {}
@@ -523,22 +553,8 @@ static __always_inline u64 fd_key(u64 fd) {
 
 // The remote endpoint of an inet sockaddr in user memory; 0 when not inet.
 static __always_inline int read_endpoint(const void *uaddr, u64 len, struct rba_conn *c) {
-    u16 family = 0;
-    if (!uaddr || len < 8 || read_user(&family, sizeof(family), uaddr))
-        return 0;
-    u16 port_be = 0;
-    read_user(&port_be, sizeof(port_be), (const char *)uaddr + 2);
-    c->dport = (port_be >> 8) | ((port_be & 0xff) << 8);
-    if (family == AF_INET_) {
-        c->family = FAM_INET;
-        read_user(c->daddr, 4, (const char *)uaddr + 4);
-    } else if (family == AF_INET6_ && len >= 24) {
-        c->family = FAM_INET6;
-        read_user(c->daddr, 16, (const char *)uaddr + 8);
-    } else {
-        return 0;
-    }
-    return 1;
+    c->family = read_inet_sockaddr(uaddr, len, &c->dport, c->daddr);
+    return c->family != 0;
 }
 
 static __always_inline void emit_payload(struct rba_conn *c, u64 fd, u8 dir, u8 proto, u8 seq,
@@ -647,8 +663,8 @@ static __always_inline void capture_datagram(u64 fd, const void *uaddr, u64 addr
 }
 
 // Called from the existing connect/accept4 programs above.
-static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len) {
-    if ((udp_fd_kind(fd) & FD_KIND_MASK) == FD_UDP)
+static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len, u8 kind) {
+    if ((kind & FD_KIND_MASK) == FD_UDP)
         return;
     struct rba_conn c = {};
     if (!read_endpoint(uaddr, len, &c))
