@@ -381,10 +381,12 @@ def code_coverage(r: FileBytes) -> frames.Coverage | None:
 def _coverage(
     elf: _Elf, sections: list[_Section], *, go: bool, count_all: bool = False
 ) -> tuple[frames.Coverage, str]:
-    functions, source = ([], "") if go else _symtab_functions(elf, sections)
-    if not functions:
-        functions, source = _eh_frame_functions(elf, sections), ".eh_frame FDEs"
-    if go and not functions:  # pure Go: no C code, and no need to read any
+    # .eh_frame_hdr first: one table read, where .symtab (if not stripped) costs a pass over
+    # every symbol. Objects and static non-PIE programs have no .eh_frame_hdr.
+    functions, source = _eh_frame_functions(elf, sections), ".eh_frame FDEs"
+    if not functions.starts and not go:
+        functions, source = _symtab_functions(elf, sections)
+    if go and not functions.starts:  # pure Go: no C code, and no need to read any
         return frames.Coverage(0, 0, 0, True, None, None), source
     code = _code_ranges(elf, sections)
     return frames.analyse(elf.arch, code, functions, count_all=count_all), source
@@ -393,8 +395,8 @@ def _coverage(
 def _code_verdict(elf: _Elf, sections: list[_Section], *, go: bool) -> Verdict:
     """Built with protection, built without, or nothing to protect, from the code itself.
 
-    Functions come from ``.symtab`` or, when stripped, from the ``.eh_frame`` FDEs. In a Go
-    binary only the FDEs count: the Go toolchain emits none, so they are its cgo C code."""
+    Functions come from the ``.eh_frame`` FDEs, else from ``.symtab``. In a Go binary only
+    the FDEs count: the Go toolchain emits none, so they are its cgo C code."""
     cov, source = _coverage(elf, sections, go=go)
     reg = "%fs:0x28" if elf.arch == "x86_64" else "%gs:0x14"
     what = "cgo C functions" if go else "functions"
@@ -646,11 +648,11 @@ def _code_ranges(elf: _Elf, sections: list[_Section]) -> list[frames.CodeRange]:
             if s.type == PT_LOAD and s.flags & PF_X and s.filesz]  # fmt: skip
 
 
-def _symtab_functions(elf: _Elf, sections: list[_Section]) -> tuple[list[frames.Function], str]:
+def _symtab_functions(elf: _Elf, sections: list[_Section]) -> tuple[frames.Functions, str]:
     """(start, end) of every defined, sized STT_FUNC in ``.symtab``."""
     table = next((s for s in sections if s.type == SHT_SYMTAB), None)
     if table is None:
-        return [], ""
+        return frames.NO_FUNCTIONS, ""
     entsize = elf.lay.sym_name.size  # checked by _section_cookie already
     count = min(table.size // entsize, MAX_SYMBOLS)
     data = elf.r.read(table.offset, count * entsize, "symbol table")
@@ -671,10 +673,10 @@ def _symtab_functions(elf: _Elf, sections: list[_Section]) -> tuple[list[frames.
                 continue
             start += sections[shndx].offset
         functions.append((start, start + size))
-    return functions, ".symtab"
+    return frames.Functions.from_ranges(functions), ".symtab"
 
 
-def _eh_frame_functions(elf: _Elf, sections: list[_Section]) -> list[frames.Function]:
+def _eh_frame_functions(elf: _Elf, sections: list[_Section]) -> frames.Functions:
     """Function ranges from ``.eh_frame_hdr``'s table of FDE start addresses: each function
     runs to the next one's start (to the end of the code for the last). Reading the FDEs'
     own lengths would cost a parse per function and change nothing we look for.
@@ -683,22 +685,21 @@ def _eh_frame_functions(elf: _Elf, sections: list[_Section]) -> list[frames.Func
     functions (and so no verdict from the code), never a wrong range."""
     hdrs = elf.segs(PT_GNU_EH_FRAME)
     if not hdrs or hdrs[0].filesz < 12:
-        return []
+        return frames.NO_FUNCTIONS
     seg = hdrs[0]
     hdr = elf.r.read(seg.offset, min(seg.filesz, MAX_READ_EH), ".eh_frame_hdr")
     version, ptr_enc, count_enc, table_enc = hdr[:4]
     if version != 1 or count_enc != EH_UDATA4 or table_enc != EH_TABLE_DATAREL_SDATA4:
-        return []
+        return frames.NO_FUNCTIONS
     pos = 4 + _encoded_size(ptr_enc, elf.lay.word)
     if pos + 4 > len(hdr):
-        return []
+        return frames.NO_FUNCTIONS
     (count,) = struct.unpack_from(elf.lay.u32.format[0] + "I", hdr, pos)
     count = min(count, (len(hdr) - pos - 4) // 8, MAX_FUNCTIONS)
     pairs = struct.unpack_from(f"{elf.lay.u32.format[0]}{2 * count}i", hdr, pos + 4)
     base = seg.vaddr
     starts = sorted({base + loc for loc in pairs[0::2]})
-    ends = [*starts[1:], END_OF_CODE]  # analyse() clips to the code segment
-    return [(starts[i], ends[i]) for i in range(len(starts))]
+    return frames.Functions(starts, [*starts[1:], END_OF_CODE])  # analyse() clips the last
 
 
 END_OF_CODE = 1 << 64

@@ -87,65 +87,72 @@ class Coverage:
 
 
 CodeRange = tuple[int, bytes]  # (address of the first byte, the bytes)
-Function = tuple[int, int]  # (start address, end address)
 
 
-def analyse(
-    arch: str, code: list[CodeRange], functions: list[Function], *, count_all: bool = False
-) -> Coverage:
-    """Count canary-storing functions and look for frame-exposing ones. ``functions`` may
-    repeat, in any order; each distinct start inside ``code`` counts once.
+@dataclass(frozen=True)
+class Functions:
+    """Function ranges: ``starts`` sorted and distinct, ``ends[i]`` where function i ends
+    (``ends[i] > starts[i]``; it may run past the code, :func:`analyse` clips it)."""
+
+    starts: list[int]
+    ends: list[int]
+
+    @classmethod
+    def from_ranges(cls, ranges: list[tuple[int, int]]) -> Functions:
+        """From (start, end) pairs in any order, repeats allowed (the longest wins)."""
+        ends: dict[int, int] = {}
+        for start, end in ranges:
+            if end > ends.get(start, start):
+                ends[start] = end
+        starts = sorted(ends)
+        return cls(starts, [ends[s] for s in starts])
+
+
+NO_FUNCTIONS = Functions([], [])
+
+
+def analyse(arch: str, code: list[CodeRange], functions: Functions, *,
+            count_all: bool = False) -> Coverage:  # fmt: skip
+    """Count the functions inside ``code`` that load the canary, and look for one that
+    exposes its frame.
 
     Exposed functions matter only where no function loads the canary, and one decides, so
-    the search stops at the first unless ``count_all`` (measurements want every one)."""
+    the search stops at the first unless ``count_all`` (measurements want every one). No
+    step walks every function in Python unless it must: node has 76k of them."""
     canary_re, address_re, _setup = _patterns(arch)
-    code = sorted(code)
-    canaries = [base + m.start() for base, data in code for m in canary_re.finditer(data)]
-    inside = _distinct_in_code(code, functions)
-    n_canary = 0
-    if canaries:
-        n_canary = sum(1 for start, end, _i in inside if _any_between(canaries, start, end))
+    starts, ends = functions.starts, functions.ends
+    n_funcs = 0
+    with_canary: set[int] = set()  # indexes of functions that load the canary
+    first_canary: int | None = None
+    spans = []  # (first index, last index + 1, base, data) per code range
+    for base, data in sorted(code):
+        top = base + len(data)
+        lo, hi = bisect.bisect_left(starts, base), bisect.bisect_left(starts, top)
+        n_funcs += hi - lo
+        spans.append((lo, hi, base, data))
+        for m in canary_re.finditer(data):
+            at = base + m.start()
+            first_canary = at if first_canary is None else min(first_canary, at)
+            i = bisect.bisect_right(starts, at, lo, hi) - 1
+            if i >= lo and at < ends[i]:
+                with_canary.add(i)
     n_exposed, first_exposed = 0, None
-    if count_all or not canaries:
-        for start, end, where in inside:
-            if canaries and _any_between(canaries, start, end):
-                continue
-            base, data = code[where]
-            frame = frame_size(arch, data, start - base)
-            if frame >= MIN_FRAME and address_re.search(data, start - base, end - base):
-                n_exposed += 1
-                first_exposed = first_exposed or (start, frame)
-                if not count_all:
-                    break
+    if count_all or first_canary is None:
+        for lo, hi, base, data in spans:
+            for i in range(lo, hi):
+                if i in with_canary:
+                    continue
+                frame = frame_size(arch, data, starts[i] - base)
+                end = min(ends[i], base + len(data))
+                if frame >= MIN_FRAME and address_re.search(data, starts[i] - base, end - base):
+                    n_exposed += 1
+                    first_exposed = first_exposed or (starts[i], frame)
+                    if not count_all:
+                        break
+            if first_exposed and not count_all:
+                break
     exhaustive = count_all or n_exposed == 0
-    first_canary = canaries[0] if canaries else None
-    return Coverage(len(inside), n_canary, n_exposed, exhaustive, first_canary, first_exposed)
-
-
-def _distinct_in_code(
-    code: list[CodeRange], functions: list[Function]
-) -> list[tuple[int, int, int]]:
-    """(start, end, index into ``code``) of each distinct function start inside the code,
-    its end clipped to the code. Comprehensions, not a loop: node has 85k functions."""
-    if len(code) == 1:
-        base, top = code[0][0], code[0][0] + len(code[0][1])
-        ends = {start: end for start, end in functions if base <= start < top and end > start}
-        return [(start, min(end, top), 0) for start, end in ends.items()]
-    starts = [base for base, _d in code]
-    out: dict[int, tuple[int, int, int]] = {}
-    for start, end in functions:
-        where = bisect.bisect_right(starts, start) - 1
-        if where < 0 or end <= start:
-            continue
-        top = starts[where] + len(code[where][1])
-        if start < top:  # else: not in the code we read (an absolute symbol, a gap)
-            out[start] = (start, min(end, top), where)
-    return list(out.values())
-
-
-def _any_between(sorted_at: list[int], start: int, end: int) -> bool:
-    i = bisect.bisect_left(sorted_at, start)
-    return i < len(sorted_at) and sorted_at[i] < end
+    return Coverage(n_funcs, len(with_canary), n_exposed, exhaustive, first_canary, first_exposed)
 
 
 def frame_size(arch: str, data: bytes, offset: int) -> int:

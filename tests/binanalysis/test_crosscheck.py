@@ -96,3 +96,28 @@ def test_matrix_agrees_with_pyelftools(gcc_built: dict[str, Path]) -> None:
 @pytest.mark.parametrize("path", _system_sample())
 def test_system_files_agree_with_pyelftools(path: str) -> None:
     _compare(path)
+
+
+def _pyelftools_fde_starts(path: str) -> set[int]:
+    """Initial locations of every FDE in .eh_frame, as pyelftools' full CFI parse gives them."""
+    from elftools.dwarf.callframe import FDE
+
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        if not elf.has_dwarf_info() or elf.get_section_by_name(".eh_frame") is None:
+            return set()
+        entries = elf.get_dwarf_info().EH_CFI_entries()
+        return {e.header["initial_location"] for e in entries if isinstance(e, FDE)}
+
+
+@pytest.mark.parametrize("path", _system_sample()[:12])
+def test_function_starts_agree_with_pyelftools_fdes(path: str) -> None:
+    """The functions the stack-cookie verdict counts (from .eh_frame_hdr's table) are the
+    FDEs pyelftools finds by parsing all of .eh_frame."""
+    from binanalysis.elf import _eh_frame_functions, _parse, _sections
+    from binanalysis.reader import FileBytes
+
+    with FileBytes(path) as r:
+        elf = _parse(r)
+        ours = set(_eh_frame_functions(elf, _sections(elf)).starts)
+    assert ours == _pyelftools_fde_starts(path)

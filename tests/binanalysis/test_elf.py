@@ -15,7 +15,7 @@ FULL, PARTIAL, NONE = Relro.FULL, Relro.PARTIAL, Relro.NONE
 
 # name -> (dep, stack_cookies, aslr, relro, words in the stack-cookie reason)
 EXPECTED: dict[str, tuple[bool | None, bool | None, bool | None, Relro | None, str]] = {
-    "nosp": (T, F, T, FULL, "built without stack protection: 0 of 3 functions"),
+    "nosp": (T, F, T, FULL, "built without stack protection: 0 of 5 functions"),
     "sp": (T, T, T, FULL, "__stack_chk_fail imported"),
     "sp_strong": (T, T, T, FULL, "__stack_chk_fail imported"),
     "execstack": (F, T, T, FULL, "imported"),
@@ -37,7 +37,7 @@ EXPECTED: dict[str, tuple[bool | None, bool | None, bool | None, Relro | None, s
     "sysv_hash": (T, T, T, FULL, "__stack_chk_fail imported (.dynsym, DT_HASH)"),
     "sysv_hash_nosp": (T, F, T, FULL, "built without"),
     "shared": (T, T, T, FULL, "imported"),
-    "shared_nosp": (T, F, T, FULL, "built without stack protection: 0 of 1 functions"),
+    "shared_nosp": (T, F, T, FULL, "built without stack protection: 0 of 3 functions"),
     "object": (NA, T, NA, None, "__stack_chk_fail imported (.symtab)"),
     "object_nosp": (NA, F, NA, None, "built without"),
     "data_only": (T, NA, T, FULL, "no executable"),
