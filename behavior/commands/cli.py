@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from behavior import __version__
 from behavior.formats.terminal import visible
 from behavior.interface import UsageError
 
@@ -45,6 +46,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
+    parser.add_argument("--version", action="version", version=f"rba {__version__}")
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         if only is None or name == only:
             module = importlib.import_module(module_name)

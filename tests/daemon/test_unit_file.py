@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,6 @@ from tests.conftest import REPO
 from tests.daemon.daemon_proc import UNIT_CAPS
 
 UNIT = REPO / "packaging" / "rba.service"
-INSTALLED_RBA = "/opt/rba/bin/rba"
 
 
 def settings() -> dict[str, list[str]]:
@@ -41,13 +41,21 @@ def test_hardening() -> None:
     for key in ("NoNewPrivileges", "PrivateTmp", "PrivateDevices", "ProtectKernelTunables"):
         assert unit[key] == ["yes"], key
     assert unit["UMask"] == ["0077"] and unit["RuntimeDirectoryMode"] == ["0700"]
-    assert any("rba daemon --config /etc/rba/rba.toml" in v for v in unit["ExecStart"])
+    assert unit["ExecStart"] == ["rba daemon --config /etc/rba/rba.toml"]  # no install dir
+    assert unit["PrivateMounts"] == ["yes"]
+    assert unit["Documentation"] == ["man:rba(1) file:///usr/share/doc/rba/daemon.md"]
 
 
 def _unit_for_this_checkout(tmp_path: Path) -> Path:
     # verify checks that ExecStart's program exists: point it at this checkout's rba.
     copy = tmp_path / "rba.service"
-    copy.write_text(UNIT.read_text().replace(INSTALLED_RBA, str(REPO / ".venv" / "bin" / "rba")))
+    rba = Path(sys.executable).with_name("rba")
+    text = UNIT.read_text().replace("=rba daemon", f"={rba} daemon")
+    # verify also runs `man rba(1)`: only the package installs the page (its own test
+    # verifies the installed unit with it).
+    if subprocess.run(["man", "-w", "rba"], capture_output=True, check=False).returncode:
+        text = text.replace("Documentation=man:rba(1) ", "Documentation=")
+    copy.write_text(text)
     return copy
 
 
