@@ -9,6 +9,7 @@ client commands.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -100,6 +101,7 @@ def new_run(
         rules=template.rules,
         probes=config.probes,
         poll_interval=config.poll_interval_s,
+        own_pid=os.getpid(),
     )
     try:
         assessment = Assessment(

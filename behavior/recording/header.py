@@ -37,11 +37,8 @@ def host_identity() -> dict[str, str]:
             return ""
 
     os_name = ""
-    # platform.freedesktop_os_release needs Python 3.10
-    with contextlib.suppress(OSError), open("/etc/os-release", errors="replace") as f:
-        for line in f:
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip().strip("\"'")
+    with contextlib.suppress(OSError):
+        os_name = platform.freedesktop_os_release().get("PRETTY_NAME", "")
     return {
         "hostname": platform.node(),
         "machine_id": first_line("/etc/machine-id"),
@@ -102,6 +99,7 @@ class TraceHeader:
     content: bool
     rules: tuple[str, ...] | None  # None: every rule
     redact_cmdline: bool
+    own_pid: int | None = None  # rba's own process, set aside (None before rba 0.2)
 
     def to_dict(self) -> dict[str, Any]:
         """The start record as the trace stores it."""
@@ -120,6 +118,7 @@ class TraceHeader:
                 "content": self.content,
                 "rules": None if self.rules is None else list(self.rules),
                 "redact_cmdline": self.redact_cmdline,
+                "own_pid": self.own_pid,
             },
         }
 
@@ -146,6 +145,7 @@ class TraceHeader:
                 content=bool(options.get("content", True)),  # absent before trace 1.1's rba
                 rules=None if rules is None else tuple(map(str, rules)),
                 redact_cmdline=bool(options.get("redact_cmdline", False)),
+                own_pid=_optional_int(options.get("own_pid")),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"malformed start record ({e!r})") from e
@@ -160,6 +160,10 @@ class TraceHeader:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"malformed start record ({name} {value})")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _strings(value: Any) -> dict[str, str]:

@@ -50,6 +50,7 @@ def load_recording(path: str) -> Recording:
         probes=header.probes,
         poll_interval=header.poll_interval,
         content=header.content,
+        own_pid=header.own_pid,
     )
     facts, stats, problems = read_records(index)
     end = read_end(index, problems)

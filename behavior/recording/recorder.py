@@ -80,6 +80,7 @@ class TraceRecorder:
             content=config.content,
             rules=None if config.rules is None else tuple(sorted(config.rules)),
             redact_cmdline=self._redactor is not None,
+            own_pid=config.own_pid,
         )
         try:
             writer = TraceWriter(self.path, header.to_dict(), strings, redact=self._redactor)

@@ -10,6 +10,7 @@ talks to an :class:`~behavior.interface.Observer`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -35,6 +36,7 @@ from behavior.rules import RULES, select
 from behavior.rules.interface import RuleInput, iso_time
 from behavior.rules.protocols import CLIENT_TCP_PORTS, CLIENT_UDP_PORTS
 from behavior.window.aggregate import Aggregator
+from behavior.window.own_process import OwnProcessFilter
 from behavior.window.timeline import TimelineCounter
 from probes.events import EventArray, StringTable
 from probes.interface import ProbeError, SourceStats
@@ -70,6 +72,7 @@ class AssessConfig:
     probes: str = "auto"
     poll_interval: float = 1.0
     content: bool = True  # identify protocols by first payloads (eBPF only)
+    own_pid: int | None = None  # rba's own process: it and its children are set aside
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class Assessment:
         self._facts = facts
         self._observer = observer
         self._host = host
+        self._own = OwnProcessFilter(config.own_pid) if config.own_pid else None
         self._aggregator = Aggregator(strings)
         self._timeline = TimelineCounter()
         self._lock = threading.Lock()
@@ -157,6 +161,8 @@ class Assessment:
 
     def feed(self, events: EventArray) -> None:
         """Fold a batch of events into the window (and let the facts gatherer see it)."""
+        if self._own is not None:
+            events = self._own.apply(events)
         lanes = classify(events)
         with self._lock:
             self._facts.observe(events, self.strings)
@@ -201,12 +207,16 @@ class Assessment:
             lost_events=sum(s.lost for s in source_stats.values()),
             rules=tuple(statuses),
             partial=end.partial,
-            notes=tuple(_run_notes(end.notices, source_stats, facts)),
+            notes=tuple(_run_notes(self._notices(end), source_stats, facts)),
         )
         with self._lock:
             timeline = self._timeline.build(obs, findings, self.strings)
         ordered = tuple(sorted(findings, key=_finding_order))
         return Report(run=run, findings=ordered, timeline=timeline)
+
+    def _notices(self, end: WindowEnd) -> tuple[str, ...]:
+        own = () if self._own is None else (self._own.note(),)
+        return (*own, *end.notices)
 
 
 _RULE_ORDER = {rule.info.id: i for i, rule in enumerate(RULES)}
@@ -249,6 +259,8 @@ def run_assessment(
     from behavior.facts.live import LiveFactSource, current_host
     from probes.backend import open_session
 
+    if config.own_pid is None:
+        config = dataclasses.replace(config, own_pid=os.getpid())
     strings = StringTable()
     try:
         session = open_session(config.probes, config.poll_interval, content=config.content)
