@@ -22,13 +22,25 @@ CHUNK_HEADER = struct.Struct("<BBHIII")  # type, flags, reserved, stored_len, ra
 # The CRC covers the chunk header up to (not including) the crc field, then the payload.
 CRC_COVERED = CHUNK_HEADER.size - 4
 
-MAX_STORED = 64 << 20  # a chunk larger than this is corrupt, not a reason to allocate
-MAX_RAW = 256 << 20
 ZLIB_LEVEL = 3  # measured in bench/trace_codec.py: level 3 is the size/speed knee
 # Keep a compressed payload only when it is at most this fraction of the raw one.
 COMPRESS_KEEP_RATIO = 0.75
 
 FLAG_ZLIB = 1
+
+# Bounded decoding (docs/trace-format.md, "Limits"). Every size is checked against these
+# before anything is allocated or inflated; the writer never produces a chunk beyond them.
+EVENTS_PER_CHUNK = 65536  # the writer cuts an events chunk at this many events
+MAX_RATIO = 64  # raw bytes per stored byte: bounds the CPU spent per byte of input
+MAX_JSON_CHUNK = 16 << 20  # START, END, RECORDS and STRINGS payloads, once inflated
+MAX_OTHER_CHUNK = 16 << 20  # chunk types of a newer minor version (skipped, not inflated)
+MAX_RECORD_BYTES = 64 << 20  # all RECORDS payloads of one trace, once inflated
+MAX_STRINGS = 1 << 24  # string table entries of one trace
+MAX_STRING_BYTES = 256 << 20  # their UTF-8 bytes
+MAX_STORED = 16 << 20  # no chunk is larger in the file (the largest raw one is 16 MiB)
+
+
+EVENT_RECORD_SIZE = 120  # probes.events.EVENT_SIZE (asserted by the reader and writer)
 
 
 class ChunkType(enum.IntEnum):
@@ -39,6 +51,16 @@ class ChunkType(enum.IntEnum):
     EVENTS = 3  # EVENT_DTYPE records, back to back
     RECORDS = 4  # JSON lines: facts, notices, loss counters gathered during the window
     END = 5  # JSON object: window end, final counters. Absent when the capture died.
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in ChunkType)
+
+
+def max_raw(ctype: int) -> int:
+    """The largest inflated payload a chunk of type ``ctype`` may announce."""
+    if ctype == ChunkType.EVENTS:
+        return EVENTS_PER_CHUNK * EVENT_RECORD_SIZE
+    return MAX_JSON_CHUNK if ctype in _KNOWN_TYPES else MAX_OTHER_CHUNK
 
 
 class TraceError(ProbeError):
@@ -54,11 +76,14 @@ class TraceVersionError(TraceError):
 
 
 def encode_chunk(ctype: ChunkType, raw: bytes, *, compress: bool) -> bytes:
-    """Frame ``raw`` as one chunk, compressing it when that clearly pays."""
+    """Frame ``raw`` as one chunk, compressing it when that clearly pays (and when the
+    ratio stays within what a reader accepts: past :data:`MAX_RATIO` it is stored raw)."""
+    if len(raw) > max_raw(ctype):
+        raise ValueError(f"{ctype.name} chunk of {len(raw)} bytes exceeds {max_raw(ctype)}")
     payload, flags = raw, 0
     if compress and raw:
         packed = zlib.compress(raw, ZLIB_LEVEL)
-        if len(packed) <= COMPRESS_KEEP_RATIO * len(raw):
+        if len(raw) <= MAX_RATIO * len(packed) and len(packed) <= COMPRESS_KEEP_RATIO * len(raw):
             payload, flags = packed, FLAG_ZLIB
     head = CHUNK_HEADER.pack(ctype, flags, 0, len(payload), len(raw), 0)[:CRC_COVERED]
     crc = zlib.crc32(payload, zlib.crc32(head))

@@ -23,17 +23,22 @@ from probes.events import EVENT_DTYPE, EVENT_SIZE, EventArray
 from probes.trace.format import (
     CHUNK_HEADER,
     CRC_COVERED,
+    EVENT_RECORD_SIZE,
     FILE_HEADER,
     FLAG_ZLIB,
     MAGIC,
     MAJOR,
-    MAX_RAW,
+    MAX_RATIO,
+    MAX_RECORD_BYTES,
     MAX_STORED,
+    MAX_STRING_BYTES,
+    MAX_STRINGS,
     ChunkType,
     NotATraceError,
     TraceError,
     TraceVersionError,
     decode_strings,
+    max_raw,
 )
 
 
@@ -67,11 +72,16 @@ class TraceIndex:
     valid_bytes: int = 0
     damage: str | None = None
     skipped_chunks: int = 0  # chunk types from a newer minor version
+    record_bytes: int = 0  # inflated RECORDS bytes so far (bounded: MAX_RECORD_BYTES)
+    string_bytes: int = 0  # inflated STRINGS bytes so far (bounded: MAX_STRING_BYTES)
 
     @property
     def ended_cleanly(self) -> bool:
         """True when the capture wrote its end marker."""
         return self.end is not None
+
+
+assert EVENT_SIZE == EVENT_RECORD_SIZE
 
 
 class _DamageError(Exception):
@@ -118,14 +128,21 @@ def _read_chunk(f: BinaryIO, offset: int) -> tuple[int, int, int, int, bytes] | 
     if len(head) < CHUNK_HEADER.size:
         raise _DamageError(f"truncated chunk header at byte {offset}")
     ctype, flags, reserved, stored_len, raw_len, crc = CHUNK_HEADER.unpack(head)
-    sane = (
-        reserved == 0
-        and flags & ~FLAG_ZLIB == 0
-        and stored_len <= MAX_STORED
-        and raw_len <= MAX_RAW
-        and (flags & FLAG_ZLIB or stored_len == raw_len)
-    )
+    sane = reserved == 0 and flags & ~FLAG_ZLIB == 0 and stored_len <= MAX_STORED
     if not sane:
+        raise _DamageError(f"corrupt chunk header at byte {offset}")
+    # Sizes are judged before anything is read or inflated (docs/trace-format.md, Limits).
+    if raw_len > max_raw(ctype):
+        raise _DamageError(
+            f"chunk at byte {offset} announces {raw_len} bytes, over the limit of "
+            f"{max_raw(ctype)} for its type"
+        )
+    if flags & FLAG_ZLIB and raw_len > MAX_RATIO * stored_len:
+        raise _DamageError(
+            f"chunk at byte {offset} would inflate {stored_len} bytes to {raw_len}, "
+            f"over the limit of {MAX_RATIO} to 1"
+        )
+    if not flags & FLAG_ZLIB and stored_len != raw_len:
         raise _DamageError(f"corrupt chunk header at byte {offset}")
     payload = f.read(stored_len)
     if len(payload) < stored_len:
@@ -154,11 +171,19 @@ def _absorb(index: TraceIndex, chunk: tuple[int, int, int, int, bytes]) -> None:
         index.event_chunks.append(EventChunk(payload_at, len(payload), raw_len, flags))
         index.events += raw_len // EVENT_SIZE
     elif ctype == ChunkType.STRINGS:
+        index.string_bytes += raw_len
+        if index.string_bytes > MAX_STRING_BYTES:
+            raise ValueError(f"strings exceed the limit of {MAX_STRING_BYTES} bytes per trace")
         first, strings = decode_strings(inflate(payload, flags, raw_len))
         if first != len(index.strings):
             raise ValueError(f"strings start at id {first}, expected {len(index.strings)}")
+        if len(index.strings) + len(strings) > MAX_STRINGS:
+            raise ValueError(f"strings exceed the limit of {MAX_STRINGS} per trace")
         index.strings.extend(strings)
     elif ctype == ChunkType.RECORDS:
+        index.record_bytes += raw_len
+        if index.record_bytes > MAX_RECORD_BYTES:
+            raise ValueError(f"records exceed the limit of {MAX_RECORD_BYTES} bytes per trace")
         text = inflate(payload, flags, raw_len).decode("utf-8", "surrogatepass")
         records = [json.loads(line) for line in text.split("\n") if line]
         if not all(isinstance(r, dict) for r in records):

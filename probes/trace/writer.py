@@ -15,9 +15,12 @@ import numpy as np
 from probes.events import EVENT_SIZE, EventArray, Kind, StringTable
 from probes.files import FileWriteError, NewFile
 from probes.trace.format import (
+    EVENT_RECORD_SIZE,
+    EVENTS_PER_CHUNK,
     FILE_HEADER,
     MAGIC,
     MAJOR,
+    MAX_JSON_CHUNK,
     MINOR,
     ChunkType,
     TraceError,
@@ -28,7 +31,10 @@ from probes.trace.format import (
 # Kinds whose str_b is a command line (see probes.events.Kind).
 CMDLINE_KINDS = (Kind.EXEC, Kind.PROC_SNAPSHOT)
 # An events chunk is cut at this many events even between timed flushes.
-CHUNK_EVENTS = 65536
+CHUNK_EVENTS = EVENTS_PER_CHUNK
+assert EVENT_SIZE == EVENT_RECORD_SIZE
+# A string longer than this is cut (no comm, path or command line comes near it).
+MAX_STRING = 1 << 20
 
 
 def _dumps(obj: object) -> bytes:
@@ -134,8 +140,7 @@ class TraceWriter:
                 self._write_strings(self._strings if self._redact is None else self._own)
                 if batch is not None:
                     self._write_events(batch)
-                if records:
-                    raw = b"\n".join(records)
+                for raw in _record_chunks(records):
                     self._write(encode_chunk(ChunkType.RECORDS, raw, compress=self._compress))
                 if sync:
                     self._sync()
@@ -164,10 +169,10 @@ class TraceWriter:
         new = table.since(self._strings_written)
         if not new:
             return
-        first = self._strings_written
-        raw = encode_strings(first, new)
-        self._write(encode_chunk(ChunkType.STRINGS, raw, compress=self._compress))
-        self._strings_written = first + len(new)
+        for part in _string_groups(new):
+            raw = encode_strings(self._strings_written, part)
+            self._write(encode_chunk(ChunkType.STRINGS, raw, compress=self._compress))
+            self._strings_written += len(part)
 
     def _redacted(self, batch: EventArray) -> EventArray:
         """``batch`` with its string ids moved to the trace's own table, where command
@@ -229,3 +234,40 @@ class TraceWriter:
     def _raise_pending_error(self) -> None:
         if self._error is not None:
             raise TraceError(f"cannot write trace {self._path}: {self._error.strerror}")
+
+
+def _record_chunks(records: list[bytes]) -> list[bytes]:
+    """Records as RECORDS payloads of at most MAX_JSON_CHUNK bytes each. A record that
+    alone exceeds it is replaced by a notice saying so (readers would refuse it)."""
+    chunks: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for record in records:
+        line = record
+        if len(line) >= MAX_JSON_CHUNK:
+            line = _dumps({"type": "notice", "message": f"a {len(line)}-byte record was too "
+                           "large for a trace and was left out"})  # fmt: skip
+        if group and size + len(line) + 1 > MAX_JSON_CHUNK:
+            chunks.append(b"\n".join(group))
+            group, size = [], 0
+        group.append(line)
+        size += len(line) + 1
+    if group:
+        chunks.append(b"\n".join(group))
+    return chunks
+
+
+def _string_groups(strings: list[str]) -> list[list[str]]:
+    """Strings in groups whose STRINGS payload stays under MAX_JSON_CHUNK, each string cut
+    at MAX_STRING characters."""
+    groups: list[list[str]] = [[]]
+    size = 8
+    for whole in strings:
+        text = whole[:MAX_STRING]
+        cost = 4 + 4 * len(text)  # a length, and at most 4 UTF-8 bytes per character
+        if groups[-1] and size + cost > MAX_JSON_CHUNK:
+            groups.append([])
+            size = 8
+        groups[-1].append(text)
+        size += cost
+    return groups
