@@ -44,9 +44,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rba", description="rba: runtime behaviour analyzer for Linux hosts"
     )
+    parser.add_argument("--version", action="version", version=f"rba {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-    parser.add_argument("--version", action="version", version=f"rba {__version__}")
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         if only is None or name == only:
             module = importlib.import_module(module_name)
