@@ -14,9 +14,18 @@ WIDTH = 80
 
 
 def _wrap(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ") or [
-        indent
-    ]
+    """``text`` wrapped at spaces only: a path, address or command line is never split
+    (at a hyphen or anywhere else), so it copies and greps whole; a word longer than
+    the width gets a line of its own."""
+    lines = textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
+    return lines or [indent]
 
 
 def _scalar(value: Any) -> str:
