@@ -158,12 +158,22 @@ class TraceWriter:
         try:
             self.flush(sync=False)
             with self._write_lock:
-                if end is not None:
-                    self._write(encode_chunk(ChunkType.END, _dumps(end), compress=False))
-                self._sync()
+                try:
+                    if end is not None:
+                        self._write(encode_chunk(ChunkType.END, _dumps(end), compress=False))
+                    self._sync()
+                except OSError as e:
+                    self._error = e
+                    raise TraceError(f"cannot write trace {self._path}: {e.strerror}") from e
         finally:
             with self._write_lock:
-                self._new.close()
+                try:
+                    self._new.close()
+                except OSError as e:
+                    # Reported only when nothing was yet (else that error is propagating).
+                    if self._error is None:
+                        self._error = e
+                        raise TraceError(f"cannot write trace {self._path}: {e.strerror}") from e
 
     def _write_strings(self, table: StringTable) -> None:
         new = table.since(self._strings_written)
