@@ -56,7 +56,14 @@ from probes.interface import (
     ProbeUnavailableError,
     SourceStats,
 )
-from probes.procfs import NetnsCache, local_addresses, read_cmdline, read_ids
+from probes.procfs import (
+    NetnsCache,
+    ProcfsError,
+    ProcStatus,
+    local_addresses,
+    read_cmdline_text,
+    read_status,
+)
 
 PROGRAM_PATH = layout.SOURCE_PATH
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -616,8 +623,13 @@ class Attributor:
         pid = cols.pid[i]
         filename = tail.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
         self.netns.forget(pid)
-        ids = read_ids(pid)
-        cmdline = read_cmdline(pid) if ids is not None else None
+        ids: ProcStatus | None = None
+        cmdline: str | None = None
+        try:
+            ids = read_status(pid)
+            cmdline = read_cmdline_text(pid)
+        except ProcfsError:
+            pass
         if ids is not None and ids.name != comm_text(cols.comm[i]):
             ids = cmdline = None  # it has exec'd again since: what /proc says is not ours
             self.gaps.add(GAP_EXEC_AGAIN)

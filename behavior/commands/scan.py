@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from behavior.formats.scan import ScanReport, Target, render_json, render_text
+from probes import procfs
 
 if TYPE_CHECKING:
     from behavior.interface import Observer
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     collected = Collected()
     for path in args.paths:
         _collect_path(path, args.recursive, collected)
-    pids = _all_pids() if args.all_processes else args.pid
+    pids = procfs.pids() if args.all_processes else args.pid
     collected.own_mount_ns = _mount_ns("self")
     for pid in pids:
         _collect_process(pid, collected, explicit=not args.all_processes)
@@ -201,37 +202,30 @@ def _identity(entry: os.DirEntry[str], dir_dev: int | None) -> tuple[int, int] |
     return None if dir_dev is None else (dir_dev, entry.inode())
 
 
-def _all_pids() -> list[int]:
-    return sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
-
-
 def _collect_process(pid: int, out: Collected, *, explicit: bool) -> None:
     """The executable and file-backed mappings of ``pid``. Vanished processes are skipped
     (an error only for a pid the user named); denied reads are stated as gaps."""
     from behavior.interface import UsageError
 
     try:
-        exe = os.readlink(f"/proc/{pid}/exe")
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            maps = f.read()
-    except (FileNotFoundError, ProcessLookupError) as e:
+        exe = procfs.read_exe(pid)
+        mapped = procfs.read_mapped_files(pid)
+    except procfs.AccessDeniedError:
+        out.gaps.append(f"pid {pid}: executable and maps not readable (permission denied)")
+        return
+    except procfs.ProcfsError as e:
         if not explicit:
             return  # gone meanwhile, or a kernel thread (no exe)
-        if not os.path.exists(f"/proc/{pid}"):
+        if not os.path.exists(f"{procfs.PROC}/{pid}"):
             raise UsageError(f"no such process: {pid}") from e
         out.gaps.append(f"pid {pid}: no executable (a kernel thread, or exiting)")
         return
-    except PermissionError:
-        out.gaps.append(f"pid {pid}: executable and maps not readable (permission denied)")
-        return
-    files = {exe: f"/proc/{pid}/exe"}  # name -> a /proc link that reaches the mapped file
-    for line in maps.splitlines():
-        fields = line.split(maxsplit=5)
-        if len(fields) == 6 and fields[5].startswith(b"/"):
-            files.setdefault(os.fsdecode(fields[5]), f"/proc/{pid}/map_files/{fields[0].decode()}")
+    files = {exe: f"{procfs.PROC}/{pid}/exe"}  # name -> a /proc link reaching the file
+    for name, link in mapped.items():
+        files.setdefault(name, link)
     # In another mount namespace (a container) the same path names another file: go
     # through the process's own root, and show that path so the rows stay distinct.
-    root = f"/proc/{pid}/root" if _mount_ns(pid) not in (None, out.own_mount_ns) else ""
+    root = procfs.process_root(pid) if _mount_ns(pid) not in (None, out.own_mount_ns) else ""
     for name, link in files.items():
         shown = root + name
         # A file replaced on disk (an upgraded library) is still readable through /proc.
@@ -245,8 +239,8 @@ def _collect_process(pid: int, out: Collected, *, explicit: bool) -> None:
 
 def _mount_ns(pid: int | str) -> int | None:
     try:
-        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
-    except OSError:
+        return procfs.namespace_inode(pid, "mnt")
+    except procfs.ProcfsError:
         return None
 
 

@@ -42,18 +42,19 @@ from behavior.facts.interface import (
     UserFact,
 )
 from behavior.facts.packages import PackageIndex
-from behavior.facts.procfs import (
-    read_cmdline,
-    read_exe,
-    read_ids,
-    read_maps,
-    resolve_script,
-    script_argument,
-)
+from behavior.facts.scripts import resolve_script, script_argument
 from binanalysis import BinaryFacts, BinaryParseError, FactsCache
 from probes.common import RecentMap
 from probes.events import EventArray, Flag, Kind, StringTable, comm_text
 from probes.lanes import PROCESS_LANES, classify
+from probes.procfs import (
+    AccessDeniedError,
+    ProcfsError,
+    read_argv,
+    read_exe,
+    read_maps,
+    read_status,
+)
 
 # After an exec: read at once, then once the loader has mapped the libraries, then later.
 REREAD_DELAYS_S = (0.0, 0.03, 0.3, 3.0)
@@ -320,12 +321,12 @@ class LiveFactSource(FactSource):
                 image.done = True  # exec'd into something else; its own EXEC follows
                 return
             maps = read_maps(pid) if self._coverage.maps_readable else None
-            argv = read_cmdline(pid)
-            ppid, uid, euid = read_ids(pid)
-        except PermissionError:
+            argv = read_argv(pid)
+            status = read_status(pid)
+        except AccessDeniedError:
             self._read_failed(image, GAP_MAPS_DENIED)
             return
-        except OSError:
+        except ProcfsError:
             self._read_failed(image, GAP_MAPS_GONE)
             return
         image.exe = exe
@@ -341,9 +342,9 @@ class LiveFactSource(FactSource):
             ProcessFact(
                 key=image.key,
                 pid=pid,
-                ppid=ppid,
-                uid=uid,
-                euid=min(euid, image.euid),
+                ppid=status.ppid,
+                uid=status.uid,
+                euid=min(status.euid, image.euid),
                 exe=exe,
                 cmdline=argv,
                 script=script,

@@ -28,8 +28,9 @@ from behavior.facts.interface import (
 )
 from behavior.facts.live import LiveFactSource
 from behavior.facts.packages import PackageIndex
-from behavior.facts.procfs import parse_maps, script_argument
+from behavior.facts.scripts import script_argument
 from probes.events import EventArray, Kind, StringTable
+from probes.procfs import parse_maps
 from tests.behavior.synth import batch, binary, event, process
 
 
