@@ -85,7 +85,10 @@ def render_info(info: dict[str, Any]) -> str:
     lines.append(f"facts: {_counts(info['facts'])}; strings: {info['strings']}")
     if info["records"]:
         lines.append(f"other records: {_counts(info['records'])}")
-    lines.append("integrity: intact" if info["intact"] else "integrity: NOT intact")
+    if info["intact"]:
+        lines.append("integrity: intact")
+    else:
+        lines.append(f"integrity: NOT intact; recovered {info['events']} events")
     lines += [f"  {problem}" for problem in info["problems"]]
     return "\n".join(lines)
 
