@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on Debian 12, as root; safe to run again. First the runtime
 # install (install-runtime.sh), then:
-#   - Debian packages: compilers (gcc, make, gcc-mingw-w64), checksec, the real servers and
+#   - Debian packages: compilers (gcc, make, gcc-mingw-w64, golang-go), checksec, the real servers and
 #     clients the tests drive (vsftpd, inetutils-telnetd/-telnet, ftp, rsh-client/-server,
 #     busybox, curl, openssl, iproute2, snmp/snmpd, tftpd-hpa/tftp-hpa), chromium (the HTML
 #     report's rendering test), podman, runc, uidmap, slirp4netns;
@@ -19,7 +19,7 @@ need_root
 
 SERVERS=(vsftpd inetutils-telnetd rsh-server snmpd tftpd-hpa)
 TOOLS=(
-  python3-dev gcc make gcc-mingw-w64 checksec
+  python3-dev gcc make gcc-mingw-w64 golang-go checksec
   inetutils-telnet ftp rsh-client busybox curl openssl iproute2 util-linux procps
   snmp tftp-hpa systemd
   chromium podman runc uidmap slirp4netns

@@ -253,3 +253,53 @@ def _system_libs(*names: str) -> list[str]:
     if not found:
         pytest.skip(f"none of {', '.join(names)} is installed")
     return found
+
+
+CGO_PROGRAM = """package main
+
+/*
+#include <stdio.h>
+#include <string.h>
+int copy(const char *s) { char buf[64]; strcpy(buf, s); return puts(buf); }
+*/
+import "C"
+
+import "os"
+
+func main() { C.copy(C.CString(os.Args[0])) }
+"""
+
+
+@pytest.mark.parametrize("cflags", ["-fno-stack-protector", "-fstack-protector-strong", "pure"])
+def test_go_cgo_c_functions_are_judged(tmp_path: Path, cflags: str) -> None:
+    """Issue 16: pure Go stays not applicable, but a cgo C function with a char[64] and no
+    canary is a finding; the exposed function named is the C one."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("go") is None:
+        pytest.skip("go not installed (golang-go, scripts/install-test.sh)")
+    source = tmp_path / "main.go"
+    source.write_text(CGO_PROGRAM if cflags != "pure" else "package main\nfunc main() {}\n")
+    env = {**os.environ, "GOCACHE": str(tmp_path / "cache"), "GOPATH": str(tmp_path / "gopath"),
+           "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local", "CGO_CFLAGS": f"-O2 {cflags}",
+           "CGO_ENABLED": "0" if cflags == "pure" else "1"}  # fmt: skip
+    out = tmp_path / "prog"
+    subprocess.run(["go", "build", "-o", str(out), str(source)], check=True, env=env,
+                   cwd=tmp_path, capture_output=True, timeout=300)  # fmt: skip
+    verdict = inspect(str(out)).stack_cookies
+    if cflags == "pure":
+        assert verdict.value is None and "Go binary" in verdict.reason, verdict.reason
+        return
+    if cflags == "-fstack-protector-strong":
+        assert verdict.value is True, verdict.reason
+        return
+    assert verdict.value is False, verdict.reason
+    assert "cgo C functions load the canary" in verdict.reason
+    from elftools.elf.elffile import ELFFile
+
+    with open(out, "rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        copy = next(s for s in symtab.iter_symbols() if s.name == "copy")  # type: ignore[union-attr]
+        assert f"the function at {copy['st_value']:#x} takes the address" in verdict.reason
