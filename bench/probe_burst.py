@@ -41,6 +41,8 @@ from probes.ebpf import EbpfSource, wait_detached  # noqa: E402
 from probes.events import EventArray, Flag, Kind, StringTable  # noqa: E402
 
 MODES = ("none", "kernel", "ebpf", "poll")
+# --content-pair: what first-payload capture costs, paired with the same probes without it.
+CONTENT_MODES = ("none", "ebpf-nocontent", "ebpf")
 EVENTS_PER_CONNECT = 5
 LISTENER_EVENTS = 2  # LISTEN, and CLOSE of the listener
 
@@ -131,6 +133,10 @@ def burst_pid_events(events: EventArray, port: int, pid: int) -> EventArray:
 
 
 def run_once(mode: str, client: Path, port: int, count: int, content: bool = True) -> Run:
+    if mode == "ebpf-nocontent":
+        run = run_once("ebpf", client, port, count, content=False)
+        run.mode = mode
+        return run
     if mode == "none":
         seconds, ok, _, client_cpu = burst(client, port, count)
         return Run(mode, seconds, ok, client_cpu=client_cpu)
@@ -183,42 +189,49 @@ def main() -> int:
         action="store_false",
         help="load the eBPF programs without first-payload capture (issue 3's probes alone)",
     )
+    parser.add_argument(
+        "--content-pair",
+        action="store_true",
+        help=f"run {', '.join(CONTENT_MODES)} instead, to pair capture on and off",
+    )
     args = parser.parse_args()
+    modes = CONTENT_MODES if args.content_pair else MODES
     with tempfile.TemporaryDirectory() as tmp:
         client = build_client(Path(tmp))
-        open_session("ebpf", content=args.content).stop()  # compile once, unmeasured
+        for content in {args.content, not args.content_pair}:
+            open_session("ebpf", content=content).stop()  # compile once, unmeasured
         runs: list[Run] = []
         for i in range(args.runs):
-            for mode in MODES:
+            for mode in modes:
                 port = args.port + i % 2
                 runs.append(run_once(mode, client, port, args.connects, args.content))
                 wait_detached()  # the next run, maybe without probes, starts with none
-    report(runs, args.connects)
+    report(runs, args.connects, modes)
     return 0
 
 
-def report(runs: list[Run], connects: int) -> None:
+def report(runs: list[Run], connects: int, modes: tuple[str, ...] = MODES) -> None:
     generated = connects * EVENTS_PER_CONNECT + LISTENER_EVENTS
-    rounds = len(runs) // len(MODES)
-    print(f"{connects} loopback connects per run, {rounds} rounds of {', '.join(MODES)}")
+    rounds = len(runs) // len(modes)
+    print(f"{connects} loopback connects per run, {rounds} rounds of {', '.join(modes)}")
     print(
-        f"{'mode':<6} {'connects/s':>11} {'vs none':>8} {'client us/conn':>15} {'vs none':>8}"
+        f"{'mode':<15}{'connects/s':>11} {'vs none':>8} {'client us/conn':>15} {'vs none':>8}"
         f" {'burst events':>17} "
         f"{'captured':>9} {'lost':>5} {'deliv+lost=att':>14} {'cpu ms/1k ev':>13}"
     )
-    for mode in MODES:
+    for mode in modes:
         mine = [r for r in runs if r.mode == mode]
         rate = statistics.median(r.rate for r in mine)
         # Paired with the baseline of the same round, so load drifts cancel out.
         ratio = statistics.median(
-            r.rate / base.rate for r, base in zip(mine, runs[:: len(MODES)], strict=True)
+            r.rate / base.rate for r, base in zip(mine, runs[:: len(modes)], strict=True)
         )
         cpu_ratio = statistics.median(
-            r.client_us / base.client_us for r, base in zip(mine, runs[:: len(MODES)], strict=True)
+            r.client_us / base.client_us for r, base in zip(mine, runs[:: len(modes)], strict=True)
         )
         client_us = statistics.median(r.client_us for r in mine)
-        line = f"{mode:<6} {rate:>11.0f} {ratio:>8.3f} {client_us:>15.1f} {cpu_ratio:>8.3f}"
-        if mode == "ebpf":
+        line = f"{mode:<15}{rate:>11.0f} {ratio:>8.3f} {client_us:>15.1f} {cpu_ratio:>8.3f}"
+        if mode.startswith("ebpf"):
             captured = statistics.median(r.captured for r in mine)
             exact = all(r.delivered + r.reserve_failed == r.attempted for r in mine)
             cpu = statistics.median(r.cpu_per_1k * 1000 for r in mine)
@@ -230,14 +243,34 @@ def report(runs: list[Run], connects: int) -> None:
             seen = statistics.median(r.polled_connections for r in mine)
             line += f" {f'{seen:.0f}/{connects} conns':>17} {100 * seen / connects:>8.2f}%"
         print(line)
+    paired_worst(runs, modes)
     print("per run: mode, connects/s, client us/conn, burst events, lost, attempted, delivered,")
     print("         rba cpu ms/1k events")
     for r in runs:
         print(
-            f"  {r.mode:<6} {r.rate:>8.0f} {r.client_us:>6.1f} {r.captured:>7} {r.lost:>5} "
+            f"  {r.mode:<15}{r.rate:>8.0f} {r.client_us:>6.1f} {r.captured:>7} {r.lost:>5} "
             f"{r.attempted:>7} "
-            f"{r.delivered:>7} {r.cpu_per_1k * 1000 if r.mode == 'ebpf' else 0:.2f}"
+            f"{r.delivered:>7} {r.cpu_per_1k * 1000 if r.mode.startswith('ebpf') else 0:.2f}"
         )
+
+
+def paired_worst(runs: list[Run], modes: tuple[str, ...]) -> None:
+    """Connect-rate ratios of eBPF runs, paired per round: to ``none``, and with content
+    capture to without it; median and the worst round."""
+    rounds = [runs[i : i + len(modes)] for i in range(0, len(runs), len(modes))]
+    pairs = [("ebpf", "none")]
+    if "ebpf-nocontent" in modes:
+        pairs += [("ebpf-nocontent", "none"), ("ebpf", "ebpf-nocontent")]
+    for mode, base in pairs:
+        ratios = [_rate(rnd, mode) / _rate(rnd, base) for rnd in rounds]
+        print(
+            f"connects/s {mode} / {base}, paired per round: median "
+            f"{statistics.median(ratios):.3f}, worst {min(ratios):.3f}"
+        )
+
+
+def _rate(round_runs: list[Run], mode: str) -> float:
+    return next(r.rate for r in round_runs if r.mode == mode)
 
 
 if __name__ == "__main__":

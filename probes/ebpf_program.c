@@ -337,12 +337,17 @@ TRACEPOINT_PROBE(syscalls, sys_enter_socket) {
     return 0;
 }
 
+// A new socket on an fd: content state of whatever the fd was before is stale.
+static __always_inline void content_new_socket(u64 key);
+
 TRACEPOINT_PROBE(syscalls, sys_exit_socket) {
     if (window_closed())
         return 0;
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
     u64 key = (id & 0xffffffff00000000ULL) | (u32)args->ret;
+    if (args->ret >= 0)
+        content_new_socket(key);
     u32 *kind = socket_args.lookup(&tid);
     if (!kind) {
         // Not a datagram or raw inet socket: whatever the fd was marked is stale. Its
@@ -486,6 +491,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
 // No capture: the hooks do nothing, and neither the content-only programs nor their maps
 // exist (probes/ebpf_program.py lists which those are).
 static __always_inline void content_accept_exit(s64 fd) {}
+static __always_inline void content_new_socket(u64 key) {}
 static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len, u8 kind) {}
 static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
                                          const void *buf, u64 len) {}
@@ -542,7 +548,12 @@ struct rba_read {
 BPF_RINGBUF_OUTPUT(payloads, 256);  // 1 MiB: about 7,700 records
 BPF_PERCPU_ARRAY(payloads_lost, u64, 1);
 BPF_TABLE("lru_hash", u64, struct rba_conn, conns, 65536);  // stale ones age out
-BPF_TABLE("lru_hash", u32, struct rba_conn, connecting, 4096);
+// The last connect() entered on each CPU, for its exit to undo a failed one.
+struct rba_connecting {
+    u32 tid;
+    u64 key;
+};
+BPF_PERCPU_ARRAY(connecting, struct rba_connecting, 1);
 BPF_TABLE("lru_hash", u32, u64, accepting, 4096);
 BPF_TABLE("lru_hash", u32, struct rba_read, reading, 4096);
 BPF_TABLE("lru_hash", u64, u8, datagram_seen, 16384);
@@ -663,35 +674,50 @@ static __always_inline void capture_datagram(u64 fd, const void *uaddr, u64 addr
 }
 
 // Called from the existing connect/accept4 programs above.
+static __always_inline void content_new_socket(u64 key) {
+    if (conns.lookup(&key))  // lock-free, unlike a delete that finds nothing
+        conns.delete(&key);
+}
+
+// connect() starts following the connection at once, so that a successful connect (the
+// common case) costs no stash and no map work at exit. The exit deletes the entry again
+// if the connect failed, found through a per-CPU slot; a failed connect whose thread
+// migrated while another connect used that CPU's slot leaves its entry until the fd
+// becomes a new socket or the LRU evicts it.
 static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len, u8 kind) {
     if ((kind & FD_KIND_MASK) == FD_UDP)
         return;
+    u64 key = fd_key(fd);
+    if (conns.lookup(&key))
+        return;  // connect() again on a connection being followed (EALREADY, EISCONN)
     struct rba_conn c = {};
     if (!read_endpoint(uaddr, len, &c))
         return;
-    c.id = (u32)fd;
+    c.id = bpf_ktime_get_ns();
     c.role = ROLE_ACTIVE;
     c.sent_max = RBA_CLIENT_WRITES;
     c.received_max = 1;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    connecting.update(&tid, &c);
+    conns.update(&key, &c);
+    int zero = 0;
+    struct rba_connecting *slot = connecting.lookup(&zero);
+    if (slot) {
+        slot->tid = (u32)bpf_get_current_pid_tgid();
+        slot->key = key;
+    }
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_connect) {
     if (window_closed())
         return 0;
+    if (args->ret == 0 || args->ret == -EINPROGRESS_)
+        return 0;
+    int zero = 0;
+    struct rba_connecting *slot = connecting.lookup(&zero);
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct rba_conn *c = connecting.lookup(&tid);
-    if (!c)
-        return 0;
-    struct rba_conn copy = *c;
-    connecting.delete(&tid);
-    if (args->ret != 0 && args->ret != -EINPROGRESS_)
-        return 0;
-    // connect() has no fd in its exit args: the enter stashed it in id's low bits.
-    u64 key = fd_key(copy.id);
-    copy.id = bpf_ktime_get_ns();
-    conns.update(&key, &copy);
+    if (slot && slot->tid == tid) {
+        conns.delete(&slot->key);  // connect() has no fd in its exit arguments
+        slot->tid = 0;
+    }
     return 0;
 }
 
@@ -700,6 +726,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_accept4) {
         return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     u64 peer = (u64)args->upeer_sockaddr;
+    if (!peer)
+        return 0;  // no peer address, no identity: the exit only drops a stale entry
     accepting.update(&tid, &peer);
     return 0;
 }
@@ -707,18 +735,21 @@ TRACEPOINT_PROBE(syscalls, sys_enter_accept4) {
 static __always_inline void content_accept_exit(s64 fd) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
     u64 *peer = accepting.lookup(&tid);
-    if (!peer)
+    const void *uaddr = peer ? (const void *)*peer : 0;
+    if (peer)
+        accepting.delete(&tid);
+    if (fd < 0)
         return;
-    const void *uaddr = (const void *)*peer;
-    accepting.delete(&tid);
+    u64 key = fd_key(fd);
     struct rba_conn c = {};
-    if (fd < 0 || !read_endpoint(uaddr, 28, &c))
-        return;  // the peer address is the connection's identity in user space
+    if (!read_endpoint(uaddr, 28, &c)) {
+        conns.delete(&key);  // what the fd was is stale; without the peer address (the
+        return;              // connection's identity in user space) nothing is captured
+    }
     c.id = bpf_ktime_get_ns();
     c.role = ROLE_PASSIVE;
     c.sent_max = 1;
     c.received_max = RBA_CLIENT_WRITES;
-    u64 key = fd_key(fd);
     conns.update(&key, &c);
 }
 

@@ -115,9 +115,10 @@ MAPS: tuple[Map, ...] = (
     *(Map(name, window_state=True) for name in ("socket_args", "fd_kind")),
     Map("payloads", content_only=True),  # the first-payload ring buffer
     Map("payloads_lost", content_only=True),
+    Map("connecting", content_only=True),  # per CPU: the last connect() entered
     *(
         Map(name, content_only=True, window_state=True)
-        for name in ("conns", "connecting", "accepting", "reading", "datagram_seen")
+        for name in ("conns", "accepting", "reading", "datagram_seen")
     ),
 )
 

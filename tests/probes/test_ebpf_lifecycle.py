@@ -108,3 +108,36 @@ def test_an_exiting_process_leaves_no_program_attached() -> None:
                 os.close(fd)
                 alive.append(prog_id)
     assert alive == [], f"programs still loaded after the process exited: {alive}"
+
+
+def test_a_failed_connects_fd_reused_by_a_file_captures_nothing(tmp_path: Path) -> None:
+    """connect() follows a connection from its enter on; when it fails, its exit drops
+    the entry, so bytes later written to a file on the same fd are never read as the
+    connection's first payload."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: connect() is refused
+    source = EbpfSource()
+    strings = StringTable()
+    source.start(strings)
+    source.seed(empty())
+    client = socket.socket()
+    fd = client.fileno()
+    with pytest.raises(ConnectionRefusedError):
+        client.connect(("127.0.0.1", port))
+    client.close()
+    reused = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert reused == fd  # the lowest free fd
+        os.write(reused, b"GET / HTTP/1.0\r\nHost: example\r\n\r\n")
+    finally:
+        os.close(reused)
+    time.sleep(0.2)
+    source.stop()
+    batches = []
+    while len(batch := source.read(0.0)):
+        batches.append(batch)
+    events = concat(batches)
+    assert len(select(events, kind=Kind.TCP_CONNECT, dport=port, pid=os.getpid())) == 1
+    assert not len(select(events, kind=Kind.PROTO_LABEL, dport=port))
