@@ -11,12 +11,15 @@ _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 
 
 def parse_duration(text: str, *, minimum: float = 0.0, maximum: float = 24 * 3600) -> float:
-    """Seconds for ``text``; a bare number means seconds. Raises UsageError when malformed
-    or outside [minimum, maximum]."""
+    """Seconds for ``text``, a number with its unit (s, m or h). Raises UsageError when
+    malformed, without a unit (is ``15`` seconds or minutes?) or outside [minimum, maximum]."""
     match = _PATTERN.match(text)
     if not match:
         raise UsageError(f"invalid duration {text!r}: use a number with s, m or h, e.g. 90s, 15m")
-    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    number, unit = match.groups()
+    if not unit:
+        raise UsageError(f"duration {text!r} has no unit: write {number}s, {number}m or {number}h")
+    seconds = float(number) * _UNITS[unit]
     if not minimum <= seconds <= maximum:
         raise UsageError(
             f"duration {text!r} is outside {format_duration(minimum)}..{format_duration(maximum)}"

@@ -16,13 +16,13 @@ from tests.conftest import run_rba
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("15m", 900), ("1h", 3600), ("24h", 86400), ("2.5s", 2.5), ("30", 30)],
+    [("90s", 90), ("15m", 900), ("1h", 3600), ("24h", 86400), ("2.5s", 2.5)],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "abc", "5d", "-3s", "1h30"])
+@pytest.mark.parametrize("text", ["", "abc", "5d", "-3s", "1h30", "30"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(UsageError):
         parse_duration(text)

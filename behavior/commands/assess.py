@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     options = report_options(args)
     config = AssessConfig(duration, rules, args.probes, poll_interval, args.content)
     recorder = recorder_for(args.record, purpose="assess", redact=args.redact_cmdline)
-    observer = TerminalObserver()
+    observer = TerminalObserver(quiet=args.quiet)
     stop = threading.Event()
     try:
         with interrupts_end_window(stop), recorder or contextlib.nullcontext():

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         poll_interval=parse_duration(args.poll_interval, minimum=0.05, maximum=60),
         content=args.content,
     )
-    observer = TerminalObserver()
+    observer = TerminalObserver(quiet=args.quiet)
     recorder = TraceRecorder(args.output, purpose="capture", redact=args.redact_cmdline)
     stop = threading.Event()
     try:
@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     observer.clear()
     run = report.run
     state = "ended early, partial" if run.partial else "complete"
+    if args.quiet:
+        return EXIT_OK
     print(
         f"rba capture: {recorder.path}: {recorder.events_written} events, "
         f"{run.lost_events} lost, sources {', '.join(run.sources)} ({state})",

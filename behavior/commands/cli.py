@@ -48,6 +48,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="no progress line and no notices: errors only",
+        )
         if only is None or name == only:
             module = importlib.import_module(module_name)
             module.add_arguments(cmd)

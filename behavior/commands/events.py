@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     duration = parse_duration(args.duration, minimum=0.1)
     interval = parse_duration(args.poll_interval, minimum=0.05, maximum=3600)
-    observer = TerminalObserver()
+    observer = TerminalObserver(quiet=args.quiet)
     try:
         session = open_session(args.probes, poll_interval=interval, content=args.content)
     except ProbeError as e:

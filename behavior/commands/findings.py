@@ -12,8 +12,8 @@ from behavior.formats.output import emit
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``rba findings``."""
     parser.add_argument("run", metavar="RUN", help="run id (see `rba status`)")
-    parser.add_argument("--format", choices=REQUEST_FORMATS, default="text")
-    parser.add_argument("--output", help="write to FILE (atomically, mode 0600)")
+    parser.add_argument("--format", choices=REQUEST_FORMATS, type=str.lower, default="text")
+    parser.add_argument("-o", "--output", help="write to FILE (atomically, mode 0600)")
     add_socket_argument(parser)
 
 

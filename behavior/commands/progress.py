@@ -1,7 +1,8 @@
 """The terminal progress line shared by every long command (assess, capture, scan, replay).
 
 It draws on stderr, only when stderr is a terminal, and at most a few times a second;
-notices are always printed, one line each."""
+notices are printed one line each. With ``quiet`` (``-q``) it prints neither: only errors
+reach stderr."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from behavior.formats.terminal import visible
 class TerminalObserver:
     """An :class:`behavior.interface.Observer` that draws one updating line on a TTY."""
 
-    def __init__(self, stream: TextIO | None = None, *, min_interval: float = 0.2) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, min_interval: float = 0.2, quiet: bool = False
+    ) -> None:
         self._stream = stream or sys.stderr
-        self._live = self._stream.isatty()
+        self.quiet = quiet
+        self._live = self._stream.isatty() and not quiet
         self._min_interval = min_interval
         self._last_draw = 0.0
         self._drawn = False
@@ -36,6 +40,8 @@ class TerminalObserver:
         self._drawn = True
 
     def notice(self, message: str) -> None:
+        if self.quiet:
+            return
         self.clear()
         self._stream.write(f"rba: {visible(message)}\n")
         self._stream.flush()

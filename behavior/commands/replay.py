@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from behavior.recording.replay import replay
 
     options = report_options(args)
-    observer = TerminalObserver()
+    observer = TerminalObserver(quiet=args.quiet)
     try:
         recording = load_recording(args.trace)
         for problem in recording.problems:

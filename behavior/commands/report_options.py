@@ -27,9 +27,14 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--format``, ``--output``, ``--fail-on``, ``--suppressions``,
     ``--aws-account-id`` and ``--aws-region``."""
     parser.add_argument(
-        "--format", default="text", help=f"report format: {', '.join(FORMAT_CHOICES)}"
+        "--format",
+        default="text",
+        type=str.lower,
+        help=f"report format: {', '.join(FORMAT_CHOICES)} (any case)",
     )
-    parser.add_argument("--output", metavar="FILE", help="write the report to FILE (mode 0600)")
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write the report to FILE (mode 0600)"
+    )
     parser.add_argument(
         "--fail-on",
         metavar="SEVERITY",

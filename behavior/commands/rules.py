@@ -18,7 +18,7 @@ WIDTH = 80
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rba rules``."""
-    parser.add_argument("--format", default="text", help="text, json or markdown")
+    parser.add_argument("--format", default="text", type=str.lower, help="text, json or markdown")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="wait for the run to finish, then print its findings",
     )
-    parser.add_argument("--format", choices=REQUEST_FORMATS, default="text")
+    parser.add_argument("--format", choices=REQUEST_FORMATS, type=str.lower, default="text")
     add_socket_argument(parser)
 
 

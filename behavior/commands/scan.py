@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files (or, with -r, dirs)")
     parser.add_argument("-r", "--recursive", action="store_true", help="descend directories")
     parser.add_argument(
-        "--format", choices=("text", "json"), default="text", help="report format (text)"
+        "--format", choices=("text", "json"), type=str.lower, default="text", help="report format"
     )
-    parser.add_argument("--output", metavar="FILE", help="write the report here (mode 0600)")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the report here (mode 0600)")
     parser.add_argument(
         "--jobs", type=int, default=None, metavar="N", help="worker processes (default: CPUs)"
     )
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give at least one PATH, --pid PID or --all-processes")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
-    observer = TerminalObserver()
+    observer = TerminalObserver(quiet=args.quiet)
     collected = Collected()
     for path in args.paths:
         _collect_path(path, args.recursive, collected)

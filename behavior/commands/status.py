@@ -13,7 +13,7 @@ from behavior.durations import format_duration
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``rba status``."""
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "json"), type=str.lower, default="text")
     add_socket_argument(parser)
 
 

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
     info = sub.add_parser("info", help="print a trace's header, window, counts and losses")
     info.add_argument("trace", metavar="TRACE")
-    info.add_argument("--format", choices=("text", "json"), default="text")
+    info.add_argument("--format", choices=("text", "json"), type=str.lower, default="text")
 
 
 def run(args: argparse.Namespace) -> int:

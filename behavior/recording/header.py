@@ -37,8 +37,11 @@ def host_identity() -> dict[str, str]:
             return ""
 
     os_name = ""
-    with contextlib.suppress(OSError):
-        os_name = platform.freedesktop_os_release().get("PRETTY_NAME", "")
+    # platform.freedesktop_os_release needs Python 3.10
+    with contextlib.suppress(OSError), open("/etc/os-release", errors="replace") as f:
+        for line in f:
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip().strip("\"'")
     return {
         "hostname": platform.node(),
         "machine_id": first_line("/etc/machine-id"),

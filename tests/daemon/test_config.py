@@ -34,7 +34,7 @@ schedule = "daily 02:30"
 
 [[template]]
 name = "quick"
-duration = 20
+duration = "20s"
 schedule = "every 6h"
 
 [[suppression]]
@@ -52,7 +52,7 @@ def write(tmp_path: Path, text: str) -> str:
 
 
 def test_full_config(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, FULL.replace('"500ms"', "0.5")))
+    cfg = load_config(write(tmp_path, FULL.replace('"500ms"', '"0.5s"')))
     assert cfg.state_dir == "/srv/rba" and cfg.socket == "/srv/rba/control.sock"
     assert cfg.probes == "poll" and cfg.poll_interval_s == 0.5 and cfg.max_active_runs == 3
     assert cfg.retention.max_runs == 10 and cfg.retention.max_bytes == 20 * 1024 * 1024
@@ -95,6 +95,10 @@ def test_content_capture_can_be_turned_off(tmp_path: Path) -> None:
         ("[[template]]\nname = 'a b'\nduration = '1h'\n", "template[0].name: required, 1-64"),
         ("[[template]]\nname = 'a'\n", "template[0].duration: required"),
         ("[[template]]\nname = 'a'\nduration = '5d'\n", "template[0].duration: invalid duration"),
+        (
+            "[[template]]\nname = 'a'\nduration = 20\n",
+            "template[0].duration: duration '20' has no unit: write 20s,",
+        ),
         ("[[template]]\nname = 'a'\nduration = '25h'\n", "template[0].duration: duration '25h'"),
         (
             "[[template]]\nname = 'a'\nduration = '1h'\nschedule = 'weekly'\n",
