@@ -39,12 +39,14 @@ fi
 apt_install "${SERVERS[@]}" "${TOOLS[@]}"
 [ -z "$ours" ] || { rm -f /usr/sbin/policy-rc.d; trap - EXIT; }
 
-# The units and init scripts the server packages (and the inetd they pulled in) ship.
+# The units and init scripts the server packages (and the inetd they pulled in) ship, and
+# podman's (its API socket, restart service and auto-update timer are enabled on install;
+# the tests run the podman command, which needs none of them). Templates are left alone.
 server_units() {
   local p
-  for p in "${SERVERS[@]}" openbsd-inetd inetutils-inetd; do
+  for p in "${SERVERS[@]}" openbsd-inetd inetutils-inetd podman; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || continue
-    dpkg -L "$p" | grep -E '^/(usr/)?lib/systemd/system/[^/]+\.(service|socket)$' || true
+    dpkg -L "$p" | grep -E '^/(usr/)?lib/systemd/system/[^/@]+\.(service|socket|timer)$' || true
   done | xargs -r -n1 basename | sort -u
 }
 init_scripts() {
