@@ -1,5 +1,5 @@
 """``rba scan`` end to end: the real CLI in a subprocess on real gcc-built files and live
-processes; JSON per DESIGN.md, the text table, the persistent cache and exit codes."""
+processes; JSON per docs/design.md, the text table, the persistent cache and exit codes."""
 
 from __future__ import annotations
 
@@ -102,6 +102,26 @@ def test_recursive_summary_counts_files_not_names(
     assert len(lines) == 1 + 4 + 1  # header, one row per name, summary
     summary = lines[-1]
     assert summary.startswith("2 ELF/PE files (4 names); 1 without DEP; 1 without stack cookies")
+
+
+def test_text_shows_the_stack_cookie_classes(programs: dict[str, Path], tmp_path: Path) -> None:
+    """Protected, unprotected, and a library with nothing to protect (issue 16)."""
+    source = tmp_path / "add.c"
+    source.write_text("int add(int a, int b) { return a + b; }\n")
+    lib = tmp_path / "libadd.so"
+    subprocess.run(["gcc", "-O2", "-fPIC", "-shared", "-fno-stack-protector", "-s", str(source),
+                    "-o", str(lib)], check=True, timeout=60)  # fmt: skip
+    result = run_rba("scan", "--no-cache", str(programs["good"]), str(programs["bad"]), str(lib))
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[-1]: line for line in result.stdout.splitlines()[1:-1]}
+    assert "Canary found" in rows[str(programs["good"])]
+    assert "No canary" in rows[str(programs["bad"])]
+    assert "Not needed" in rows[str(lib)]
+    (item,) = _json(str(lib))
+    assert item["stack_cookies"] is None
+    notes = item["notes"]
+    assert isinstance(notes, dict)
+    assert str(notes["stack_cookies"]).startswith("nothing to protect: 0 of ")
 
 
 def test_named_non_binary_is_listed(programs: dict[str, Path]) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from binanalysis import BinaryFacts
+    from binanalysis import BinaryFacts, Verdict
 
 
 @dataclass
@@ -129,7 +129,7 @@ def _text_row(target: Target, facts: BinaryFacts, color: bool) -> str:
     fortify = facts.extra.get("fortify")
     cells = [
         relro,
-        _cell(facts.stack_cookies.value, "Canary found", "No canary"),
+        _cookie_cell(facts.stack_cookies),
         _cell(facts.dep.value, "NX enabled", "NX disabled"),
         _cell(facts.aslr.value, "PIE enabled", "No PIE"),
         _cell(None if fortify is None else fortify.value, "Yes", "No"),
@@ -140,6 +140,13 @@ def _text_row(target: Target, facts: BinaryFacts, color: bool) -> str:
     )
     suffix = f" ({facts.format.value}, pids {_pids(target.pids)})" if target.pids else ""
     return f"{text}  {target.path}{suffix}"
+
+
+def _cookie_cell(verdict: Verdict) -> tuple[str, str]:
+    """The stack-cookie classes (docs/scan.md): "nothing to protect" is not a finding."""
+    if verdict.value is None and verdict.reason.startswith("nothing to protect"):
+        return "Not needed", RESET
+    return _cell(verdict.value, "Canary found", "No canary")
 
 
 def _cell(value: bool | None, yes: str, no: str) -> tuple[str, str]:
