@@ -35,6 +35,9 @@ MAX_RATIO = 64  # raw bytes per stored byte: bounds the CPU spent per byte of in
 MAX_JSON_CHUNK = 16 << 20  # START, END, RECORDS and STRINGS payloads, once inflated
 MAX_OTHER_CHUNK = 16 << 20  # chunk types of a newer minor version (skipped, not inflated)
 MAX_RECORD_BYTES = 64 << 20  # all RECORDS payloads of one trace, once inflated
+# JSON values in them, counted as their separators and brackets before parsing: each
+# becomes a Python object of up to ~64 bytes, so this bounds the records' memory.
+MAX_RECORD_ITEMS = 8 << 20
 MAX_STRINGS = 1 << 24  # string table entries of one trace
 MAX_STRING_BYTES = 256 << 20  # their UTF-8 bytes
 MAX_STORED = 16 << 20  # no chunk is larger in the file (the largest raw one is 16 MiB)

@@ -30,6 +30,7 @@ from probes.trace.format import (
     MAJOR,
     MAX_RATIO,
     MAX_RECORD_BYTES,
+    MAX_RECORD_ITEMS,
     MAX_STORED,
     MAX_STRING_BYTES,
     MAX_STRINGS,
@@ -74,6 +75,7 @@ class TraceIndex:
     skipped_chunks: int = 0  # chunk types from a newer minor version
     record_bytes: int = 0  # inflated RECORDS bytes so far (bounded: MAX_RECORD_BYTES)
     string_bytes: int = 0  # inflated STRINGS bytes so far (bounded: MAX_STRING_BYTES)
+    record_items: int = 0  # JSON values in the records so far (bounded: MAX_RECORD_ITEMS)
 
     @property
     def ended_cleanly(self) -> bool:
@@ -184,7 +186,11 @@ def _absorb(index: TraceIndex, chunk: tuple[int, int, int, int, bytes]) -> None:
         index.record_bytes += raw_len
         if index.record_bytes > MAX_RECORD_BYTES:
             raise ValueError(f"records exceed the limit of {MAX_RECORD_BYTES} bytes per trace")
-        text = inflate(payload, flags, raw_len).decode("utf-8", "surrogatepass")
+        raw = inflate(payload, flags, raw_len)
+        index.record_items += sum(raw.count(c) for c in (b",", b":", b"[", b"{"))
+        if index.record_items > MAX_RECORD_ITEMS:
+            raise ValueError(f"records exceed the limit of {MAX_RECORD_ITEMS} JSON values")
+        text = raw.decode("utf-8", "surrogatepass")
         records = [json.loads(line) for line in text.split("\n") if line]
         if not all(isinstance(r, dict) for r in records):
             raise ValueError("a record is not a JSON object")
