@@ -251,3 +251,19 @@ def test_jobs_bounded_by_cpus_and_files(
     assert done.returncode == 0, done.stderr
     forks = int(done.stdout)
     assert 1 <= forks <= usable_cpus(), forks
+
+
+def test_automatic_jobs_follow_work_and_idle_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jobs by default: one worker per FILES_PER_WORKER misses, only on idle CPUs."""
+    from binanalysis import batch
+
+    monkeypatch.setattr(batch, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert batch.bounded_workers(None, batch.MIN_PARALLEL - 1) == 1  # in-process
+    assert batch.bounded_workers(None, batch.FILES_PER_WORKER * 2) == 2
+    assert batch.bounded_workers(None, batch.FILES_PER_WORKER * 100) == 4
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.6, 0.0, 0.0))  # 0.4 CPU idle
+    assert batch.bounded_workers(None, batch.FILES_PER_WORKER * 100) == 1
+    assert batch.bounded_workers(64, 60) == 4  # explicit: bounded by the CPUs
+    assert batch.bounded_workers(3, 60) == 3
+    assert batch.bounded_workers(100000, 50) == 4
