@@ -263,14 +263,20 @@ def paired_worst(runs: list[Run], modes: tuple[str, ...]) -> None:
         pairs += [("ebpf-nocontent", "none"), ("ebpf", "ebpf-nocontent")]
     for mode, base in pairs:
         ratios = [_rate(rnd, mode) / _rate(rnd, base) for rnd in rounds]
+        cpu = [_run(rnd, mode).client_us / _run(rnd, base).client_us for rnd in rounds]
         print(
-            f"connects/s {mode} / {base}, paired per round: median "
-            f"{statistics.median(ratios):.3f}, worst {min(ratios):.3f}"
+            f"{mode} / {base}, paired per round: connects/s median "
+            f"{statistics.median(ratios):.3f}, worst {min(ratios):.3f}; client CPU per "
+            f"connect median {statistics.median(cpu):.3f}, worst {max(cpu):.3f}"
         )
 
 
 def _rate(round_runs: list[Run], mode: str) -> float:
-    return next(r.rate for r in round_runs if r.mode == mode)
+    return _run(round_runs, mode).rate
+
+
+def _run(round_runs: list[Run], mode: str) -> Run:
+    return next(r for r in round_runs if r.mode == mode)
 
 
 if __name__ == "__main__":

@@ -337,7 +337,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_socket) {
     return 0;
 }
 
-// A new socket on an fd: content state of whatever the fd was before is stale.
+// A new datagram or raw socket on an fd: content state of what the fd was is stale (a
+// TCP socket's connect() replaces it).
 static __always_inline void content_new_socket(u64 key);
 
 TRACEPOINT_PROBE(syscalls, sys_exit_socket) {
@@ -346,13 +347,12 @@ TRACEPOINT_PROBE(syscalls, sys_exit_socket) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
     u64 key = (id & 0xffffffff00000000ULL) | (u32)args->ret;
-    if (args->ret >= 0)
-        content_new_socket(key);
     u32 *kind = socket_args.lookup(&tid);
     if (!kind) {
         // Not a datagram or raw inet socket: whatever the fd was marked is stale. Its
-        // sends with an address are TCP Fast Open's, which emit_udp skips by flag.
-        if (args->ret >= 0)
+        // sends with an address are TCP Fast Open's, which emit_udp skips by flag. A
+        // lookup first: it takes no lock, a delete that finds nothing does.
+        if (args->ret >= 0 && fd_kind.lookup(&key))
             fd_kind.delete(&key);
         return 0;
     }
@@ -361,6 +361,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_socket) {
     if (args->ret < 0)
         return 0;
     fd_kind.update(&key, &value);
+    content_new_socket(key);  // a datagram socket must not write into a stale connection
     return 0;
 }
 
@@ -679,17 +680,16 @@ static __always_inline void content_new_socket(u64 key) {
         conns.delete(&key);
 }
 
-// connect() starts following the connection at once, so that a successful connect (the
-// common case) costs no stash and no map work at exit. The exit deletes the entry again
-// if the connect failed, found through a per-CPU slot; a failed connect whose thread
-// migrated while another connect used that CPU's slot leaves its entry until the fd
-// becomes a new socket or the LRU evicts it.
+// connect() starts following the connection at once, replacing whatever the fd held,
+// so that a successful connect (the common case) costs no stash and no map work at exit.
+// The exit deletes the entry again if the connect failed, found through a per-CPU slot;
+// a failed connect whose thread migrated while another connect used that CPU's slot
+// leaves its entry until the LRU evicts it or the fd is reused by a socket, and a
+// connect() repeated while the first is in progress (EALREADY) ends the capture.
 static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len, u8 kind) {
     if ((kind & FD_KIND_MASK) == FD_UDP)
         return;
     u64 key = fd_key(fd);
-    if (conns.lookup(&key))
-        return;  // connect() again on a connection being followed (EALREADY, EISCONN)
     struct rba_conn c = {};
     if (!read_endpoint(uaddr, len, &c))
         return;
