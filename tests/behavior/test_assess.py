@@ -185,14 +185,20 @@ def test_sigint_ends_the_window_early_with_a_partial_report(tmp_path: Path) -> N
     assert "partial" in proc.stderr.read()
 
 
+# The char[64] gives -fno-stack-protector something to leave unprotected: without it the
+# program has nothing to protect, and rightly no stack-cookie finding (docs/scan.md).
 EXECSTACK_C = r"""
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 int main(int argc, char **argv) {
+    char label[64];
     long ms = argc > 1 ? strtol(argv[1], NULL, 10) : 0;
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    snprintf(label, sizeof label, "%s", argc > 2 ? argv[2] : "probe");
     nanosleep(&ts, NULL);
-    return 0;
+    return (int)strlen(label) < 0;
 }
 """
 
