@@ -227,6 +227,22 @@ def test_persistent_cache(programs: dict[str, Path], tmp_path: Path) -> None:
     assert len(json.loads(default.read_text())["entries"]) == 3  # rewritten, valid
 
 
+def test_old_cache_version_is_ignored_with_a_notice(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 12: version 6 caches had no ctime in their keys: ignored, said, rewritten."""
+    cache = tmp_path / "facts.json"
+    st = programs["good"].stat()
+    old = {"format": "rba-binary-facts", "version": 6, "facts": [],
+           "entries": [[st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, 0]]}  # fmt: skip
+    cache.write_text(json.dumps(old))
+    result = run_rba("scan", "--cache", str(cache), "--format", "json", str(programs["good"]))
+    assert result.returncode == 0, result.stderr
+    assert "cache version 6, this one reads 7" in result.stderr
+    assert json.loads(result.stdout)[0]["stack_cookies"] is True
+    assert json.loads(cache.read_text())["version"] == 7
+
+
 def test_no_cache_writes_nothing(programs: dict[str, Path], tmp_path: Path) -> None:
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     result = run_rba("scan", "--no-cache", str(programs["good"]), env=env)
