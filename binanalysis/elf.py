@@ -383,12 +383,14 @@ def _coverage(
 ) -> tuple[frames.Coverage, str]:
     # .eh_frame_hdr first: one table read, where .symtab (if not stripped) costs a pass over
     # every symbol. Objects and static non-PIE programs have no .eh_frame_hdr.
-    functions, source = _eh_frame_functions(elf, sections), ".eh_frame FDEs"
+    functions, source = _eh_frame_functions(elf, sections, exact=go), ".eh_frame FDEs"
     if not functions.starts and not go:
         functions, source = _symtab_functions(elf, sections)
     if go and not functions.starts:  # pure Go: no C code, and no need to read any
         return frames.Coverage(0, 0, 0, True, None, None), source
-    code = _code_ranges(elf, sections)
+    # A Go binary's C functions are a small part of its code: read only their span.
+    span = (functions.starts[0], max(functions.ends)) if go else None
+    code = _code_ranges(elf, sections, span)
     return frames.analyse(elf.arch, code, functions, count_all=count_all), source
 
 
@@ -638,14 +640,25 @@ EH_TABLE_DATAREL_SDATA4 = 0x3B  # what GNU ld and lld write for .eh_frame_hdr's 
 EH_UDATA4 = 0x03
 
 
-def _code_ranges(elf: _Elf, sections: list[_Section]) -> list[frames.CodeRange]:
-    """The executable bytes: PT_LOAD segments by address, or (in a relocatable object)
-    executable sections by file offset, as its symbols are placed by :func:`_symtab_functions`."""
+def _code_ranges(
+    elf: _Elf, sections: list[_Section], span: tuple[int, int] | None = None
+) -> list[frames.CodeRange]:
+    """The executable bytes: PT_LOAD segments by address (only their part inside ``span``
+    when given), or (in a relocatable object) executable sections by file offset, as its
+    symbols are placed by :func:`_symtab_functions`."""
     if elf.e_type == ET_REL:
         return [(s.offset, elf.r.read(s.offset, s.size, "code section")) for s in sections
                 if s.flags & SHF_EXECINSTR and s.size and s.type != SHT_NOBITS]  # fmt: skip
-    return [(s.vaddr, elf.r.read(s.offset, s.filesz, "code segment")) for s in elf.segments
-            if s.type == PT_LOAD and s.flags & PF_X and s.filesz]  # fmt: skip
+    out = []
+    for seg in elf.segments:
+        if seg.type != PT_LOAD or not seg.flags & PF_X or not seg.filesz:
+            continue
+        start, end = seg.vaddr, seg.vaddr + seg.filesz
+        if span is not None:
+            start, end = max(start, span[0]), min(end, span[1])
+        if start < end:
+            out.append((start, elf.r.read(seg.offset + start - seg.vaddr, end - start, "code")))
+    return out
 
 
 def _symtab_functions(elf: _Elf, sections: list[_Section]) -> tuple[frames.Functions, str]:
@@ -676,10 +689,13 @@ def _symtab_functions(elf: _Elf, sections: list[_Section]) -> tuple[frames.Funct
     return frames.Functions.from_ranges(functions), ".symtab"
 
 
-def _eh_frame_functions(elf: _Elf, sections: list[_Section]) -> frames.Functions:
+def _eh_frame_functions(
+    elf: _Elf, sections: list[_Section], *, exact: bool = False
+) -> frames.Functions:
     """Function ranges from ``.eh_frame_hdr``'s table of FDE start addresses: each function
-    runs to the next one's start (to the end of the code for the last). Reading the FDEs'
-    own lengths would cost a parse per function and change nothing we look for.
+    runs to the next one's start (to the end of the code for the last), which is cheap and
+    right where FDEs cover the code. ``exact`` reads each FDE's own address range instead:
+    a Go binary's FDEs are its few C functions among Go code, which must not count.
 
     Only the encodings the GNU and LLVM linkers write are read; anything else gives no
     functions (and so no verdict from the code), never a wrong range."""
@@ -698,8 +714,30 @@ def _eh_frame_functions(elf: _Elf, sections: list[_Section]) -> frames.Functions
     count = min(count, (len(hdr) - pos - 4) // 8, MAX_FUNCTIONS)
     pairs = struct.unpack_from(f"{elf.lay.u32.format[0]}{2 * count}i", hdr, pos + 4)
     base = seg.vaddr
+    if exact:
+        fdes = {base + pairs[i]: base + pairs[i + 1] for i in range(0, 2 * count, 2)}
+        return frames.Functions.from_ranges(_fde_ranges(elf, fdes))
     starts = sorted({base + loc for loc in pairs[0::2]})
     return frames.Functions(starts, [*starts[1:], END_OF_CODE])  # analyse() clips the last
+
+
+def _fde_ranges(elf: _Elf, fdes: dict[int, int]) -> list[tuple[int, int]]:
+    """(start, start + pc_range) for each FDE (start -> FDE address) whose pc_begin is the
+    pcrel sdata4 the table promised; others are dropped, not guessed."""
+    if not fdes:
+        return []
+    lo, hi = min(fdes.values()), max(fdes.values()) + 16
+    try:
+        blob = elf.r.read(elf.offset_of(lo, ".eh_frame"), hi - lo, ".eh_frame")
+    except BinaryParseError:
+        return []  # FDEs outside the file: judge nothing rather than guess
+    unpack = struct.Struct(elf.lay.u32.format[0] + "IIiI").unpack_from
+    ranges = []
+    for start, fde in fdes.items():
+        length, _cie, begin, size = unpack(blob, fde - lo)
+        if length != 0xFFFFFFFF and fde + 8 + begin == start and size:
+            ranges.append((start, start + size))
+    return ranges
 
 
 END_OF_CODE = 1 << 64
