@@ -106,7 +106,10 @@ def checksec_sh_verdicts(text: str) -> Verdicts:
 
 
 def agreement(name: str, ours: Verdicts, theirs: Verdicts) -> int:
-    """Print the per-field agreement table; return the NX/PIE/RELRO disagreements."""
+    """Print the per-field agreement table; return the NX/PIE/RELRO disagreements. Files
+    are matched by real path (checksec.py reports a symlink's target, rba its name)."""
+    ours = {os.path.realpath(p): v for p, v in ours.items()}
+    theirs = {os.path.realpath(p): v for p, v in theirs.items()}
     common = sorted(set(ours) & set(theirs))
     print(f"\nagreement with {name}: {len(common)} files both report "
           f"(rba {len(ours)}, {name} {len(theirs)})")  # fmt: skip
