@@ -15,6 +15,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from probes import procfs
+
 DPKG_INFO = Path("/var/lib/dpkg/info")
 RPM_DB_DIRS = (Path("/var/lib/rpm"), Path("/usr/lib/sysimage/rpm"))
 RPM_TIMEOUT_S = 120
@@ -48,15 +50,39 @@ class PackageIndex:
                 owners.setdefault(_canonical(path, real_dirs), package)
         return cls(owners)
 
+    @classmethod
+    def load_in_root(cls, root: str) -> PackageIndex:
+        """The dpkg database of another root (a container's ``/proc/PID/root``), its
+        paths resolved inside that root. An image without dpkg gives an empty index."""
+        owners: dict[str, str] = {}
+        real_dirs: dict[str, str] = {}
+        try:
+            info = root + procfs.realpath_in_root(root, str(DPKG_INFO))
+        except (OSError, procfs.ProcfsError):
+            return cls(owners)
+        for package, path in _dpkg_entries(Path(info)):
+            owners.setdefault(_canonical(path, real_dirs, root), package)
+        return cls(owners)
 
-def _canonical(path: str, real_dirs: dict[str, str]) -> str:
-    """``path`` with its directory resolved through symlinks (cached per directory)."""
+
+def _canonical(path: str, real_dirs: dict[str, str], root: str = "") -> str:
+    """``path`` with its directory resolved through symlinks (cached per directory),
+    inside ``root`` when one is given."""
     directory, name = os.path.split(path)
     real = real_dirs.get(directory)
     if real is None:
-        real = os.path.realpath(directory) if directory else directory
+        real = _real_dir(directory, root) if directory else directory
         real_dirs[directory] = real
     return os.path.join(real, name)
+
+
+def _real_dir(directory: str, root: str) -> str:
+    if not root:
+        return os.path.realpath(directory)
+    try:
+        return procfs.realpath_in_root(root, directory)
+    except (OSError, procfs.ProcfsError):
+        return directory
 
 
 def _dpkg_entries(info: Path) -> Iterator[tuple[str, str]]:

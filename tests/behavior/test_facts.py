@@ -186,8 +186,8 @@ def test_live_source_reads_a_running_process_and_its_files() -> None:
     assert fact.exe == os.path.realpath("/usr/bin/sleep")
     assert fact.cmdline == ("sleep", "5") and fact.euid == 0 and fact.exec_stack is False
     assert libc in fact.modules
-    assert result.files[libc].package == "libc6" and result.files[libc].binary is not None
-    assert result.dirs["/usr/lib"].stat == PathStat(0, 0, os.stat("/usr/lib").st_mode)
+    assert result.files[0, libc].package == "libc6" and result.files[0, libc].binary is not None
+    assert result.dirs[0, "/usr/lib"].stat == PathStat(0, 0, os.stat("/usr/lib").st_mode)
     # Everything in the set went to the sink too, so a trace can replay it.
     assert FactSet.of(gathered).processes == result.processes  # type: ignore[arg-type]
 
@@ -216,7 +216,7 @@ def test_live_source_finds_an_interpreter_script(tmp_path: Path) -> None:
     result, pid = _gather(argv, sys.executable, LiveFactSource(), cwd=tmp_path)
     [fact] = [p for p in result.processes.values() if p.pid == pid]
     assert fact.script == str(script)
-    assert result.files[str(script)].stat is not None
+    assert result.files[0, str(script)].stat is not None
 
 
 @pytest.mark.root
