@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from behavior.subjects import Subject
 from binanalysis.interface import StrEnum
 
 # --- errors -------------------------------------------------------------------
@@ -89,7 +90,10 @@ class Severity(StrEnum):
 @dataclass(frozen=True)
 class Finding:
     """One finding per (rule, subject). ``evidence`` is JSON-ready (str/int/float/bool/
-    None/list/dict) and holds enough for a person to verify the finding by hand."""
+    None/list/dict) and holds enough for a person to verify the finding by hand; the
+    rules build it from ``subject`` (:func:`behavior.subjects.evidence_of`), which is
+    what suppressions and formats read. ``fingerprint`` is stable across runs on one
+    host for one subject (:func:`behavior.subjects.fingerprint`; "" when unknown)."""
 
     rule_id: str
     title: str
@@ -100,6 +104,8 @@ class Finding:
     count: int
     first_seen: str  # ISO 8601 UTC
     last_seen: str
+    subject: Subject | None = None
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,10 @@ class RunInfo:
     partial: bool = False  # the window was ended early
     replayed: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)  # coverage gaps, fallbacks
+    machine_id: str = ""  # /etc/machine-id of the assessed host ("" when unknown)
+    os_name: str = ""  # os-release NAME, e.g. "Debian GNU/Linux"
+    os_version: str = ""  # os-release VERSION_ID, e.g. "12"
+    ips: tuple[str, ...] = ()  # the host's non-loopback addresses
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def _finding(report: Report, entry: Entry, account_id: str, region: str) -> dict
     created = report.run.ended_at
     out: dict[str, Any] = {
         "SchemaVersion": SCHEMA_VERSION,
-        "Id": _clip(finding_uid(report, finding), MAX_ID),
+        "Id": f"rba/{finding.rule_id}/{finding_uid(report, finding)}",
         "ProductArn": f"arn:aws:securityhub:{region}:{account_id}:product/{account_id}/default",
         "ProductName": PRODUCT_NAME,
         "CompanyName": PRODUCT_VENDOR,

@@ -41,10 +41,13 @@ def product_version() -> str:
 
 
 def finding_uid(report: Report, finding: Finding) -> str:
-    """A stable id: the run, the rule and a digest of the host and evidence."""
+    """The finding's identity across runs: its fingerprint. A finding made without a
+    subject (by hand, or read from an old report) gets a digest of host, rule and
+    evidence instead, stable as long as the evidence is."""
+    if finding.fingerprint:
+        return finding.fingerprint
     subject = json.dumps([report.run.host, finding.rule_id, finding.evidence], sort_keys=True)
-    digest = hashlib.sha256(subject.encode()).hexdigest()[:16]
-    return f"{report.run.id}/{finding.rule_id}/{digest}"
+    return hashlib.sha256(subject.encode()).hexdigest()[:32]
 
 
 def epoch_ms(iso: str) -> int:

@@ -1,5 +1,6 @@
 """The JSON report: docs/design.md's public contract (``schema_version``, ``run``, ``findings``;
-later additions: ``suppressed``, ``expired_suppressions`` and ``timeline``).
+later additions: ``suppressed``, ``expired_suppressions``, ``timeline``, each finding's
+``fingerprint`` and the run's ``machine_id``, ``os`` and ``ips``).
 
 Keys keep a fixed order and floats a fixed rounding, so the same report always gives the
 same bytes (a replay is byte-identical to the live run apart from ``run.replayed``)."""
@@ -17,6 +18,9 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
     return {
         "id": run.id,
         "host": run.host,
+        "machine_id": run.machine_id,
+        "os": {"name": run.os_name, "version": run.os_version},
+        "ips": list(run.ips),
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "duration_s": round(run.duration_s, 3),
@@ -34,6 +38,7 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
     """One finding as docs/design.md lists its fields."""
     return {
         "rule_id": finding.rule_id,
+        "fingerprint": finding.fingerprint,
         "title": finding.title,
         "severity": finding.severity.value,
         "description": finding.description,

@@ -92,7 +92,7 @@ def _event(report: Report, entry: Entry) -> dict[str, Any]:
         "message": finding.title,
         "metadata": {
             "version": OCSF_VERSION,
-            "uid": uid,
+            "uid": f"{report.run.id}/{uid}",
             "correlation_uid": report.run.id,
             "product": {
                 "name": PRODUCT_NAME,

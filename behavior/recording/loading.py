@@ -5,7 +5,7 @@ the live system (no bcc, no psutil).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from behavior.facts.interface import Fact, FactError, HostFact, fact_from_dict
 from behavior.recording.header import RecordingError, TraceHeader, stats_from_dict
@@ -57,6 +57,8 @@ def load_recording(path: str) -> Recording:
     if end is None and not stats:
         problems.append("loss counters unknown: the trace ended before any were recorded")
     host = next((f for f in facts if isinstance(f, HostFact)), None)
+    if host is not None and not host.machine_id:  # traces from before host facts had it
+        host = replace(host, machine_id=header.host.get("machine_id", ""))
     return Recording(
         index=index,
         config=config,

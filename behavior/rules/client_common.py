@@ -12,9 +12,10 @@ from behavior.rules.interface import (
     RuleResult,
     finding,
     listed_pids,
-    process_evidence,
+    process_ref,
 )
 from behavior.rules.protocols import classify_client, program_names
+from behavior.subjects import ConnectionSubject, Endpoint
 
 UNSPECIFIED = frozenset({"0.0.0.0", "::"})
 POLLING_NOTE = (
@@ -39,16 +40,18 @@ def evaluate_clients(info: RuleInfo, inp: RuleInput, *, login: bool) -> RuleResu
         verdict = classify_client(conn.port, conn.transport, names, conn.labels)
         if verdict is None or verdict[0].login != login:
             continue
-        subject = (exe or conn.comm, conn.remote, conn.port, conn.transport)
-        groups.setdefault(subject, []).append((conn, verdict[0].name, verdict[1]))
+        key = (exe or conn.comm, conn.remote, conn.port, conn.transport)
+        groups.setdefault(key, []).append((conn, verdict[0].name, verdict[1]))
     findings = []
     for members in groups.values():
         first, protocol, basis = members[0]
-        evidence: dict[str, Any] = {
-            "process": process_evidence(inp, first.pid, uid=first.uid, comm=first.comm),
-            "pids": listed_pids(c.pid for c, _, _ in members),
-            "remote": {"address": first.remote, "port": first.port},
-            "transport": first.transport,
+        subject = ConnectionSubject(
+            process=process_ref(inp, first.pid, uid=first.uid, comm=first.comm),
+            pids=tuple(listed_pids(c.pid for c, _, _ in members)),
+            remote=Endpoint(first.remote, first.port),
+            transport=first.transport,
+        )
+        details: dict[str, Any] = {
             "protocol": protocol,
             "basis": basis,
             "netns": first.netns,
@@ -57,7 +60,8 @@ def evaluate_clients(info: RuleInfo, inp: RuleInput, *, login: bool) -> RuleResu
         findings.append(
             finding(
                 info,
-                evidence,
+                subject,
+                details,
                 count=sum(c.count for c, _, _ in members),
                 first_ns=min(c.first_ns for c, _, _ in members),
                 last_ns=max(c.last_ns for c, _, _ in members),

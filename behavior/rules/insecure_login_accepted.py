@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from behavior.interface import LoginAccepted, Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding, listed_pids
+from behavior.subjects import LoginSubject, SessionRef
 
 INFO = RuleInfo(
     id="insecure-login-accepted",
@@ -30,20 +29,20 @@ def evaluate(inp: RuleInput) -> RuleResult:
     for (protocol, server), members in groups.items():
         first = members[0]
         session = next((sessions[m.pid] for m in members if m.pid in sessions), None)
-        evidence: dict[str, Any] = {
-            "protocol": protocol,
-            "server": server,
-            "server_pid": first.server_pid,
-            "program": first.program,
-            "pids": listed_pids(m.pid for m in members),
-            "basis": "program",
-        }
-        if session is not None:
-            evidence |= {"user": session.user, "tty": session.tty, "remote_host": session.host}
+        login = None if session is None else SessionRef(session.user, session.tty, session.host)
+        subject = LoginSubject(
+            protocol=protocol,
+            server=server,
+            server_pid=first.server_pid,
+            program=first.program,
+            pids=tuple(listed_pids(m.pid for m in members)),
+            session=login,
+        )
         findings.append(
             finding(
                 INFO,
-                evidence,
+                subject,
+                {},
                 count=len(members),
                 first_ns=min(m.ts_ns for m in members),
                 last_ns=max(m.ts_ns for m in members),

@@ -6,7 +6,11 @@ from collections import Counter
 
 from behavior.interface import Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding
-from behavior.rules.listener_common import host_listeners_by_port, listener_evidence
+from behavior.rules.listener_common import (
+    host_listeners_by_port,
+    listener_sources,
+    listener_subject,
+)
 from behavior.rules.protocols import classify_server, program_names
 
 INFO = RuleInfo(
@@ -44,7 +48,8 @@ def evaluate(inp: RuleInput) -> RuleResult:
             continue
         protocol, basis = verdict
         accepted = sum(s.accepted for s in listeners)
-        evidence = listener_evidence(inp, listeners) | {
+        details = {
+            "sources": listener_sources(listeners),
             "protocol": protocol.name,
             "basis": basis,
             "usage": "used" if accepted else "supported",
@@ -55,7 +60,8 @@ def evaluate(inp: RuleInput) -> RuleResult:
         findings.append(
             finding(
                 INFO,
-                evidence,
+                listener_subject(inp, listeners),
+                details,
                 count=max(1, accepted),
                 first_ns=first,
                 last_ns=last,

@@ -7,13 +7,14 @@ replayed trace and a live run give the same findings by construction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from behavior.facts.interface import FactSet
+from behavior.facts.interface import FactSet, HostFact
 from behavior.interface import Finding, Observations, Severity
+from behavior.subjects import ProcessRef, Subject, evidence_of, fingerprint, host_key
 
 
 @dataclass(frozen=True)
@@ -66,20 +67,38 @@ def iso_time(ns: int) -> str:
 
 
 def finding(
-    info: RuleInfo, evidence: dict[str, Any], *, count: int, first_ns: int, last_ns: int
+    info: RuleInfo,
+    subject: Subject,
+    details: Mapping[str, Any],
+    *,
+    count: int,
+    first_ns: int,
+    last_ns: int,
 ) -> Finding:
-    """A finding of rule ``info`` with its evidence and repeat counters."""
+    """A finding of rule ``info`` about ``subject``: its evidence is the subject's
+    fields and then ``details`` (what the rule observed), and its repeat counters."""
     return Finding(
         rule_id=info.id,
         title=info.title,
         severity=info.severity,
         description=info.description,
         recommendation=info.recommendation,
-        evidence=evidence,
+        evidence=evidence_of(subject, details),
         count=count,
         first_seen=iso_time(first_ns),
         last_seen=iso_time(last_ns),
+        subject=subject,
     )
+
+
+def with_fingerprints(findings: Iterable[Finding], host: HostFact | None) -> list[Finding]:
+    """The findings with their fingerprints for ``host`` (its machine id, else its name),
+    so a replay anywhere fingerprints as the live run on the recorded host did."""
+    key = host_key(host.machine_id, host.hostname) if host else host_key("", "")
+    return [
+        replace(f, fingerprint=fingerprint(key, f.rule_id, f.subject)) if f.subject else f
+        for f in findings
+    ]
 
 
 def mode_text(mode: int) -> str:
@@ -87,8 +106,8 @@ def mode_text(mode: int) -> str:
     return f"{mode & 0o7777:04o}"
 
 
-def process_evidence(inp: RuleInput, pid: int, *, uid: int, comm: str = "") -> dict[str, Any]:
-    """Evidence about process ``pid``: what the events and facts say about it."""
+def process_ref(inp: RuleInput, pid: int, *, uid: int, comm: str = "") -> ProcessRef:
+    """Process ``pid`` as findings name it: what the events and facts say about it."""
     proc = inp.obs.processes.get(pid)
     exe, cmdline = (proc.exe, proc.cmdline) if proc else ("", "")
     if not exe or not cmdline:
@@ -97,14 +116,14 @@ def process_evidence(inp: RuleInput, pid: int, *, uid: int, comm: str = "") -> d
                 exe = exe or fact.exe
                 cmdline = cmdline or " ".join(fact.cmdline)
                 break
-    return {
-        "pid": pid,
-        "exe": exe,
-        "cmdline": cmdline,
-        "comm": comm or (proc.comm if proc else ""),
-        "user": inp.facts.user_name(uid),
-        "uid": uid,
-    }
+    return ProcessRef(
+        pid=pid,
+        exe=exe,
+        cmdline=cmdline,
+        comm=comm or (proc.comm if proc else ""),
+        user=inp.facts.user_name(uid),
+        uid=uid,
+    )
 
 
 MAX_LISTED_PIDS = 20

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from behavior.interface import Listener
-from behavior.rules.interface import RuleInput, process_evidence
+from behavior.rules.interface import RuleInput, process_ref
+from behavior.subjects import ListenerSubject
 
 
 def host_listeners_by_port(inp: RuleInput) -> dict[tuple[int, int], list[Listener]]:
@@ -29,13 +28,17 @@ def host_listeners_by_port(inp: RuleInput) -> dict[tuple[int, int], list[Listene
     return groups
 
 
-def listener_evidence(inp: RuleInput, listeners: list[Listener]) -> dict[str, Any]:
-    """Port, bind addresses, owning process and how it was observed."""
+def listener_subject(inp: RuleInput, listeners: list[Listener]) -> ListenerSubject:
+    """Port, bind addresses and owning process of one service's listening sockets."""
     owner = next((s for s in listeners if s.pid), listeners[0])
-    return {
-        "port": owner.port,
-        "bind_addresses": sorted({s.address for s in listeners}),
-        "loopback_only": all(s.loopback_only for s in listeners),
-        "process": process_evidence(inp, owner.pid, uid=owner.uid, comm=owner.comm),
-        "sources": sorted({src for s in listeners for src in s.sources}),
-    }
+    return ListenerSubject(
+        port=owner.port,
+        bind_addresses=tuple(sorted({s.address for s in listeners})),
+        loopback_only=all(s.loopback_only for s in listeners),
+        process=process_ref(inp, owner.pid, uid=owner.uid, comm=owner.comm),
+    )
+
+
+def listener_sources(listeners: list[Listener]) -> list[str]:
+    """How the listening sockets were observed (the first detail of a listener finding)."""
+    return sorted({src for s in listeners for src in s.sources})

@@ -8,14 +8,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from behavior.facts.interface import (
-    FactSet,
-    ImageGroup,
-    PathStat,
-    ProcessFact,
-    uid_view,
-    view_stat,
-)
+from behavior.facts.interface import FactSet, ImageGroup, PathStat, ProcessFact
 from behavior.interface import Severity
 from behavior.rules.interface import (
     Rule,
@@ -26,6 +19,7 @@ from behavior.rules.interface import (
     listed_pids,
     mode_text,
 )
+from behavior.subjects import ModuleSubject, ProcessRef
 
 INFO = RuleInfo(
     id="root-process-insecure-permissions",
@@ -86,18 +80,17 @@ def parents(path: str) -> list[str]:
         current = parent
 
 
-def module_offence(path: str, facts: FactSet, proc: ProcessFact) -> Offence | None:
-    """The first offending component of ``path`` (the file, then its directories), in
-    ``proc``'s mount namespace, its owners as ``proc``'s user namespace sees them."""
-    file_fact = facts.file(path, proc.mnt_ns)
+def module_offence(path: str, facts: FactSet) -> Offence | None:
+    """The first offending component of ``path`` (the file, then its directories)."""
+    file_fact = facts.files.get(path)
     if file_fact is not None and file_fact.stat is not None:
-        found = file_offence(path, view_stat(proc, file_fact.stat))
+        found = file_offence(path, file_fact.stat)
         if found:
             return found
     for directory in parents(path):
-        dir_fact = facts.dir(directory, proc.mnt_ns)
+        dir_fact = facts.dirs.get(directory)
         if dir_fact is not None and dir_fact.stat is not None:
-            found = dir_offence(directory, view_stat(proc, dir_fact.stat))
+            found = dir_offence(directory, dir_fact.stat)
             if found:
                 return found
     return None
@@ -114,29 +107,33 @@ def _modules(proc: ProcessFact) -> list[tuple[str, str]]:
 
 def evaluate(inp: RuleInput) -> RuleResult:
     """One finding per (executable, module) for root processes with modifiable modules."""
-    groups: dict[tuple[int, str, str], list[tuple[ImageGroup, str, Offence]]] = {}
+    groups: dict[tuple[str, str], list[tuple[ImageGroup, str, Offence]]] = {}
     images = sorted(inp.facts.images(), key=lambda g: (g.first_ns, g.sample.pid, g.sample.key))
     for image in images:
         proc = image.sample
-        if proc.inner_uid(proc.euid) != 0:
-            continue  # not root in its own user namespace
+        if proc.euid != 0:
+            continue
         for path, role in _modules(proc):
-            offence = module_offence(path, inp.facts, proc)
+            offence = module_offence(path, inp.facts)
             if offence is not None:
-                groups.setdefault((proc.mnt_ns, proc.exe, path), []).append((image, role, offence))
+                groups.setdefault((proc.exe, path), []).append((image, role, offence))
     findings = []
-    for (_, exe, module), members in groups.items():
+    for (exe, module), members in groups.items():
         first, role, offence = members[0]
         proc = first.sample
-        evidence: dict[str, Any] = {
-            "pid": proc.pid,
-            "pids": listed_pids(pid for g, _, _ in members for pid in g.pids),
-            "user": inp.facts.user_name(proc.uid),
-            "euid": proc.euid,
-            "exe": exe,
-            "cmdline": " ".join(proc.cmdline),
-            "module": module,
-            "module_role": role,
+        subject = ModuleSubject(
+            process=ProcessRef(
+                pid=proc.pid,
+                exe=exe,
+                cmdline=" ".join(proc.cmdline),
+                user=inp.facts.user_name(proc.uid),
+            ),
+            pids=tuple(listed_pids(pid for g, _, _ in members for pid in g.pids)),
+            euid=proc.euid,
+            module=module,
+            module_role=role,
+        )
+        details: dict[str, Any] = {
             "offending_path": offence.path,
             "owner": inp.facts.user_name(offence.stat.uid),
             "owner_uid": offence.stat.uid,
@@ -144,12 +141,11 @@ def evaluate(inp: RuleInput) -> RuleResult:
             "mode": mode_text(offence.stat.mode),
             "reason": offence.reason,
         }
-        if proc.uid_map:  # owners as the process's user namespace sees them
-            evidence["uid_view"] = uid_view(proc)
         findings.append(
             finding(
                 INFO,
-                evidence,
+                subject,
+                details,
                 count=sum(g.count for g, _, _ in members),
                 first_ns=min(g.first_ns for g, _, _ in members),
                 last_ns=max(g.last_ns for g, _, _ in members),

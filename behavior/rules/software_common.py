@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from behavior.facts.interface import FileFact, ImageGroup
+from behavior.interface import Finding
 from behavior.rules.interface import RuleInfo, RuleInput, RuleResult, finding
+from behavior.subjects import FileSubject, ProcessRef
 
 MAX_LISTED_PROCESSES = 5
 MAPS_NOTE = "process memory maps unreadable: only executables were checked"
@@ -38,37 +40,38 @@ def _by_time(group: ImageGroup) -> tuple[int, int, str]:
 
 def file_uses(inp: RuleInput) -> list[FileUse]:
     """Every analysed module file used by a process observed in the window, by path."""
-    users: dict[tuple[int, str], list[ImageGroup]] = {}  # (mount namespace, path)
+    users: dict[str, list[ImageGroup]] = {}
     for group in inp.facts.images():
         for path in group.sample.modules:
-            users.setdefault((group.sample.mnt_ns, path), []).append(group)
+            users.setdefault(path, []).append(group)
     uses = []
-    for key in sorted(users):
-        fact = inp.facts.files.get(key)
+    for path in sorted(users):
+        fact = inp.facts.files.get(path)
         if fact is None or fact.binary is None or fact.binary.error:
             continue
-        uses.append(FileUse(fact, tuple(sorted(users[key], key=_by_time))))
+        uses.append(FileUse(fact, tuple(sorted(users[path], key=_by_time))))
     return uses
 
 
-def file_evidence(use: FileUse) -> dict[str, Any]:
-    """Path, owning package, format and the processes that used the file."""
+def file_subject(use: FileUse) -> FileSubject:
+    """Path, owning package, format and the first processes that used the file."""
     binary = use.file.binary
     listed = use.images[:MAX_LISTED_PROCESSES]
-    return {
-        "path": use.file.path,
-        "package": use.file.package or "unpackaged",
-        "format": binary.format.value if binary else "other",
-        "processes": [{"pid": g.sample.pid, "exe": g.sample.exe} for g in listed],
-        "process_count": use.count,
-    }
+    return FileSubject(
+        path=use.file.path,
+        package=use.file.package,
+        format=binary.format.value if binary else "other",
+        processes=tuple(ProcessRef(g.sample.pid, g.sample.exe) for g in listed),
+        process_count=use.count,
+    )
 
 
-def file_finding(info: RuleInfo, use: FileUse, extra: dict[str, Any]) -> Any:
+def file_finding(info: RuleInfo, use: FileUse, details: dict[str, Any]) -> Finding:
     """The finding for one file: count = process images that used it."""
     return finding(
         info,
-        file_evidence(use) | extra,
+        file_subject(use),
+        details,
         count=use.count,
         first_ns=min(g.first_ns for g in use.images),
         last_ns=max(g.last_ns for g in use.images),

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from behavior.interface import Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding
-from behavior.rules.listener_common import host_listeners_by_port, listener_evidence
+from behavior.rules.listener_common import (
+    host_listeners_by_port,
+    listener_sources,
+    listener_subject,
+)
 
 INFO = RuleInfo(
     id="unused-listening-port",
@@ -32,15 +36,17 @@ def evaluate(inp: RuleInput) -> RuleResult:
             continue  # listened for less than half the window: not judged
         if any(s.accepted for s in listeners):
             continue
-        evidence = listener_evidence(inp, listeners) | {
+        details = {
+            "sources": listener_sources(listeners),
             "listening_s": round(listening_ns / 1e9, 3),
             "window_s": round(window_ns / 1e9, 3),
             "accepted": 0,
             "confidence": "lower" if inp.polling_only else "normal",
         }
         start = min(s.started_ns for s in listeners)
+        subject = listener_subject(inp, listeners)
         findings.append(
-            finding(INFO, evidence, count=1, first_ns=start, last_ns=start + listening_ns)
+            finding(INFO, subject, details, count=1, first_ns=start, last_ns=start + listening_ns)
         )
     return RuleResult(tuple(findings), LOWER_CONFIDENCE if inp.polling_only else "")
 

@@ -33,7 +33,7 @@ from behavior.facts.interface import (
 )
 from behavior.interface import Finding, Observer, RbaError, Report, RuleStatus, RunInfo
 from behavior.rules import RULES, select
-from behavior.rules.interface import RuleInput, iso_time
+from behavior.rules.interface import RuleInput, iso_time, with_fingerprints
 from behavior.rules.protocols import CLIENT_TCP_PORTS, CLIENT_UDP_PORTS
 from behavior.window.aggregate import Aggregator
 from behavior.window.own_process import OwnProcessFilter
@@ -196,9 +196,14 @@ class Assessment:
             statuses.append(RuleStatus(rule.info.id, ran=True, reason=result.note))
             findings.extend(result.findings)
         host = self._host or facts.host
+        findings = with_fingerprints(findings, host)
         run = RunInfo(
             id=self.run_id,
             host=host.hostname if host else "",
+            machine_id=host.machine_id if host else "",
+            os_name=host.os_name if host else "",
+            os_version=host.os_version if host else "",
+            ips=host.ips if host else (),
             started_at=iso_time(self.started_at_ns),
             ended_at=iso_time(ended_at_ns),
             duration_s=max(0, ended_at_ns - self.started_at_ns) / 1e9,

@@ -101,7 +101,9 @@ def test_uids_are_unique_and_stable(report: Report) -> None:
     uids = [e["finding_info"]["uid"] for e in ocsf_events(report)]
     assert len(set(uids)) == len(uids)
     assert uids == [e["finding_info"]["uid"] for e in ocsf_events(report)]
-    assert all(u.startswith("20231114T221320Z-f0f0f0/") for u in uids)
+    assert uids == [f.fingerprint for f in report.findings]
+    metadata = [e["metadata"]["uid"] for e in ocsf_events(report)]
+    assert metadata == [f"20231114T221320Z-f0f0f0/{u}" for u in uids]
 
 
 def test_jsonl_holds_the_same_events_one_per_line(report: Report) -> None:
@@ -114,14 +116,21 @@ def test_empty_report(report: Report) -> None:
     assert render(Format.OCSF, empty) == "[]\n" and render(Format.OCSF_JSONL, empty) == ""
 
 
+T0 = 1_700_000_000
+
+
 def _rule_finding(rule_id: str, evidence: dict[str, Any]) -> Any:
     from behavior.rules import RULES
     from behavior.rules.interface import finding
+    from behavior.subjects import subject_from_evidence
 
     info = next(r.info for r in RULES if r.info.id == rule_id)
-    return finding(
-        info, evidence, count=2, first_ns=1_700_000_000 * 10**9, last_ns=1_700_000_009 * 10**9
-    )
+    subject = subject_from_evidence(rule_id, evidence)
+    assert subject is not None
+    details = {k: v for k, v in evidence.items() if k not in subject.evidence()}
+    made = finding(info, subject, details, count=2, first_ns=T0 * 10**9, last_ns=(T0 + 9) * 10**9)
+    assert made.evidence == evidence  # the subject renders the evidence it was read from
+    return made
 
 
 # Evidence shapes of the rules the sample report does not produce (see the rule modules).
