@@ -24,7 +24,9 @@ import numpy as np
 import numpy.typing as npt
 
 from binanalysis.interface import BinaryFacts
+from probes.containers import ContainerIdentity
 from probes.events import EventArray, StringTable
+from probes.procfs import IdRange
 
 
 class FactError(Exception):
@@ -87,27 +89,82 @@ class ProcessFact:
     modules: tuple[str, ...]
     exec_stack: bool | None
     seen_ns: int  # wall time of the event that revealed the process
+    # Namespaces, 0 where they are the gatherer's own (a host process): paths above are
+    # in mount namespace ``mnt_ns``; the facts of its files carry the same ``mnt_ns``.
+    mnt_ns: int = 0
+    net_ns: int = 0
+    pid_ns: int = 0
+    # The user namespace's id maps, () where it is the gatherer's own: uids above are as
+    # the host sees them; :meth:`inner_uid` gives the process's own view.
+    uid_map: tuple[IdRange, ...] = ()
+    gid_map: tuple[IdRange, ...] = ()
+    container: ContainerIdentity | None = None
+
+    def inner_uid(self, host_uid: int) -> int:
+        """``host_uid`` as this process's user namespace sees it (the overflow uid 65534
+        when the namespace does not map it)."""
+        return map_id(self.uid_map, host_uid)
+
+    def inner_gid(self, host_gid: int) -> int:
+        """``host_gid`` as this process's user namespace sees it."""
+        return map_id(self.gid_map, host_gid)
+
+
+OVERFLOW_ID = 65534
+
+
+def map_id(id_map: tuple[IdRange, ...], host_id: int) -> int:
+    """A host id seen through a user namespace's map (() = the identity)."""
+    if not id_map:
+        return host_id
+    for r in id_map:
+        if r.outer <= host_id < r.outer + r.count:
+            return r.inner + host_id - r.outer
+    return OVERFLOW_ID
+
+
+def view_stat(proc: ProcessFact, st: PathStat) -> PathStat:
+    """``st`` with its owner and group as ``proc``'s user namespace sees them."""
+    if not proc.uid_map and not proc.gid_map:
+        return st
+    return PathStat(proc.inner_uid(st.uid), proc.inner_gid(st.gid), st.mode)
+
+
+def uid_view(proc: ProcessFact) -> str:
+    """Which view of uids a judgement of ``proc`` used, as evidence states it."""
+    if not proc.uid_map:
+        return "host"
+    ranges = ", ".join(
+        f"{r.inner}-{r.inner + r.count - 1} = host {r.outer}-{r.outer + r.count - 1}"
+        for r in proc.uid_map
+    )
+    return f"user namespace ({ranges})"
 
 
 @dataclass(frozen=True)
 class FileFact:
     """A module file: its permissions, owning package (None = unpackaged) and binary
     verdicts (None when the file is not an executable format or was not analysed).
-    ``stat`` is None when the file could not be examined; ``error`` says why."""
+    ``stat`` is None when the file could not be examined; ``error`` says why. ``path``
+    is in mount namespace ``mnt_ns`` (0: the gatherer's own), reached through the root of
+    a process in it; ``stat`` holds the host's view of the owner."""
 
     path: str
     stat: PathStat | None
     package: str | None
     binary: BinaryFacts | None
     error: str | None = None
+    mnt_ns: int = 0
 
 
 @dataclass(frozen=True)
 class DirFact:
-    """A directory on a module's path, with its permissions (None if unreadable)."""
+    """A directory on a module's path, with its permissions (None if unreadable), in
+    mount namespace ``mnt_ns`` (0: the gatherer's own)."""
 
     path: str
     stat: PathStat | None
+    mnt_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,6 +191,7 @@ GAP_MAPS_GONE = "maps-gone"
 GAP_MAPS_DENIED = "maps-denied"
 GAP_FILE_UNREADABLE = "file-unreadable"
 GAP_GATHER_ERROR = "gather-error"
+GAP_FILES_GONE = "files-gone"  # the process (its root) was gone before its files were read
 
 
 # A window holds this many process images in full; older ones are then folded into
@@ -160,7 +218,17 @@ class ImageGroup:
 
 
 def _signature(fact: ProcessFact) -> tuple[object, ...]:
-    return (fact.exe, fact.script, fact.modules, fact.uid, fact.euid, fact.exec_stack)
+    return (
+        fact.exe,
+        fact.script,
+        fact.modules,
+        fact.uid,
+        fact.euid,
+        fact.exec_stack,
+        fact.mnt_ns,
+        fact.uid_map,
+        fact.container,
+    )
 
 
 def _key_digest(key: str) -> int:
@@ -178,8 +246,8 @@ class FactSet:
     host: HostFact | None = None
     coverage: CoverageFact | None = None
     processes: dict[str, ProcessFact] = field(default_factory=dict)
-    files: dict[str, FileFact] = field(default_factory=dict)
-    dirs: dict[str, DirFact] = field(default_factory=dict)
+    files: dict[tuple[int, str], FileFact] = field(default_factory=dict)  # (mnt_ns, path)
+    dirs: dict[tuple[int, str], DirFact] = field(default_factory=dict)
     users: dict[int, str] = field(default_factory=dict)
     gaps: dict[str, set[str]] = field(default_factory=dict)
     folded: dict[tuple[object, ...], ImageGroup] = field(default_factory=dict)
@@ -196,9 +264,9 @@ class FactSet:
         if isinstance(fact, ProcessFact):
             self._add_process(fact)
         elif isinstance(fact, FileFact):
-            self.files[fact.path] = fact
+            self.files[fact.mnt_ns, fact.path] = fact
         elif isinstance(fact, DirFact):
-            self.dirs[fact.path] = fact
+            self.dirs[fact.mnt_ns, fact.path] = fact
         elif isinstance(fact, UserFact):
             self.users[fact.uid] = fact.name
         elif isinstance(fact, GapFact):
@@ -251,6 +319,14 @@ class FactSet:
             merged.add(fact)
         return merged
 
+    def file(self, path: str, mnt_ns: int = 0) -> FileFact | None:
+        """The fact of file ``path`` in mount namespace ``mnt_ns``, if gathered."""
+        return self.files.get((mnt_ns, path))
+
+    def dir(self, path: str, mnt_ns: int = 0) -> DirFact | None:
+        """The fact of directory ``path`` in mount namespace ``mnt_ns``, if gathered."""
+        return self.dirs.get((mnt_ns, path))
+
     def user_name(self, uid: int) -> str:
         """The user name of ``uid``, or the number as text when unknown."""
         return self.users.get(uid, str(uid))
@@ -277,6 +353,12 @@ def _merge_process(old: ProcessFact | None, new: ProcessFact) -> ProcessFact:
         modules=modules,
         exec_stack=exec_stack,
         seen_ns=first.seen_ns,
+        mnt_ns=first.mnt_ns,
+        net_ns=first.net_ns,
+        pid_ns=first.pid_ns,
+        uid_map=first.uid_map,
+        gid_map=first.gid_map,
+        container=old.container or new.container,
     )
 
 
@@ -333,6 +415,20 @@ def _stat_from(value: Any) -> PathStat | None:
     return PathStat(int(uid), int(gid), int(mode))
 
 
+def _id_map_to_list(id_map: tuple[IdRange, ...]) -> list[list[int]]:
+    return [[r.inner, r.outer, r.count] for r in id_map]
+
+
+def _id_map_from(value: Any) -> tuple[IdRange, ...]:
+    return tuple(IdRange(int(a), int(b), int(c)) for a, b, c in value or ())
+
+
+def _container_from(value: Any) -> ContainerIdentity | None:
+    if value is None:
+        return None
+    return ContainerIdentity(**{k: str(v) for k, v in value.items()})
+
+
 def _fields(fact: Fact) -> dict[str, Any]:
     return {f.name: getattr(fact, f.name) for f in fields(fact)}
 
@@ -347,11 +443,18 @@ def fact_to_dict(fact: Fact) -> dict[str, Any]:
             "package": fact.package,
             "binary": None if fact.binary is None else fact.binary.to_dict(),
             "error": fact.error,
+            "mnt_ns": fact.mnt_ns,
         }
     elif isinstance(fact, DirFact):
-        out |= {"path": fact.path, "stat": _stat_to_dict(fact.stat)}
+        out |= {"path": fact.path, "stat": _stat_to_dict(fact.stat), "mnt_ns": fact.mnt_ns}
     elif isinstance(fact, ProcessFact):
-        out |= _fields(fact) | {"cmdline": list(fact.cmdline), "modules": list(fact.modules)}
+        out |= _fields(fact) | {
+            "cmdline": list(fact.cmdline),
+            "modules": list(fact.modules),
+            "uid_map": _id_map_to_list(fact.uid_map),
+            "gid_map": _id_map_to_list(fact.gid_map),
+            "container": None if fact.container is None else fact.container.to_dict(),
+        }
     else:
         out |= _fields(fact)
     return out
@@ -370,12 +473,20 @@ def fact_from_dict(data: Mapping[str, Any]) -> Fact:
                 package=fields["package"],
                 binary=None if binary is None else BinaryFacts.from_dict(binary),
                 error=fields.get("error"),
+                mnt_ns=int(fields.get("mnt_ns", 0)),
             )
         if kind == "dir":
-            return DirFact(path=str(fields["path"]), stat=_stat_from(fields["stat"]))
-        if kind == "process":
+            return DirFact(
+                path=str(fields["path"]),
+                stat=_stat_from(fields["stat"]),
+                mnt_ns=int(fields.get("mnt_ns", 0)),
+            )
+        if kind == "process":  # traces from before namespaces lack the last fields
             fields["cmdline"] = tuple(fields["cmdline"])
             fields["modules"] = tuple(fields["modules"])
+            fields["uid_map"] = _id_map_from(fields.get("uid_map"))
+            fields["gid_map"] = _id_map_from(fields.get("gid_map"))
+            fields["container"] = _container_from(fields.get("container"))
         if kind == "host":
             fields["ips"] = tuple(map(str, fields.get("ips", ())))
         fact: Fact = _TYPES[kind](**fields)

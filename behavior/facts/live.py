@@ -26,6 +26,7 @@ import numpy as np
 from behavior.facts import hostid
 from behavior.facts.interface import (
     GAP_FILE_UNREADABLE,
+    GAP_FILES_GONE,
     GAP_GATHER_ERROR,
     GAP_MAPS_DENIED,
     GAP_MAPS_GONE,
@@ -46,14 +47,22 @@ from behavior.facts.packages import PackageIndex
 from behavior.facts.scripts import resolve_script, script_argument
 from binanalysis import BinaryFacts, BinaryParseError, FactsCache
 from probes.common import RecentMap
+from probes.containers import ContainerCatalog, ContainerIdentity
 from probes.events import EventArray, Flag, Kind, StringTable, comm_text
 from probes.lanes import PROCESS_LANES, classify
 from probes.procfs import (
     AccessDeniedError,
+    IdRange,
+    Namespaces,
+    ProcessGoneError,
     ProcfsError,
+    open_in_root,
+    process_root,
     read_argv,
     read_exe,
+    read_id_map,
     read_maps,
+    read_namespaces,
     read_status,
 )
 
@@ -82,6 +91,20 @@ def current_host() -> HostFact:
     )
 
 
+def _own_namespaces() -> Namespaces:
+    try:
+        return read_namespaces("self")
+    except ProcfsError:
+        return Namespaces(0, 0, 0, 0)
+
+
+def _id_map(pid: int | str, kind: str) -> tuple[IdRange, ...]:
+    try:
+        return read_id_map(pid, kind)
+    except ProcfsError:
+        return ()
+
+
 def current_coverage() -> CoverageFact:
     """Whether process memory maps and binary analysis are available here."""
     # Root reads every process's map (the root rule needs exactly those); a user only its own.
@@ -89,6 +112,29 @@ def current_coverage() -> CoverageFact:
     return CoverageFact(
         maps_readable=maps, binary_analysis=True, reason="" if maps else NOT_ROOT_REASON
     )
+
+
+@dataclass(frozen=True)
+class _World:
+    """A process's namespaces and container, normalised against the gatherer's own:
+    0 (and ()) where they are the same, so a host process's facts hold no inode."""
+
+    mnt_ns: int = 0
+    net_ns: int = 0
+    pid_ns: int = 0
+    uid_map: tuple[IdRange, ...] = ()
+    gid_map: tuple[IdRange, ...] = ()
+    container: ContainerIdentity | None = None
+
+
+@dataclass(frozen=True)
+class _Want:
+    """A file to examine: its path in mount namespace ``mnt_ns``, reached through the
+    root of process ``pid`` (any process in that namespace)."""
+
+    mnt_ns: int
+    path: str
+    pid: int
 
 
 @dataclass
@@ -146,8 +192,12 @@ class LiveFactSource(FactSource):
         self._tasks: list[tuple[float, int, _Image]] = []
         self._task_seq = 0
         self._wake = threading.Condition()
-        self._files: queue.Queue[str | None] = queue.Queue()
-        self._seen_paths: set[str] = set()
+        self._files: queue.Queue[_Want | None] = queue.Queue()
+        self._seen_paths: set[tuple[int, str]] = set()
+        self._own_ns = _own_namespaces()
+        self._own_maps = (_id_map("self", "uid_map"), _id_map("self", "gid_map"))
+        self._catalog = ContainerCatalog()
+        self._root_packages: dict[int, PackageIndex] = {}  # mnt_ns -> its dpkg index
         self._seen_uids: set[int] = set()
         self._packages = packages
         self._cache = cache or FactsCache()
@@ -348,6 +398,7 @@ class LiveFactSource(FactSource):
         image.modules = image.modules | modules
         word = script_argument(exe, argv)
         script = resolve_script(pid, word) if word else None
+        world = self._world(pid)
         self._emit(
             ProcessFact(
                 key=image.key,
@@ -361,9 +412,38 @@ class LiveFactSource(FactSource):
                 modules=tuple(sorted(image.modules)),
                 exec_stack=maps.exec_stack if maps else None,
                 seen_ns=image.seen_ns,
+                mnt_ns=world.mnt_ns,
+                net_ns=world.net_ns,
+                pid_ns=world.pid_ns,
+                uid_map=world.uid_map,
+                gid_map=world.gid_map,
+                container=world.container,
             )
         )
-        self._want_files([*image.modules, *([script] if script else [])])
+        self._want_files([*image.modules, *([script] if script else [])], world.mnt_ns, pid)
+
+    def _world(self, pid: int) -> _World:
+        """The namespaces, id maps and container of ``pid`` (the gatherer's own where
+        they cannot be read: a process gone in between keeps the facts read so far)."""
+        try:
+            ns = read_namespaces(pid)
+            maps = (read_id_map(pid, "uid_map"), read_id_map(pid, "gid_map"))
+            container = self._catalog.identify(pid)
+        except ProcfsError:
+            return _World()
+        own = self._own_ns
+
+        def local(value: int, mine: int) -> int:
+            return 0 if value in (0, mine) else value
+
+        return _World(
+            mnt_ns=local(ns.mnt, own.mnt),
+            net_ns=local(ns.net, own.net),
+            pid_ns=local(ns.pid, own.pid),
+            uid_map=() if maps[0] == self._own_maps[0] else maps[0],
+            gid_map=() if maps[1] == self._own_maps[1] else maps[1],
+            container=container,
+        )
 
     def _read_failed(self, image: _Image, gap: str | None) -> None:
         """The process could not be read: keep what the event said about it."""
@@ -391,65 +471,100 @@ class LiveFactSource(FactSource):
                 seen_ns=image.seen_ns,
             )
         )
-        self._want_files([exe])
+        self._want_files([exe], 0, 0)
 
-    def _want_files(self, paths: list[str]) -> None:
+    def _want_files(self, paths: list[str], mnt_ns: int, pid: int) -> None:
         for path in paths:
             if path.endswith(" (deleted)") or path.startswith("/memfd:"):
                 continue  # no file left to examine (a replaced binary, or memfd code)
-            if path not in self._seen_paths:
-                self._seen_paths.add(path)
-                self._files.put(path)
+            if (mnt_ns, path) not in self._seen_paths:
+                self._seen_paths.add((mnt_ns, path))
+                self._files.put(_Want(mnt_ns, path, pid))
 
     # --- the file examiner thread -------------------------------------------------------
 
     def _file_loop(self) -> None:
         while True:
-            path = self._files.get()
+            want = self._files.get()
             try:
-                if path is None:
+                if want is None:
                     return
-                self._examine(path)
+                self._examine(want)
             except Exception as e:  # never take the window down; state the gap
-                self._emit(GapFact(GAP_FILE_UNREADABLE, f"{path}: {type(e).__name__}: {e}"))
+                subject = f"{want.path if want else ''}: {type(e).__name__}: {e}"
+                self._emit(GapFact(GAP_FILE_UNREADABLE, subject))
             finally:
                 self._files.task_done()
 
-    def _examine(self, path: str) -> None:
-        if self._packages is None:
-            self._packages = PackageIndex.load()
+    def _examine(self, want: _Want) -> None:
+        """Stat and inspect one file, and stat each directory on its path, all inside
+        the root of the namespace the process saw them in."""
+        path, ns = want.path, want.mnt_ns
+        root = process_root(want.pid) if ns else "/"
         try:
-            st = os.stat(path)
-        except OSError as e:
-            self._emit(FileFact(path, None, None, None, error=e.strerror or str(e)))
+            fd = open_in_root(root, path)
+        except ProcessGoneError:
+            gone = "process gone before its files could be read"
+            self._emit(FileFact(path, None, None, None, error=gone, mnt_ns=ns))
+            self._emit(GapFact(GAP_FILES_GONE, f"pid {want.pid}: {path}"))
+            return
+        except (OSError, ProcfsError) as e:
+            why = (e.strerror if isinstance(e, OSError) else None) or str(e)
+            self._emit(FileFact(path, None, None, None, error=why, mnt_ns=ns))
             self._emit(GapFact(GAP_FILE_UNREADABLE, path))
             return
-        self._note_owner(st.st_uid)
-        binary, error = self._inspect(path)
+        try:
+            st = os.fstat(fd)
+            self._note_owner(st.st_uid)
+            binary, error = self._inspect(f"/proc/self/fd/{fd}", path)
+        finally:
+            os.close(fd)
         self._emit(
             FileFact(
                 path=path,
                 stat=PathStat(st.st_uid, st.st_gid, st.st_mode),
-                package=self._packages.owner(path),
+                package=self._package_index(ns, root).owner(path),
                 binary=binary,
                 error=error,
+                mnt_ns=ns,
             )
         )
+        self._examine_dirs(path, ns, root)
+
+    def _examine_dirs(self, path: str, ns: int, root: str) -> None:
         directory = os.path.dirname(path)
-        while directory and directory not in self._seen_paths:
-            self._seen_paths.add(directory)
+        while directory and (ns, directory) not in self._seen_paths:
+            self._seen_paths.add((ns, directory))
             try:
-                dst = os.stat(directory)
+                fd = open_in_root(root, directory)
+                try:
+                    dst = os.fstat(fd)
+                finally:
+                    os.close(fd)
                 self._note_owner(dst.st_uid)
-                self._emit(DirFact(directory, PathStat(dst.st_uid, dst.st_gid, dst.st_mode)))
-            except OSError:
-                self._emit(DirFact(directory, None))
+                mode = PathStat(dst.st_uid, dst.st_gid, dst.st_mode)
+                self._emit(DirFact(directory, mode, mnt_ns=ns))
+            except (OSError, ProcfsError):
+                self._emit(DirFact(directory, None, mnt_ns=ns))
             parent = os.path.dirname(directory)
             directory = "" if parent == directory else parent
 
-    def _inspect(self, path: str) -> tuple[BinaryFacts | None, str | None]:
+    def _package_index(self, ns: int, root: str) -> PackageIndex:
+        """The host's package index, or the dpkg database inside another root."""
+        if not ns:
+            if self._packages is None:
+                self._packages = PackageIndex.load()
+            return self._packages
+        index = self._root_packages.get(ns)
+        if index is None:
+            index = self._root_packages[ns] = PackageIndex.load_in_root(root)
+        return index
+
+    def _inspect(self, opened: str, path: str) -> tuple[BinaryFacts | None, str | None]:
+        """binanalysis's verdicts of the file open at ``opened`` (its stat-keyed cache
+        inspects identical image layers once), named ``path``."""
         try:
-            return self._cache.get_or_inspect(path), None
+            return self._cache.get_or_inspect(opened).with_path(path), None
         except BinaryParseError as e:
             return None, str(e)
 

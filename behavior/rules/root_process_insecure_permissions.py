@@ -8,7 +8,14 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from behavior.facts.interface import FactSet, ImageGroup, PathStat, ProcessFact
+from behavior.facts.interface import (
+    FactSet,
+    ImageGroup,
+    PathStat,
+    ProcessFact,
+    uid_view,
+    view_stat,
+)
 from behavior.interface import Severity
 from behavior.rules.interface import (
     Rule,
@@ -80,17 +87,18 @@ def parents(path: str) -> list[str]:
         current = parent
 
 
-def module_offence(path: str, facts: FactSet) -> Offence | None:
-    """The first offending component of ``path`` (the file, then its directories)."""
-    file_fact = facts.files.get(path)
+def module_offence(path: str, facts: FactSet, proc: ProcessFact) -> Offence | None:
+    """The first offending component of ``path`` (the file, then its directories), in
+    ``proc``'s mount namespace, its owners as ``proc``'s user namespace sees them."""
+    file_fact = facts.file(path, proc.mnt_ns)
     if file_fact is not None and file_fact.stat is not None:
-        found = file_offence(path, file_fact.stat)
+        found = file_offence(path, view_stat(proc, file_fact.stat))
         if found:
             return found
     for directory in parents(path):
-        dir_fact = facts.dirs.get(directory)
+        dir_fact = facts.dir(directory, proc.mnt_ns)
         if dir_fact is not None and dir_fact.stat is not None:
-            found = dir_offence(directory, dir_fact.stat)
+            found = dir_offence(directory, view_stat(proc, dir_fact.stat))
             if found:
                 return found
     return None
@@ -107,18 +115,18 @@ def _modules(proc: ProcessFact) -> list[tuple[str, str]]:
 
 def evaluate(inp: RuleInput) -> RuleResult:
     """One finding per (executable, module) for root processes with modifiable modules."""
-    groups: dict[tuple[str, str], list[tuple[ImageGroup, str, Offence]]] = {}
+    groups: dict[tuple[int, str, str], list[tuple[ImageGroup, str, Offence]]] = {}
     images = sorted(inp.facts.images(), key=lambda g: (g.first_ns, g.sample.pid, g.sample.key))
     for image in images:
         proc = image.sample
-        if proc.euid != 0:
-            continue
+        if proc.inner_uid(proc.euid) != 0:
+            continue  # not root in its own user namespace
         for path, role in _modules(proc):
-            offence = module_offence(path, inp.facts)
+            offence = module_offence(path, inp.facts, proc)
             if offence is not None:
-                groups.setdefault((proc.exe, path), []).append((image, role, offence))
+                groups.setdefault((proc.mnt_ns, proc.exe, path), []).append((image, role, offence))
     findings = []
-    for (exe, module), members in groups.items():
+    for (_, exe, module), members in groups.items():
         first, role, offence = members[0]
         proc = first.sample
         subject = ModuleSubject(
@@ -141,6 +149,8 @@ def evaluate(inp: RuleInput) -> RuleResult:
             "mode": mode_text(offence.stat.mode),
             "reason": offence.reason,
         }
+        if proc.uid_map:  # owners as the process's user namespace sees them
+            details["uid_view"] = uid_view(proc)
         findings.append(
             finding(
                 INFO,

@@ -40,16 +40,16 @@ def _by_time(group: ImageGroup) -> tuple[int, int, str]:
 
 def file_uses(inp: RuleInput) -> list[FileUse]:
     """Every analysed module file used by a process observed in the window, by path."""
-    users: dict[str, list[ImageGroup]] = {}
+    users: dict[tuple[int, str], list[ImageGroup]] = {}  # (mount namespace, path)
     for group in inp.facts.images():
         for path in group.sample.modules:
-            users.setdefault(path, []).append(group)
+            users.setdefault((group.sample.mnt_ns, path), []).append(group)
     uses = []
-    for path in sorted(users):
-        fact = inp.facts.files.get(path)
+    for key in sorted(users):
+        fact = inp.facts.files.get(key)
         if fact is None or fact.binary is None or fact.binary.error:
             continue
-        uses.append(FileUse(fact, tuple(sorted(users[path], key=_by_time))))
+        uses.append(FileUse(fact, tuple(sorted(users[key], key=_by_time))))
     return uses
 
 
