@@ -633,7 +633,7 @@ def _defined_function_sizes(elf: _Elf, data: bytes, entsize: int) -> list[int]:
 
 
 NO_SYMBOL_EVIDENCE = "no cookie symbol, no functions found"
-MAX_FUNCTIONS = 1 << 22
+MAX_FUNCTIONS = 1 << 20  # functions taken from .eh_frame_hdr (node has 76k)
 PT_GNU_EH_FRAME = 0x6474E550
 SHT_NOBITS = 8
 EH_TABLE_DATAREL_SDATA4 = 0x3B  # what GNU ld and lld write for .eh_frame_hdr's table
@@ -727,6 +727,8 @@ def _fde_ranges(elf: _Elf, fdes: dict[int, int]) -> list[tuple[int, int]]:
     if not fdes:
         return []
     lo, hi = min(fdes.values()), max(fdes.values()) + 16
+    if hi - lo > MAX_READ_EH:
+        return []
     try:
         blob = elf.r.read(elf.offset_of(lo, ".eh_frame"), hi - lo, ".eh_frame")
     except BinaryParseError:
@@ -741,7 +743,7 @@ def _fde_ranges(elf: _Elf, fdes: dict[int, int]) -> list[tuple[int, int]]:
 
 
 END_OF_CODE = 1 << 64
-MAX_READ_EH = 64 << 20
+MAX_READ_EH = 16 << 20  # .eh_frame_hdr, or the FDEs of a Go binary's C functions
 
 
 def _encoded_size(encoding: int, word: int) -> int:

@@ -14,6 +14,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from binanalysis import BinaryFacts, inspect
+from tests.binanalysis import craft
 
 
 def _check_all(tmp_path: Path, corpus: Iterator[tuple[str, bytes]]) -> list[BinaryFacts]:
@@ -235,3 +236,25 @@ def test_mutation_fuzz(tmp_path: Path, seeds: dict[str, bytes], gcc_built: dict[
 
     results = _check_all(tmp_path, corpus())
     assert len(results) == 150 * len(corpus_seeds)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        struct.pack("<4BiI", 1, 0x1B, 0x03, 0x3B, 0, 0xFFFFFFFF) + b"\x00" * 64,  # absurd count
+        struct.pack("<4BiI", 1, 0x1B, 0x03, 0x3B, 0, 4) + struct.pack("<8i", *[-(2**31)] * 8),
+        struct.pack("<4BiI", 1, 0x1B, 0x03, 0x3B, 0, 3) + struct.pack("<6i", 0, 2**30, 5, 5, 9, -9),
+        struct.pack("<4BiI", 7, 0x1B, 0x03, 0x3B, 0, 1) + b"\x00" * 8,  # unknown version
+        b"\x01\x1b",  # truncated header
+    ],
+)
+def test_hostile_eh_frame_hdr_is_bounded(tmp_path: Path, table: bytes) -> None:
+    """The stack-cookie code evidence reads .eh_frame_hdr: absurd counts, FDE pointers
+    outside the file and unknown encodings give a verdict, never a crash or a huge read."""
+    code = (craft.PT_LOAD, craft.PF_R | craft.PF_X, b"\x48\x8d\x44\x24\x10" * 40)
+    eh = (0x6474E550, craft.PF_R, table)
+    path = tmp_path / "eh"
+    path.write_bytes(craft.make_elf([code, eh, craft.STACK_RW]))
+    facts = inspect(str(path))
+    assert facts.stack_cookies.value in (None, False, True)
+    assert facts.stack_cookies.reason
