@@ -73,6 +73,7 @@ def test_json_follows_the_contract() -> None:
     finding = data["findings"][1]
     assert list(finding) == [
         "rule_id",
+        "fingerprint",
         "title",
         "severity",
         "description",
