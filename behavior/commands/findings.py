@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from behavior.daemon.client import add_socket_argument, call
-from behavior.daemon.protocol import REQUEST_FORMATS, Request
+from behavior.daemon.protocol import REQUEST_FORMATS, FindingsRequest
 from behavior.formats.output import emit
 
 
@@ -19,6 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print (or write) the run's report."""
-    text = call(args.socket, Request(op="findings", run=args.run, format=args.format))
+    text = call(args.socket, FindingsRequest(run=args.run, format=args.format))
     emit(text, args.output)
     return 0

@@ -6,7 +6,12 @@ import argparse
 import time
 
 from behavior.daemon.client import add_socket_argument, call
-from behavior.daemon.protocol import REQUEST_FORMATS, Request
+from behavior.daemon.protocol import (
+    REQUEST_FORMATS,
+    FindingsRequest,
+    RunRequest,
+    StatusRequest,
+)
 
 ACTIVE = ("collecting", "evaluating")
 
@@ -25,16 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the new run's id (and with --wait, its findings once it finished)."""
-    run_id = call(args.socket, Request(op="run", template=args.template))
+    run_id = call(args.socket, RunRequest(template=args.template))
     if not args.wait:
         print(run_id)
         return 0
     while True:
-        status = call(args.socket, Request(op="status"))
+        status = call(args.socket, StatusRequest())
         state = next((r["state"] for r in status["runs"] if r["id"] == run_id), None)
         if state not in ACTIVE:
             break
         time.sleep(0.5)
-    text = call(args.socket, Request(op="findings", run=run_id, format=args.format))
+    text = call(args.socket, FindingsRequest(run=run_id, format=args.format))
     print(text if text.endswith("\n") else text + "\n", end="")
     return 0

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from behavior.daemon.client import add_socket_argument, call
-from behavior.daemon.protocol import Request
+from behavior.daemon.protocol import StatusRequest
 from behavior.durations import format_duration
 
 
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the daemon's status."""
-    status = call(args.socket, Request(op="status"))
+    status = call(args.socket, StatusRequest())
     if args.format == "json":
         print(json.dumps(status, indent=2))
     else:

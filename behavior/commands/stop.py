@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from behavior.daemon.client import add_socket_argument, call
-from behavior.daemon.protocol import Request
+from behavior.daemon.protocol import StopRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Ask the daemon to end the run's window now."""
-    call(args.socket, Request(op="stop", run=args.run))
+    call(args.socket, StopRequest(run=args.run))
     print(f"{args.run}: stopping; its partial findings will be kept")
     return 0

@@ -17,7 +17,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Union
 
 from behavior.formats import Format
 
@@ -42,13 +42,41 @@ class RemoteError(ProtocolError):
 
 
 @dataclass(frozen=True)
-class Request:
-    """A validated request."""
+class StatusRequest:
+    """``rba status``: runs, templates and health."""
 
-    op: str
-    template: str = ""
-    run: str = ""
+    op: ClassVar[str] = "status"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """``rba run``: start a run of a template now."""
+
+    template: str
+    op: ClassVar[str] = "run"
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """``rba stop``: end a collecting run early."""
+
+    run: str
+    op: ClassVar[str] = "stop"
+
+
+@dataclass(frozen=True)
+class FindingsRequest:
+    """``rba findings``: a finished run's stored report."""
+
+    run: str
     format: str = "json"
+    op: ClassVar[str] = "findings"
+
+
+Request = Union[StatusRequest, RunRequest, StopRequest, FindingsRequest]
+_KINDS: dict[str, type[Request]] = {
+    kind.op: kind for kind in (StatusRequest, RunRequest, StopRequest, FindingsRequest)
+}
 
 
 def parse_request(line: bytes) -> Request:
@@ -59,6 +87,8 @@ def parse_request(line: bytes) -> Request:
         raise ProtocolError("request is not UTF-8") from e
     except json.JSONDecodeError as e:
         raise ProtocolError(f"request is not JSON: {e.msg} at column {e.colno}") from e
+    except RecursionError as e:
+        raise ProtocolError("request is nested too deeply") from e
     if not isinstance(data, dict):
         raise ProtocolError("request must be a JSON object")
     op = data.get("op")
@@ -72,19 +102,22 @@ def parse_request(line: bytes) -> Request:
     for key, value in fields.items():
         if not isinstance(value, str):
             raise ProtocolError(f"{op}: field {key!r} must be a string")
-    request = Request(op=op, **fields)
-    _check_fields(request)
-    return request
+    return make_request(op, **fields)
 
 
-def _check_fields(request: Request) -> None:
-    needs = _OPS[request.op]
-    if "template" in needs and not request.template:
+def make_request(op: str, **fields: str) -> Request:
+    """The request ``op`` with ``fields`` (strings), validated. Raises ProtocolError."""
+    kind = _KINDS.get(op)
+    if kind is None:
+        raise ProtocolError(f"unknown op {op!r}: use one of {', '.join(_OPS)}")
+    needs = _OPS[op]
+    if "template" in needs and not fields.get("template"):
         raise ProtocolError("run: field 'template' is required")
-    if "run" in needs and not _RUN_ID.match(request.run):
-        raise ProtocolError(f"{request.op}: field 'run' must be a run id")
-    if request.format not in REQUEST_FORMATS:
+    if "run" in needs and not _RUN_ID.match(fields.get("run", "")):
+        raise ProtocolError(f"{op}: field 'run' must be a run id")
+    if fields.get("format", "json") not in REQUEST_FORMATS:
         raise ProtocolError(f"findings: format must be one of {', '.join(REQUEST_FORMATS)}")
+    return kind(**fields)
 
 
 def encode_request(request: Request) -> bytes:

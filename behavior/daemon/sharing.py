@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from probes.events import EventArray, StringTable
 from probes.interface import SourceStats
@@ -44,6 +44,17 @@ class Session(Protocol):
     def stop(self) -> None: ...
 
     def stats(self) -> dict[str, SourceStats]: ...
+
+
+class Consumer(Protocol):
+    """What a subscriber is: something fed batches, closed when it could not attach."""
+
+    def feed(self, events: EventArray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Consumer)
 
 
 @dataclass
@@ -111,12 +122,13 @@ class SharedSession:
     def subscribe(
         self,
         key: str,
-        make_sink: Callable[[StringTable, tuple[str, ...]], Sink],
+        make_consumer: Callable[[StringTable, tuple[str, ...]], C],
         on_error: ErrorCallback,
-    ) -> Subscription:
-        """Attach a run, opening the session if none is open. ``make_sink`` receives the
-        session's string table and source names. Raises whatever opening the session or
-        ``make_sink`` raises.
+    ) -> tuple[Subscription, C]:
+        """Attach a run, opening the session if none is open. ``make_consumer`` receives
+        the session's string table and source names and makes what is fed; it is returned
+        with the subscription. Raises whatever opening the session or ``make_consumer``
+        raises (a consumer already made is closed first).
 
         The first run gets the session's own start snapshot through its first read. A run
         joining an open session first gets a fresh snapshot of its own, taken with the lock
@@ -127,18 +139,21 @@ class SharedSession:
                 self._open()
             assert self._session is not None and self._strings is not None
             since_ns = time.monotonic_ns() if late else 0
+            consumer: C | None = None
             try:
-                sink = make_sink(self._strings, tuple(self._session.sources))
+                consumer = make_consumer(self._strings, tuple(self._session.sources))
                 if late:
-                    sink(self._snapshotter(self._strings))
+                    consumer.feed(self._snapshotter(self._strings))
             except BaseException:
+                if consumer is not None:
+                    consumer.close()
                 if not self._subs:
                     self._close()
                 raise
             session = self._session
             sub = Subscription(
                 key,
-                sink,
+                consumer.feed,
                 on_error,
                 baseline=session.stats(),
                 sources=tuple(session.sources),
@@ -146,7 +161,7 @@ class SharedSession:
                 since_ns=since_ns,
             )
             self._subs[key] = sub
-            return sub
+            return sub, consumer
 
     def unsubscribe(self, key: str) -> Subscription | None:
         """Detach a run (its ``final`` counters set); the last one out stops the session."""

@@ -16,21 +16,14 @@ import logging
 import os
 import shutil
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
+from behavior.daemon.runs import RunRecord, RunState
 from behavior.formats.output import write_atomic
 from behavior.interface import RbaError, UsageError
 
 log = logging.getLogger("rba.daemon")
 
-COLLECTING = "collecting"
-EVALUATING = "evaluating"
-COMPLETED = "completed"
-FAILED = "failed"
-CANCELED = "canceled"
-ACTIVE_STATES = (COLLECTING, EVALUATING)
-STATES = (COLLECTING, EVALUATING, COMPLETED, FAILED, CANCELED)
 STATE_FILE = "state.json"
 REPORT_FILE = "report.json"
 TRACE_FILE = "trace.rbt"  # templates with trace = true
@@ -38,28 +31,6 @@ TRACE_FILE = "trace.rbt"  # templates with trace = true
 
 class StoreError(RbaError):
     """The store cannot be read or written (the message names the path)."""
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What the store keeps about a run besides its report."""
-
-    id: str
-    template: str
-    state: str
-    started_at: str  # ISO 8601 UTC
-    duration_s: float
-    ends_at: str = ""  # planned end of the window
-    ended_at: str = ""
-    reason: str = ""  # why it failed, or how it ended early
-    partial: bool = False
-    events: int = 0
-    lost_events: int = 0
-    findings: int = 0
-
-    def with_changes(self, **changes: Any) -> RunRecord:
-        """A copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
 
 
 class RunStore:
@@ -129,16 +100,17 @@ class RunStore:
         completed when their report was written just before the crash)."""
         records = []
         for record in self.load_all():
-            settled = self._settle_interrupted(record) if record.state in ACTIVE_STATES else record
+            settled = self._settle_interrupted(record) if record.state.active else record
             records.append(settled)
         return records
 
     def _settle_interrupted(self, record: RunRecord) -> RunRecord:
-        if record.state == EVALUATING and self.read_report(record.id) is not None:
-            settled = record.with_changes(state=COMPLETED)
+        if record.state == RunState.EVALUATING and self.read_report(record.id) is not None:
+            settled = dataclasses.replace(record, state=RunState.COMPLETED)
         else:
-            settled = record.with_changes(
-                state=FAILED,
+            settled = dataclasses.replace(
+                record,
+                state=RunState.FAILED,
                 reason=f"the daemon stopped while the run was {record.state} "
                 "(crash, kill or power loss); no report was written",
             )
@@ -152,7 +124,7 @@ class RunStore:
         """Delete the oldest finished runs until at most ``max_runs`` finished runs remain
         and the store uses at most ``max_bytes``. Runs in ``keep`` are never deleted.
         Returns the deleted ids (``records`` is ordered oldest first)."""
-        finished = [r for r in records if r.state not in ACTIVE_STATES and r.id not in keep]
+        finished = [r for r in records if not r.state.active and r.id not in keep]
         sizes = {r.id: self._size(r.id) for r in records}
         total = sum(sizes.values())
         removed: list[str] = []
@@ -187,7 +159,9 @@ def _load(data: Any) -> RunRecord:
     if not isinstance(data, dict):
         raise ValueError("not an object")
     fields = {f.name for f in dataclasses.fields(RunRecord)}
-    record = RunRecord(**{k: v for k, v in data.items() if k in fields})
-    if record.state not in STATES:
-        raise ValueError(f"unknown state {record.state!r}")
-    return record
+    values = {k: v for k, v in data.items() if k in fields}
+    state = values.get("state")
+    if state not in {s.value for s in RunState}:
+        raise ValueError(f"unknown state {state!r}")
+    values["state"] = RunState(state)
+    return RunRecord(**values)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from behavior.daemon.client import DaemonError, call
-from behavior.daemon.protocol import Request
+from behavior.daemon.protocol import make_request
 from tests.conftest import RBA, REPO
 
 # Keep in sync with packaging/rba.service (tests/daemon/test_unit_file.py checks it).
@@ -117,7 +117,7 @@ class DaemonProcess:
 
     def request(self, op: str, **fields: str) -> Any:
         """Send one request over the socket; DaemonError when refused."""
-        return call(self.socket, Request(op=op, **fields), timeout=60)
+        return call(self.socket, make_request(op, **fields), timeout=60)
 
     def status(self) -> dict[str, Any]:
         """The ``status`` result."""

@@ -20,8 +20,12 @@ from behavior.daemon import server as server_module
 from behavior.daemon.client import DaemonError, call
 from behavior.daemon.protocol import (
     MAX_REQUEST_BYTES,
+    FindingsRequest,
     ProtocolError,
     Request,
+    RunRequest,
+    StatusRequest,
+    StopRequest,
     parse_request,
 )
 from behavior.daemon.server import ControlServer, RequestRefusedError, ServerError
@@ -29,11 +33,11 @@ from tests.support.other_user import OtherUserPython
 
 
 def handler(request: Request) -> Any:
-    if request.op == "status":
+    if isinstance(request, StatusRequest):
         return {"hello": "world"}
-    if request.op == "stop":
+    if isinstance(request, StopRequest):
         raise RequestRefusedError(f"no run {request.run!r}")
-    if request.op == "run":
+    if isinstance(request, RunRequest):
         raise RuntimeError("handler bug")
     return "findings text"
 
@@ -70,12 +74,12 @@ def test_socket_mode_and_requests(server: tuple[ControlServer, str]) -> None:
     st = os.stat(path)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
     assert st.st_uid == os.geteuid()
-    assert call(path, Request(op="status")) == {"hello": "world"}
+    assert call(path, StatusRequest()) == {"hello": "world"}
     with pytest.raises(DaemonError, match="no run 'r1'"):
-        call(path, Request(op="stop", run="r1"))
+        call(path, StopRequest(run="r1"))
     with pytest.raises(DaemonError, match="internal error: RuntimeError: handler bug"):
-        call(path, Request(op="run", template="t"))
-    assert call(path, Request(op="status")) == {"hello": "world"}
+        call(path, RunRequest(template="t"))
+    assert call(path, StatusRequest()) == {"hello": "world"}
 
 
 @pytest.mark.parametrize(
@@ -102,7 +106,7 @@ def test_bad_requests_get_an_error_and_the_server_stays_up(
     srv, path = server
     reply = raw(path, payload)
     assert reply.startswith(b'{"ok": false') and error.encode() in reply, reply[:200]
-    assert call(path, Request(op="status")) == {"hello": "world"}
+    assert call(path, StatusRequest()) == {"hello": "world"}
     assert srv.requests_refused >= 1
 
 
@@ -113,7 +117,7 @@ def test_client_that_vanishes_mid_request(server: tuple[ControlServer, str]) -> 
         sock.connect(path)
         sock.sendall(b'{"op": "status"')
         sock.close()
-    assert call(path, Request(op="status")) == {"hello": "world"}
+    assert call(path, StatusRequest()) == {"hello": "world"}
 
 
 @pytest.mark.root
@@ -165,17 +169,17 @@ def test_stale_socket_is_replaced(tmp_path: Path) -> None:
     srv = ControlServer(path, handler)
     srv.start()
     try:
-        assert call(path, Request(op="status")) == {"hello": "world"}
+        assert call(path, StatusRequest()) == {"hello": "world"}
     finally:
         srv.close()
     assert not os.path.exists(path)
 
 
 def test_parse_request_accepts_the_documented_shapes() -> None:
-    assert parse_request(b'{"op": "status"}') == Request("status")
-    assert parse_request(b'{"op": "findings", "run": "r-1.x", "format": "text"}') == Request(
-        "findings", run="r-1.x", format="text"
-    )
+    assert parse_request(b'{"op": "status"}') == StatusRequest()
+    assert parse_request(
+        b'{"op": "findings", "run": "r-1.x", "format": "text"}'
+    ) == FindingsRequest(run="r-1.x", format="text")
     with pytest.raises(ProtocolError):
         parse_request(b'{"op": "findings"}')
 
@@ -197,7 +201,7 @@ def test_slow_and_idle_clients_cannot_starve_the_server(monkeypatch: pytest.Monk
         # Connections are accepted in order, so this one comes after every idle one has
         # taken a slot; they hold them until their request timeout.
         with pytest.raises(DaemonError, match="busy: too many connections"):
-            call(path, Request(op="status"))
+            call(path, StatusRequest())
         # Each idle client is told it timed out, then closed: a server without a request
         # timeout would leave these reads to hit their own 10 s timeout instead.
         for sock in idle:
@@ -208,7 +212,7 @@ def test_slow_and_idle_clients_cannot_starve_the_server(monkeypatch: pytest.Monk
         deadline = time.monotonic() + 10
         while True:
             try:
-                assert call(path, Request(op="status")) == {"hello": "world"}
+                assert call(path, StatusRequest()) == {"hello": "world"}
                 break
             except DaemonError as e:
                 assert "busy" in str(e) and time.monotonic() < deadline, e
@@ -227,7 +231,7 @@ def test_slow_and_idle_clients_cannot_starve_the_server(monkeypatch: pytest.Monk
                     break
             reply = read_all(slow)
         assert b"timed out waiting for a request" in reply, reply
-        assert call(path, Request(op="status")) == {"hello": "world"}
+        assert call(path, StatusRequest()) == {"hello": "world"}
     finally:
         for sock in idle:
             sock.close()

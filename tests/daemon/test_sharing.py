@@ -6,7 +6,6 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -20,15 +19,19 @@ class Collector:
         self.batches: list[EventArray] = []
         self.fail = fail
         self.got = threading.Event()
+        self.closed = False
 
-    def sink(self, _strings: StringTable, _sources: tuple[str, ...]) -> Callable[..., None]:
-        def feed(batch: EventArray) -> None:
-            self.batches.append(batch)
-            self.got.set()
-            if self.fail:
-                raise RuntimeError("this run's fold broke")
+    def sink(self, _strings: StringTable, _sources: tuple[str, ...]) -> Collector:
+        return self
 
-        return feed
+    def feed(self, batch: EventArray) -> None:
+        self.batches.append(batch)
+        self.got.set()
+        if self.fail:
+            raise RuntimeError("this run's fold broke")
+
+    def close(self) -> None:
+        self.closed = True
 
     def pids(self) -> set[int]:
         return {int(pid) for batch in self.batches for pid in batch["pid"]}
@@ -77,7 +80,7 @@ def test_a_late_run_gets_its_own_start_snapshot() -> None:
     try:
         probes.subscribe("first", first.sink, lambda k, e: None)
         assert first.got.wait(10)
-        joined = probes.subscribe("late", late.sink, lambda k, e: None)
+        joined, _ = probes.subscribe("late", late.sink, lambda k, e: None)
         assert late.got.wait(10) and joined.since_ns > 0
         with subprocess.Popen(["sleep", "2"]) as child:  # something new for the next poll
             deadline = time.monotonic() + 10

@@ -7,18 +7,17 @@ import os
 import stat
 from pathlib import Path
 
-from behavior.daemon.store import (
-    CANCELED,
-    COLLECTING,
-    COMPLETED,
-    EVALUATING,
-    FAILED,
-    RunRecord,
-    RunStore,
-)
+from behavior.daemon.runs import RunRecord, RunState
+from behavior.daemon.store import RunStore
+
+CANCELED = RunState.CANCELED
+COLLECTING = RunState.COLLECTING
+COMPLETED = RunState.COMPLETED
+EVALUATING = RunState.EVALUATING
+FAILED = RunState.FAILED
 
 
-def record(run_id: str, state: str, started: str = "2026-01-01T00:00:00.000Z") -> RunRecord:
+def record(run_id: str, state: RunState, started: str = "2026-01-01T00:00:00.000Z") -> RunRecord:
     return RunRecord(id=run_id, template="t", state=state, started_at=started, duration_s=20)
 
 
