@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 
+from behavior.commands.fleet import add_lake_options, replay_into_lake
 from behavior.commands.report_options import add_report_options, report_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rba replay``."""
-    parser.add_argument("trace", metavar="TRACE", help="a trace from rba capture or --record")
+    parser.add_argument(
+        "trace", metavar="TRACE", nargs="+", help="a trace from rba capture or --record "
+        "(several with --lake)",
+    )  # fmt: skip
     add_report_options(parser)
+    add_lake_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,8 +33,12 @@ def run(args: argparse.Namespace) -> int:
 
     options = report_options(args)
     observer = TerminalObserver(quiet=args.quiet)
+    if args.lake:
+        return replay_into_lake(args, options, observer)
+    if len(args.trace) > 1:
+        raise UsageError("several traces are replayed into a lake: add --lake LAKE")
     try:
-        recording = load_recording(args.trace)
+        recording = load_recording(args.trace[0])
         for problem in recording.problems:
             observer.notice(problem)
         report = replay(recording, observer)
