@@ -137,6 +137,7 @@ class RunInfo:
     os_name: str = ""  # os-release NAME, e.g. "Debian GNU/Linux"
     os_version: str = ""  # os-release VERSION_ID, e.g. "12"
     ips: tuple[str, ...] = ()  # the host's non-loopback addresses
+    rba_version: str = ""  # the rba that made the report (behavior.__version__)
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,14 @@ def test_no_color_is_honoured_on_a_terminal() -> None:
     color = re.compile(rb"\x1b\[[0-9;]*m")  # SGR: colours (the progress line uses \x1b[K)
     assert color.search(painted)  # colours on a terminal, so the check below can fail
     assert b"/bin/true" in plain and not color.search(plain)
+
+
+def test_every_report_states_the_version(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = run_rba("assess", "-q", "--duration", "2s", "--probes", "poll", "-o", str(out))
+    assert result.returncode in (0, 1), result.stderr
+    assert result.stderr == ""  # -q
+    text = out.read_text()
+    assert text.startswith("rba assessment of ")
+    # the text report's first line; JSON, ASFF, OCSF and HTML: tests/formats/golden
+    assert f"(rba {behavior.__version__})" in text.splitlines()[0]

@@ -160,6 +160,7 @@ def _product_fields(report: Report, entry: Entry) -> dict[str, str]:
     fields = {
         "rba/rule_id": finding.rule_id,
         "rba/run_id": report.run.id,
+        "rba/version": report.run.rba_version,
         "rba/count": str(finding.count),
     }
     if entry.suppression is not None:

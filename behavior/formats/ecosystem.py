@@ -6,7 +6,6 @@ entry)."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -29,15 +28,11 @@ BINARY_RULES = frozenset(
 )
 
 
-@functools.cache
 def product_version() -> str:
-    """The installed rba version ("0+unknown" when run from a tree that is not installed)."""
-    from importlib import metadata  # costs ~35 ms: only when a format needs it
+    """rba's version (behavior.__version__: also right in the .deb, which has no metadata)."""
+    from behavior import __version__
 
-    try:
-        return metadata.version("rba")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    return __version__
 
 
 def finding_uid(report: Report, finding: Finding) -> str:

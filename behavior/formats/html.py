@@ -16,6 +16,7 @@ from typing import Any
 from behavior.durations import format_duration
 from behavior.formats.ecosystem import Entry, entries, flatten
 from behavior.formats.svg import connections_chart, execs_chart, listeners_chart
+from behavior.formats.text import by_rba
 from behavior.interface import Report, Severity
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -88,7 +89,8 @@ def _header(report: Report) -> list[str]:
     partial = ' <span class="badge high">partial window</span>' if run.partial else ""
     return [
         f"<h1>{kind} of {escape(run.host or 'unknown host')}{partial}</h1>",
-        f'<p class="meta">run {escape(run.id)} · {escape(run.started_at)} .. '
+        f'<p class="meta">run {escape(run.id)}{escape(by_rba(run.rba_version))} · '
+        f"{escape(run.started_at)} .. "
         f"{escape(run.ended_at)} ({escape(format_duration(run.duration_s))})</p>",
     ]
 

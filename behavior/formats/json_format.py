@@ -17,6 +17,7 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
     """The ``run`` object: window, sources, events, losses and which rules ran."""
     return {
         "id": run.id,
+        "rba_version": run.rba_version,
         "host": run.host,
         "machine_id": run.machine_id,
         "os": {"name": run.os_name, "version": run.os_version},

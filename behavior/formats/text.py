@@ -74,12 +74,17 @@ def summary_line(report: Report) -> str:
     return f"{total} finding{'s' if total != 1 else ''}: {parts}{tail}"
 
 
+def by_rba(version: str) -> str:
+    """' (rba 0.1.0)': which rba made a report, for the run facts ("" when unknown)."""
+    return f" (rba {version})" if version else ""
+
+
 def _header(report: Report) -> list[str]:
     run = report.run
     kind = "replay of an assessment" if run.replayed else "assessment"
     window = f"{run.started_at} .. {run.ended_at} ({format_duration(run.duration_s)})"
     lines = [
-        *_wrap(f"rba {kind} of {run.host}, run {run.id}", ""),
+        *_wrap(f"rba {kind} of {run.host}, run {run.id}{by_rba(run.rba_version)}", ""),
         *_wrap(f"window: {window}{', ended early (partial)' if run.partial else ''}", ""),
         *_wrap(
             f"sources: {', '.join(run.sources) or 'none'}; events: {run.events}; "

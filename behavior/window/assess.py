@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from behavior import __version__
 from behavior.durations import format_duration
 from behavior.facts.interface import (
     GAP_FILE_UNREADABLE,
@@ -204,6 +205,7 @@ class Assessment:
             os_name=host.os_name if host else "",
             os_version=host.os_version if host else "",
             ips=host.ips if host else (),
+            rba_version=__version__,
             started_at=iso_time(self.started_at_ns),
             ended_at=iso_time(ended_at_ns),
             duration_s=max(0, ended_at_ns - self.started_at_ns) / 1e9,

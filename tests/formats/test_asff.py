@@ -112,7 +112,8 @@ def test_limits_hold_for_oversized_findings(report: Report) -> None:
     assert finding["Title"].endswith("…") and len(finding["Title"]) == MAX_TITLE
     assert len(finding["Description"]) == MAX_DESCRIPTION
     assert "rba/evidence_truncated" in finding["ProductFields"]
-    assert finding["ProductFields"]["rba/evidence_truncated"].startswith("74 more")
+    # 120 evidence keys: what does not fit beside rba/rule_id, run_id, version, count... is counted
+    assert finding["ProductFields"]["rba/evidence_truncated"].startswith("75 more")
 
 
 def test_placeholders_and_options(report: Report) -> None:
