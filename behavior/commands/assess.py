@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown rule id(s): {', '.join(unknown)} (see rba rules)")
     options = report_options(args)
     config = AssessConfig(duration, rules, args.probes, poll_interval, args.content)
+    if args.record == "-":
+        raise UsageError("--record: a trace is a file (appended to and fsynced), not stdout")
     recorder = recorder_for(args.record, purpose="assess", redact=args.redact_cmdline)
     observer = TerminalObserver(quiet=args.quiet)
     stop = threading.Event()

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         content=args.content,
     )
     observer = TerminalObserver(quiet=args.quiet)
+    if args.output == "-":
+        raise UsageError("a trace is a file (appended to and fsynced), not standard output")
     recorder = TraceRecorder(args.output, purpose="capture", redact=args.redact_cmdline)
     stop = threading.Event()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,20 @@ def test_output_dash_is_standard_output(tmp_path: Path) -> None:
     result = run_rba("replay", str(trace), "--format", "json", "--output", "-", timeout=120)
     assert result.returncode == 0 and result.stdout.lstrip().startswith("{")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.rbt"]
+
+
+@pytest.mark.parametrize("args", [["capture", "--output", "-"], ["assess", "--record", "-"]])
+def test_a_trace_to_stdout_is_refused_not_a_file_named_dash(
+    args: list[str], tmp_path: Path
+) -> None:
+    from tests.conftest import RBA
+
+    result = subprocess.run(
+        [*RBA, *args, "--probes", "poll", "--duration", "1s"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert result.returncode == 2 and "not standard output" in result.stderr.replace(
+        "not stdout", "not standard output"
+    )
+    assert list(tmp_path.iterdir()) == []
