@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _when(ns: Any) -> str:
-    if not isinstance(ns, int):
+    if not isinstance(ns, int) or not 0 <= ns < 2**63:
         return "unknown"
     return (
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9))

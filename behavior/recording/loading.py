@@ -86,7 +86,7 @@ def read_records(index: TraceIndex) -> tuple[list[Fact], dict[str, SourceStats],
                 facts.append(fact_from_dict(record["fact"]))
             elif record.get("type") == "stats":
                 stats = stats_from_dict(record["stats"])
-        except (FactError, KeyError, TypeError, ValueError, AttributeError):
+        except (FactError, KeyError, TypeError, ValueError, AttributeError, OverflowError):
             malformed += 1
     problems = []
     if index.damage:
@@ -112,12 +112,15 @@ def read_end(
         return None
     try:
         end = index.end
+        ended_at_ns = int(end["ended_at_ns"])
+        if not 0 <= ended_at_ns < 2**63:  # as TraceHeader.check does for the start
+            raise ValueError(f"ended_at_ns {ended_at_ns}")
         return (
-            int(end["ended_at_ns"]),
+            ended_at_ns,
             bool(end["partial"]),
             stats_from_dict(end["stats"]),
             tuple(map(str, end["notices"])),
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         problems.append(f"trace: malformed end record ignored ({e!r})")
         return None

@@ -154,3 +154,33 @@ def test_random_bytes_after_a_valid_start_never_crash(tmp_path: Path) -> None:
         trace = tmp_path / f"r{i}.rbt"
         trace.write_bytes(trace_bytes(start_record(), tail))
         _no_crash(_limited("replay", str(trace)))
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        {"ended_at_ns": math.inf, "partial": False, "stats": {}, "notices": []},
+        {"ended_at_ns": -(10**30), "partial": False, "stats": {}, "notices": []},
+        {"ended_at_ns": 2**64, "partial": False, "stats": {}, "notices": []},
+        {"ended_at_ns": 10**18, "partial": False, "notices": [],
+         "stats": {"poll": {"events": math.inf, "lost": 0, "gaps": []}}},
+    ],
+)  # fmt: skip
+def test_absurd_end_values_are_reported_not_crashed_on(
+    end: dict[str, object], tmp_path: Path
+) -> None:
+    """Found by bench/fuzz_traces.py: an END (or stats record) with an infinite or
+    out-of-range time gave OverflowError in trace info and replay."""
+    from behavior.commands.trace import render_info
+    from behavior.recording.describe import describe
+    from behavior.recording.loading import load_recording
+
+    stats = json_chunk(ChunkType.RECORDS, {"type": "stats", "at_ns": 1, "stats": end["stats"]})
+    trace = tmp_path / "t.rbt"
+    trace.write_bytes(trace_bytes(start_record(), stats, json_chunk(ChunkType.END, end)))
+    text = render_info(describe(str(trace)))
+    assert "malformed end record" in text or "malformed" in " ".join(
+        load_recording(str(trace)).problems
+    )
+    _no_crash(_limited("replay", str(trace)))
+    _no_crash(_limited("trace", "info", str(trace)))
