@@ -13,6 +13,7 @@ the merged stream holds no duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from probes import procfs
 from probes.common import BatchQueue, EventRows, GapCounter, clock_pair
 from probes.events import EventArray, Flag, Kind, Source, StringTable, pack_address
 from probes.interface import Capabilities, EventSource, ProbeError, SourceStats
@@ -52,7 +54,7 @@ class _Conn:
     status: str
 
 
-def surrogate_sock(key: ConnKey) -> int:
+def surrogate_sock(key: tuple[object, ...]) -> int:
     """A stable 63-bit socket id for a polled socket (kernel addresses have the top bit)."""
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
@@ -81,6 +83,7 @@ class PollSource(EventSource):
         self._events_lock = threading.Lock()
         self._procs: dict[int, ProcKey] = {}
         self._conns: dict[ConnKey, _Conn] = {}
+        self._foreign: dict[tuple[int, ConnKey], _Conn] = {}  # other network namespaces
         self._logins: set[LoginKey] = set()
         self.polls = 0
         self.snapshot: EventArray | None = None
@@ -211,6 +214,56 @@ class PollSource(EventSource):
                 if key not in current and conn.kind == socket.SOCK_STREAM:
                     self._add_close(rows, key, conn, own_ns)
         self._conns = current
+        self._poll_foreign(rows, flags, initial)
+
+    def _poll_foreign(self, rows: EventRows, flags: Flag, initial: bool) -> None:
+        """TCP sockets of containers and other network namespaces, which psutil's table
+        (this namespace's) does not hold, from /proc/PID/net/tcp of a process in each."""
+        current = self._foreign_sockets()
+        listening = {(ns, k[3]) for (ns, k), v in current.items() if v.status == psutil.CONN_LISTEN}
+        for (ns, key), conn in current.items():
+            if (ns, key) not in self._foreign:
+                ports = {port for n, port in listening if n == ns}
+                self._add_conn(rows, key, conn, flags, listening_ports=ports, netns=ns)
+        if not initial:
+            for (ns, key), conn in self._foreign.items():
+                if (ns, key) not in current:
+                    self._add_close(rows, key, conn, ns)
+        self._foreign = current
+
+    def _foreign_sockets(self) -> dict[tuple[int, ConnKey], _Conn]:
+        by_netns: dict[int, list[int]] = {}
+        for pid in sorted(self._procs):
+            netns = self._netns.resolve(pid)
+            if netns and netns != self._netns.own:
+                by_netns.setdefault(netns, []).append(pid)
+        found: dict[tuple[int, ConnKey], _Conn] = {}
+        for netns, pids in by_netns.items():
+            owners: dict[int, int] = {}
+            for pid in pids:
+                with contextlib.suppress(procfs.ProcfsError):
+                    for inode in procfs.socket_inodes(pid):
+                        owners.setdefault(inode, pid)
+            try:
+                sockets = procfs.read_tcp_sockets(pids[0])
+            except procfs.ProcfsError:
+                self._gaps.add(GAP_VANISHED)
+                continue
+            for s in sockets:
+                status = _TCP_STATES.get(s.state)
+                if status is None:
+                    continue
+                listen = status == psutil.CONN_LISTEN
+                key = (
+                    s.family,
+                    int(socket.SOCK_STREAM),
+                    s.local,
+                    s.lport,
+                    "" if listen else s.remote,
+                    0 if listen else s.rport,
+                )
+                found[netns, key] = _Conn(owners.get(s.inode, 0), socket.SOCK_STREAM, status)
+        return found
 
     def _add_conn(
         self,
@@ -226,7 +279,7 @@ class PollSource(EventSource):
         common: dict[str, Any] = {
             "pid": conn.pid,
             "family": family,
-            "sock": surrogate_sock(key),
+            "sock": _sock(key, netns, self._netns.own),
             "netns": netns,
         }
         if conn.kind == socket.SOCK_DGRAM:
@@ -257,7 +310,7 @@ class PollSource(EventSource):
             kind=Kind.TCP_CLOSE,
             pid=conn.pid,
             family=family,
-            sock=surrogate_sock(key),
+            sock=_sock(key, netns, self._netns.own),
             netns=netns,
             saddr=_raw(laddr),
             sport=lport,
@@ -287,6 +340,17 @@ class PollSource(EventSource):
             "aux": int(started),
             "pid": pid,
         }
+
+
+_TCP_STATES = {
+    procfs.TCP_LISTEN: psutil.CONN_LISTEN,
+    procfs.TCP_ESTABLISHED: psutil.CONN_ESTABLISHED,
+}
+
+
+def _sock(key: ConnKey, netns: int, own: int) -> int:
+    """The surrogate socket id: the same address in another namespace is another socket."""
+    return surrogate_sock(key if netns in (0, own) else (*key, netns))
 
 
 def _conn_key(conn: Any) -> ConnKey | None:

@@ -325,6 +325,71 @@ def local_addresses(pid: int) -> set[tuple[int, bytes]] | None:
     return found
 
 
+TCP_LISTEN = 0x0A
+TCP_ESTABLISHED = 0x01
+
+
+@dataclass(frozen=True)
+class InetSocket:
+    """One row of /proc/PID/net/tcp or tcp6: a TCP socket of that process's network
+    namespace (``family`` 4 or 6, addresses as text, ``state`` the kernel's TCP state)."""
+
+    family: int
+    local: str
+    lport: int
+    remote: str
+    rport: int
+    state: int
+    inode: int
+
+
+def _hex_address(text: str) -> tuple[str, int]:
+    address, port = text.split(":")
+    raw = bytes.fromhex(address)
+    # The kernel prints each 32-bit word in host (little-endian) order.
+    ordered = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    family = socket.AF_INET if len(ordered) == 4 else socket.AF_INET6
+    return socket.inet_ntop(family, ordered), int(port, 16)
+
+
+def read_tcp_sockets(pid: int | str) -> list[InetSocket]:
+    """The TCP sockets of ``pid``'s network namespace. Raises ProcfsError."""
+    found = []
+    for name, family in (("net/tcp", 4), ("net/tcp6", 6)):
+        try:
+            text = _read(pid, name).decode("ascii", "replace")
+        except ProcessGoneError:
+            if name == "net/tcp":
+                raise
+            continue  # no IPv6 in this kernel
+        for line in text.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 10:
+                continue
+            local, lport = _hex_address(fields[1])
+            remote, rport = _hex_address(fields[2])
+            found.append(
+                InetSocket(family, local, lport, remote, rport, int(fields[3], 16), int(fields[9]))
+            )
+    return found
+
+
+def socket_inodes(pid: int | str) -> set[int]:
+    """The inodes of the sockets ``pid`` holds open (from its fd links). Raises
+    ProcfsError."""
+    with _translated(pid, "fd"):
+        names = os.listdir(f"{PROC}/{pid}/fd")
+    found = set()
+    for name in names:
+        try:
+            target = os.readlink(f"{PROC}/{pid}/fd/{name}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            found.add(int(target[8:-1]))
+    return found
+
+
 # --- paths inside the process's root ------------------------------------------------------
 
 _SYS_OPENAT2 = 437

@@ -55,6 +55,7 @@ class HostFact:
     os_name: str = ""
     os_version: str = ""
     ips: tuple[str, ...] = ()
+    instance_id: str = ""  # the EC2 instance id from DMI ("" off EC2)
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,7 @@ class FactSet:
     folded: dict[tuple[object, ...], ImageGroup] = field(default_factory=dict)
     # Identical module lists are shared: a long window holds many images of few programs.
     _module_lists: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    _by_pid: dict[int, str] = field(default_factory=dict)  # pid -> its latest image's key
     # Digests of folded image keys, sorted: 8 bytes per folded image.
     _folded_keys: npt.NDArray[np.uint64] = field(
         default_factory=lambda: np.zeros(0, dtype=np.uint64)
@@ -287,6 +289,9 @@ class FactSet:
         if modules is not merged.modules or merged.exe is not sys.intern(merged.exe):
             merged = replace(merged, modules=modules, exe=sys.intern(merged.exe))
         self.processes[fact.key] = merged
+        latest = self.processes.get(self._by_pid.get(merged.pid, ""))
+        if latest is None or latest.seen_ns <= merged.seen_ns:
+            self._by_pid[merged.pid] = merged.key
         if len(self.processes) > MAX_FULL_IMAGES:
             self._fold_oldest(len(self.processes) // 10)
 
@@ -326,6 +331,11 @@ class FactSet:
     def dir(self, path: str, mnt_ns: int = 0) -> DirFact | None:
         """The fact of directory ``path`` in mount namespace ``mnt_ns``, if gathered."""
         return self.dirs.get((mnt_ns, path))
+
+    def process_of(self, pid: int) -> ProcessFact | None:
+        """The latest full image of ``pid`` (None when none was gathered or it was folded)."""
+        key = self._by_pid.get(pid)
+        return None if key is None else self.processes.get(key)
 
     def user_name(self, uid: int) -> str:
         """The user name of ``uid``, or the number as text when unknown."""

@@ -12,9 +12,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from behavior.facts.interface import FactSet, HostFact
+from behavior.facts.interface import FactSet, HostFact, ProcessFact
 from behavior.interface import Finding, Observations, Severity
-from behavior.subjects import ProcessRef, Subject, evidence_of, fingerprint, host_key
+from behavior.subjects import (
+    ContainerRef,
+    ProcessRef,
+    Subject,
+    evidence_of,
+    fingerprint,
+    host_key,
+)
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,16 @@ def process_ref(inp: RuleInput, pid: int, *, uid: int, comm: str = "") -> Proces
         comm=comm or (proc.comm if proc else ""),
         user=inp.facts.user_name(uid),
         uid=uid,
+        container=container_ref(inp.facts.process_of(pid)),
     )
+
+
+def container_ref(fact: ProcessFact | None) -> ContainerRef | None:
+    """The container a process fact names, as findings show it (None: the host's own)."""
+    found = fact.container if fact is not None else None
+    if found is None:
+        return None
+    return ContainerRef(found.id, found.runtime, found.name, found.image, found.pod)
 
 
 MAX_LISTED_PIDS = 20

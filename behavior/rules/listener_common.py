@@ -8,23 +8,30 @@ from behavior.subjects import ListenerSubject
 
 
 def host_listeners_by_port(inp: RuleInput) -> dict[tuple[int, int], list[Listener]]:
-    """The host's listening sockets (not those of other network namespaces), grouped by
-    (port, owning pid): one service may listen on several addresses of one port."""
+    """The listening sockets of this host's services, grouped by (port, owning pid): one
+    service may listen on several addresses of one port. Services in containers and other
+    network namespaces count too; their process reference names the container."""
     host_netns = inp.facts.host.netns if inp.facts.host else 0
     groups: dict[tuple[int, int], list[Listener]] = {}
+    unattributed: dict[tuple[int, int], list[Listener]] = {}  # (port, netns)
     for listener in inp.obs.listeners:
-        if host_netns and listener.netns not in (0, host_netns):
-            continue
-        groups.setdefault((listener.port, listener.pid), []).append(listener)
-    # A socket whose owner could not be attributed joins the port's only known owner.
-    owners: dict[int, list[tuple[int, int]]] = {}
-    for port, pid in groups:
-        if pid:
-            owners.setdefault(port, []).append((port, pid))
-    for port, pid in list(groups):
-        known = owners.get(port, [])
-        if pid == 0 and len(known) == 1:
-            groups[known[0]] += groups.pop((port, 0))
+        if listener.pid:
+            groups.setdefault((listener.port, listener.pid), []).append(listener)
+        else:
+            netns = listener.netns or host_netns
+            unattributed.setdefault((listener.port, netns), []).append(listener)
+    # A socket whose owner could not be attributed joins the only known owner of its port
+    # in its network namespace.
+    owners: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for (port, pid), members in groups.items():
+        for netns in {s.netns or host_netns for s in members}:
+            owners.setdefault((port, netns), []).append((port, pid))
+    for (port, netns), sockets in unattributed.items():
+        known = owners.get((port, netns), [])
+        if len(known) == 1:
+            groups[known[0]] += sockets
+        else:
+            groups.setdefault((port, 0), []).extend(sockets)
     return groups
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from behavior.facts.interface import FileFact, ImageGroup
 from behavior.interface import Finding
-from behavior.rules.interface import RuleInfo, RuleInput, RuleResult, finding
+from behavior.rules.interface import RuleInfo, RuleInput, RuleResult, container_ref, finding
 from behavior.subjects import FileSubject, ProcessRef
 
 MAX_LISTED_PROCESSES = 5
@@ -61,7 +61,10 @@ def file_subject(use: FileUse) -> FileSubject:
         path=use.file.path,
         package=use.file.package,
         format=binary.format.value if binary else "other",
-        processes=tuple(ProcessRef(g.sample.pid, g.sample.exe) for g in listed),
+        processes=tuple(
+            ProcessRef(g.sample.pid, g.sample.exe, container=container_ref(g.sample))
+            for g in listed
+        ),
         process_count=use.count,
     )
 

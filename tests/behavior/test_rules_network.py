@@ -145,10 +145,12 @@ def test_listener_shorter_than_half_the_window_is_not_judged(
     assert len(evaluate(UNUSED, listen(strings, 7, "0.0.0.0", 9000, t=30)).findings) == 1
 
 
-def test_listener_in_another_namespace_is_not_the_hosts(
+def test_listener_in_another_namespace_is_a_service_of_this_host(
     strings: StringTable, evaluate: Evaluate
 ) -> None:
-    assert evaluate(UNUSED, listen(strings, 7, "0.0.0.0", 9000, netns=77)).findings == ()
+    """A container's listener is judged too (issue 14); its process names the container."""
+    [found] = evaluate(UNUSED, listen(strings, 7, "0.0.0.0", 9000, netns=77)).findings
+    assert found.evidence["port"] == 9000
 
 
 def test_polling_only_unused_verdict_has_lower_confidence(

@@ -114,6 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 env={"LD_PRELOAD": f"{lab.ww_lib}:{lab.safe_lib}"},
                 extra=USERNS,
             ),
+            "httpd": lab.run("httpd", "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/tmp"),
         }
         bare, bare_lib = _bare_namespace(work, work / "lib.so")
         try:
@@ -161,6 +162,23 @@ def test_world_writable_module_only_in_the_image_is_found(world: World, probes: 
     ]
     assert len(found) == 1, world.live[probes].summary()
     assert evidence_value(found[0], "reason") == "file world-writable"
+    container = _container(found[0])
+    assert container["runtime"] == "podman"
+    assert container["id"] == world.lab.container_id("ww")
+    assert container["name"].endswith("-ww") and container["image"] == world.lab.tag
+
+
+@pytest.mark.parametrize("probes", ["ebpf", "poll"])
+@pytest.mark.parametrize("rule", ["insecure-server-protocol", "unused-listening-port"])
+def test_container_listener_is_judged_and_attributed(world: World, probes: str, rule: str) -> None:
+    report = world.live[probes]
+    found = [f for f in report.select(rule, port=80) if _pid(f) == world.pids["httpd"]]
+    assert len(found) == 1, report.summary()
+    container = _container(found[0])
+    assert (container["runtime"], container["id"]) == ("podman", world.lab.container_id("httpd"))
+    assert container["image"] == world.lab.tag
+    if rule == "insecure-server-protocol":
+        assert evidence_value(found[0], "protocol") == "http"
 
 
 @pytest.mark.parametrize("probes", ["ebpf", "poll"])
@@ -194,8 +212,9 @@ def test_no_dep_no_cookie_binary_only_in_the_image(world: World, probes: str) ->
     for rule in ("software-without-dep", "software-without-stack-cookies"):
         found = report.select(rule, path=world.lab.nodep)
         assert len(found) == 1, f"{rule}:\n{report.summary()}"
-        pids = [p.get("pid") for p in evidence_value(found[0], "processes")]
-        assert pids == [world.pids["nodep"]]
+        [process] = evidence_value(found[0], "processes")
+        assert process["pid"] == world.pids["nodep"]
+        assert process["container"]["id"] == world.lab.container_id("nodep")
 
 
 def test_absolute_symlink_resolves_inside_the_container(world: World) -> None:
