@@ -161,3 +161,14 @@ def test_a_trace_to_stdout_is_refused_not_a_file_named_dash(
         "not stdout", "not standard output"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_root
+def test_the_scan_cache_is_not_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    link = _planted_symlink(_world_writable(tmp_path), victim, "cache.json")
+    result = run_rba("scan", "--cache", str(link), "/bin/true", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "cache not saved" in result.stderr and "symlink" in result.stderr
+    assert victim.read_text() == "keep" and os.path.islink(link)
