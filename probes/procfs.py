@@ -403,13 +403,20 @@ class _OpenHow(ctypes.Structure):
 
 
 _openat2_state: list[bool] = []  # [] = not tried yet; [True] / [False] once known
+_libc_handle: list[ctypes.CDLL] = []
+
+
+def _libc() -> ctypes.CDLL:
+    if not _libc_handle:
+        _libc_handle.append(ctypes.CDLL(None, use_errno=True))
+    return _libc_handle[0]
 
 
 def _openat2(root_fd: int, path: str, flags: int) -> int | None:
     """openat2(root_fd, path, RESOLVE_IN_ROOT); None when the kernel lacks it."""
     if _openat2_state == [False]:
         return None
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     fd = int(
         libc.syscall(
