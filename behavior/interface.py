@@ -20,10 +20,12 @@ depend on it without an arrow pointing back up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from behavior.subjects import Subject
 from binanalysis.interface import StrEnum
+
+if TYPE_CHECKING:  # at run time only the rules need subjects: rba scan starts without
+    from behavior.subjects import Subject
 
 # --- errors -------------------------------------------------------------------
 

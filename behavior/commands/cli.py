@@ -41,14 +41,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; with ``only``, just that subcommand's arguments are loaded (every
-    subcommand is still listed), so ``rba scan`` does not import the daemon's modules."""
+    """The full parser; with ``only``, just that subcommand (the first word of the
+    command line), so ``rba scan`` neither imports nor builds the other commands."""
     parser = argparse.ArgumentParser(
         prog="rba", description="rba: runtime behaviour analyzer for Linux hosts"
     )
     parser.add_argument("--version", action="version", version=f"rba {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument(
             "-q",
@@ -56,10 +58,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             action="store_true",
             help="no progress line and no notices: errors only",
         )
-        if only is None or name == only:
-            module = importlib.import_module(module_name)
-            module.add_arguments(cmd)
-            cmd.set_defaults(_run=module.run)
+        module = importlib.import_module(module_name)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
     return parser
 
 
