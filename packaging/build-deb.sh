@@ -31,7 +31,9 @@ tools_python() {
   echo build/deb-tools/bin/python
 }
 PY=$(tools_python)
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}  # the man page's date
+# the man page's date: the last commit's, or pyproject's mtime in a tree without git
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || stat -c %Y pyproject.toml)}
+export SOURCE_DATE_EPOCH
 version=$(PYTHONPATH=. "$PY" -c 'import behavior; print(behavior.__version__)')
 deb=$out/rba_${version}_all.deb
 root=$(mktemp -d "${TMPDIR:-/tmp}/rba-deb.XXXXXX")
@@ -40,11 +42,15 @@ trap 'rm -rf "$root"' EXIT
 # --- the code and the command ------------------------------------------------------------
 lib=$root/usr/lib/rba
 mkdir -p "$lib" "$root/usr/bin"
-for pkg in behavior probes binanalysis; do
-  # the checkout's files that git does not ignore: no caches, no build output
-  git ls-files -z --cached --others --exclude-standard -- "$pkg" | while IFS= read -r -d '' f; do
-    [ -f "$f" ] && install -D -m 0644 "$f" "$lib/$f"
-  done
+source_files() {  # the checkout's files that git does not ignore (no git: all but caches)
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z --cached --others --exclude-standard -- "$@"
+  else
+    find "$@" -type f ! -path '*/__pycache__/*' ! -name '*.py[co]' -print0
+  fi
+}
+source_files behavior probes binanalysis | while IFS= read -r -d '' f; do
+  [ -f "$f" ] && install -D -m 0644 "$f" "$lib/$f"
 done
 cat > "$root/usr/bin/rba" <<'EOF'
 #!/usr/bin/python3 -I

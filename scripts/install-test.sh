@@ -20,8 +20,8 @@ need_root
 SERVERS=(vsftpd inetutils-telnetd rsh-server snmpd tftpd-hpa)
 TOOLS=(
   python3-dev gcc make gcc-mingw-w64 golang-go checksec
-  inetutils-telnet ftp rsh-client busybox curl openssl iproute2 util-linux procps
-  snmp tftp-hpa systemd
+  inetutils-telnet ftp rsh-client openssh-client busybox curl openssl iproute2 util-linux procps
+  snmp tftp-hpa systemd man-db
   chromium podman runc uidmap slirp4netns
 )
 

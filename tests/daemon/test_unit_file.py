@@ -53,7 +53,9 @@ def _unit_for_this_checkout(tmp_path: Path) -> Path:
     text = UNIT.read_text().replace("=rba daemon", f"={rba} daemon")
     # verify also runs `man rba(1)`: only the package installs the page (its own test
     # verifies the installed unit with it).
-    if subprocess.run(["man", "-w", "rba"], capture_output=True, check=False).returncode:
+    man = shutil.which("man")
+    lookup = man and subprocess.run([man, "-w", "rba"], capture_output=True, check=False)
+    if not lookup or lookup.returncode:
         text = text.replace("Documentation=man:rba(1) ", "Documentation=")
     copy.write_text(text)
     return copy
