@@ -32,6 +32,7 @@ def test_own_status_and_namespaces() -> None:
     assert ns.net == os.stat("/proc/self/ns/net").st_ino
 
 
+@pytest.mark.root  # another user's /proc/2/exe is a permission error, not a gone process
 def test_kernel_thread_has_no_executable() -> None:
     with pytest.raises(procfs.ProcessGoneError):
         procfs.read_exe(2)  # kthreadd
