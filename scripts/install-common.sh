@@ -10,8 +10,10 @@ apt_install() {
   if [ ${#missing[@]} -eq 0 ]; then say "already installed: $*"; return; fi
   say "apt-get install ${missing[*]}"
   [ -n "${RBA_APT_UPDATED:-}" ] || { apt-get update -q >/dev/null; RBA_APT_UPDATED=1; }
+  local log; log=$(mktemp)
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
-    >/tmp/rba-apt.log 2>&1 || { cat /tmp/rba-apt.log >&2; exit 1; }
+    >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; exit 1; }
+  rm -f "$log"
 }
 
 # Installs rba into .venv (made from /usr/bin/python3 --system-site-packages, so it sees the
