@@ -222,7 +222,11 @@ class ContainerCatalog:
             if ident.runtime == "cri":
                 ident = replace(ident, runtime="cri-o")
             bundle = _load_json(f"{root}/overlay-containers/{ident.id}/userdata/config.json")
-            return _from_annotations(ident, _annotations(bundle))
+            notes = _annotations(bundle)
+            if ident.runtime == "podman" and not ident.pod:
+                # podman names a pod member's pod by id only (its name is in a bolt db)
+                ident = replace(ident, pod=notes.get("io.kubernetes.cri-o.SandboxID", ""))
+            return _from_annotations(ident, notes)
         return ident
 
     @staticmethod

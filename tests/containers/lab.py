@@ -98,6 +98,7 @@ class Lab:
     work: Path
     shadow_dir: str  # same path in the image (safe) and on the host (world-writable)
     containers: list[str] = field(default_factory=list)
+    pods: list[str] = field(default_factory=list)
     ww_lib: str = "/opt/ww/libww.so"
     nodep: str = "/opt/bin/nodep"
     script_link: str = "/opt/scripts/run.sh"
@@ -117,6 +118,18 @@ class Lab:
         podman("run", "-d", "--name", full, *RUN_OPTIONS, *extra, *options, self.tag, *argv)
         self.containers.append(full)
         return int(podman("inspect", "-f", "{{.State.Pid}}", full))
+
+    def pod(self, name: str) -> str:
+        """Create a pod without an infra container (no image to pull); its id."""
+        full = f"{self.tag.split(':')[0].split('/')[-1]}-{name}"
+        pod_id = podman("pod", "create", "--infra=false", "--name", full)
+        self.pods.append(full)
+        return pod_id
+
+    def pod_id(self, name: str) -> str:
+        """The full id of the pod created as ``name``."""
+        full = f"{self.tag.split(':')[0].split('/')[-1]}-{name}"
+        return podman("pod", "inspect", "-f", "{{.Id}}", full)
 
     def container_id(self, name: str) -> str:
         """The full id of the container started as ``name``."""
@@ -188,6 +201,8 @@ def podman_lab(work: Path) -> Iterator[Lab]:
     finally:
         for name in lab.containers:
             podman("rm", "-f", "-t", "0", name, check=False)
+        for name in lab.pods:
+            podman("pod", "rm", "-f", name, check=False)
         podman("rmi", "-f", tag, check=False)
         shutil.rmtree(shadow_dir, ignore_errors=True)
         if _has_bridge() and not bridge_before:

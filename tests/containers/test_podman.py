@@ -116,6 +116,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             ),
             "httpd": lab.run("httpd", "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/tmp"),
         }
+        pod_id = lab.pod("pod")
+        pids["in-pod"] = lab.run("in-pod", "/bin/busybox", "sleep", "120", extra=("--pod", pod_id))
         bare, bare_lib = _bare_namespace(work, work / "lib.so")
         try:
             pids["bare"] = bare.pid
@@ -193,6 +195,9 @@ def test_the_trace_records_container_and_namespaces(world: World, probes: str) -
     assert ww.uid_map == ()  # rootful: the host's own user namespace
     userns = world.recorded_process(probes, "userns")
     assert [(r.inner, r.outer, r.count) for r in userns.uid_map] == [(0, 200000, 65536)]
+    in_pod = world.recorded_process(probes, "in-pod")
+    assert in_pod.container is not None
+    assert in_pod.container.pod == world.lab.pod_id("pod")
     bare = world.recorded_process(probes, "bare")
     assert bare.container is None and bare.mnt_ns not in (0, own_mnt) and bare.net_ns == 0
 
