@@ -397,8 +397,9 @@ class LiveFactSource(FactSource):
             return
         image.modules = image.modules | modules
         word = script_argument(exe, argv)
-        script = resolve_script(pid, word) if word else None
         world = self._world(pid)
+        root = process_root(pid) if world.mnt_ns else "/"  # "/" outlives the process
+        script = resolve_script(pid, word, root) if word else None
         self._emit(
             ProcessFact(
                 key=image.key,

@@ -7,7 +7,7 @@ import os
 import re
 import stat
 
-from probes.procfs import ProcfsError, process_root, read_cwd, realpath_in_root, stat_in_root
+from probes.procfs import ProcfsError, read_cwd, realpath_in_root, stat_in_root
 
 _INTERPRETER = re.compile(
     r"^(python[0-9.]*|pypy[0-9.]*|perl[0-9.]*|ruby[0-9.]*|php[0-9.]*|lua[0-9.]*|"
@@ -45,12 +45,11 @@ def script_argument(exe: str, argv: tuple[str, ...]) -> str | None:
     return None
 
 
-def resolve_script(pid: int, word: str) -> str | None:
-    """The real path, inside the process's root, of a script word relative to its cwd;
-    None unless it is a regular file there."""
+def resolve_script(pid: int, word: str, root: str) -> str | None:
+    """The real path, inside ``root`` (the process's, ``/proc/PID/root``), of a script
+    word relative to the process's cwd; None unless it is a regular file there."""
     try:
         path = word if word.startswith("/") else os.path.join(read_cwd(pid), word)
-        root = process_root(pid)
         real = realpath_in_root(root, path)
         if stat.S_ISREG(stat_in_root(root, real).st_mode):
             return real
