@@ -139,6 +139,7 @@ class RunInfo:
     os_name: str = ""  # os-release NAME, e.g. "Debian GNU/Linux"
     os_version: str = ""  # os-release VERSION_ID, e.g. "12"
     ips: tuple[str, ...] = ()  # the host's non-loopback addresses
+    instance_id: str = ""  # the EC2 instance id read from DMI ("" off EC2)
     rba_version: str = ""  # the rba that made the report (behavior.__version__)
 
 

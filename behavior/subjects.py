@@ -188,12 +188,12 @@ class ConnectionSubject:
 
 def bind_scope(addresses: tuple[str, ...], loopback_only: bool) -> str:
     """Where a listener can be reached from: 'loopback', 'any' (a wildcard address) or
-    'specific' (named addresses: these may change with DHCP, so they are not listed)."""
+    the addresses it binds, sorted (two services may bind one port on two addresses)."""
     if loopback_only:
         return "loopback"
     if any(a in WILDCARD_ADDRESSES for a in addresses):
         return "any"
-    return "specific"
+    return ",".join(sorted(addresses))
 
 
 @dataclass(frozen=True)
@@ -248,20 +248,25 @@ class FileSubject:
     format: str
     processes: tuple[ProcessRef, ...]
     process_count: int
+    namespace: str = ""  # "" on the host; else its container, or "mnt:INODE"
 
     def identity(self) -> tuple[object, ...]:
-        """(path): the package may change on an upgrade, the file is the same."""
-        return (self.path,)
+        """(path, namespace): the package may change on an upgrade, the file is the
+        same; the same path in another container's image is another file."""
+        return (self.path, self.namespace)
 
     def evidence(self) -> dict[str, Any]:
-        """The subject's part of the evidence."""
-        return {
+        """The subject's part of the evidence (``namespace`` only off the host)."""
+        out: dict[str, Any] = {
             "path": self.path,
             "package": self.package or UNPACKAGED,
             "format": self.format,
             "processes": [_user_evidence(p) for p in self.processes],
             "process_count": self.process_count,
         }
+        if self.namespace:
+            out["namespace"] = self.namespace
+        return out
 
     @classmethod
     def from_evidence(cls, ev: Mapping[str, Any]) -> FileSubject:
@@ -274,6 +279,7 @@ class FileSubject:
             format=str(ev.get("format") or "other"),
             processes=tuple(_user_from(u) for u in users if isinstance(u, Mapping)),
             process_count=_int(ev.get("process_count", 0)),
+            namespace=str(ev.get("namespace") or ""),
         )
 
 
@@ -470,3 +476,10 @@ def _ints(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list):
         raise SubjectError(f"not a list of integers: {value!r}")
     return tuple(_int(v) for v in value)
+
+
+def processes_of(subject: Subject) -> tuple[ProcessRef, ...]:
+    """Every process a subject names: its owner, client or server, or a file's users."""
+    if isinstance(subject, FileSubject):
+        return subject.processes
+    return (subject.process,)

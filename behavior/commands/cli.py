@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("behavior.commands.status", "list the daemon's runs and its health"),
     "stop": ("behavior.commands.stop", "ask the daemon to end a run early (kept, marked partial)"),
     "findings": ("behavior.commands.findings", "fetch a daemon run's findings"),
+    "diff": ("behavior.commands.diff", "what appeared, disappeared and stayed between two reports"),
     "lake": ("behavior.commands.lake", "add JSON reports to a findings lake (Parquet, OCSF)"),
     "fleet": ("behavior.commands.fleet", "what a findings lake says about the fleet (DuckDB)"),
 }

@@ -5,6 +5,7 @@ trace carries them and a replay fingerprints findings as the live run did."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
@@ -61,3 +62,14 @@ def host_ips() -> tuple[str, ...]:
             if not (address.is_loopback or address.is_link_local):
                 found.add(str(address))
     return tuple(sorted(found))
+
+
+EC2_ASSET_TAG = "/sys/devices/virtual/dmi/id/board_asset_tag"
+_EC2_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
+
+
+def ec2_instance_id(asset_tag: str = EC2_ASSET_TAG) -> str:
+    """The EC2 instance id that Nitro instances expose in DMI's board asset tag, or ""
+    elsewhere (never asked of the metadata service: no network call)."""
+    text = _read(asset_tag).strip()
+    return text if _EC2_ID.match(text) else ""

@@ -88,6 +88,7 @@ def current_host() -> HostFact:
         os_name=os_name,
         os_version=os_version,
         ips=hostid.host_ips(),
+        instance_id=hostid.ec2_instance_id(),
     )
 
 

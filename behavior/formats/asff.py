@@ -1,5 +1,14 @@
-"""AWS Security Finding Format (ASFF, SchemaVersion 2018-10-08): a JSON array of findings
-ready for Security Hub's BatchImportFindings.
+"""AWS Security Finding Format (ASFF, SchemaVersion 2018-10-08): findings ready for
+Security Hub's BatchImportFindings, in batches of at most :data:`MAX_BATCH` (the API's
+limit): one JSON array per line. A report of up to 100 findings is therefore one line
+holding one JSON array; a longer one is several lines, each one API call's ``Findings``.
+
+``Id`` is ``rba/RULE/FINGERPRINT``, the same in every run for the same subject on the
+same host, so Security Hub updates a finding in place (``UpdatedAt`` is the run's end)
+and ``rba diff --format asff`` archives what disappeared (``RecordState`` ARCHIVED).
+On EC2 (an instance id in the report, read from DMI) the resource is the
+``AwsEc2Instance``; elsewhere ``Other`` with the host name. A process in a container
+adds a ``Container`` resource.
 
 Every required attribute is filled and every length limit respected (Title <= 256,
 Description <= 1024, Remediation text <= 512, at most 50 ProductFields with keys <= 128
@@ -12,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from behavior.formats.ecosystem import (
@@ -23,7 +32,14 @@ from behavior.formats.ecosystem import (
     finding_uid,
     flatten,
 )
-from behavior.interface import Report, Severity
+from behavior.interface import Finding, Report, Severity
+from behavior.subjects import (
+    ConnectionSubject,
+    FileSubject,
+    ListenerSubject,
+    Subject,
+    processes_of,
+)
 
 SCHEMA_VERSION = "2018-10-08"
 FINDING_TYPE = (
@@ -83,33 +99,58 @@ def check_region(value: str) -> str:
     return value
 
 
+MAX_BATCH = 100  # BatchImportFindings takes at most 100 findings per call
+
+
 def render_asff(
     report: Report,
     account_id: str = PLACEHOLDER_ACCOUNT_ID,
     region: str = PLACEHOLDER_REGION,
 ) -> str:
-    """All findings (suppressed ones included) as a JSON array of ASFF findings."""
-    findings = asff_findings(report, account_id, region)
-    return json.dumps(findings, indent=2, ensure_ascii=False) + "\n"
+    """All findings (suppressed ones included) as ASFF batches, one JSON array a line."""
+    return render_batches(asff_findings(report, account_id, region))
+
+
+def render_batches(findings: Sequence[Mapping[str, Any]]) -> str:
+    """ASFF findings as lines of JSON arrays of at most MAX_BATCH ("[]" when none)."""
+    batches = [findings[i : i + MAX_BATCH] for i in range(0, len(findings), MAX_BATCH)]
+    return "".join(
+        json.dumps(list(batch), ensure_ascii=False, separators=(",", ":")) + "\n"
+        for batch in batches or [[]]
+    )
 
 
 def asff_findings(
     report: Report,
     account_id: str = PLACEHOLDER_ACCOUNT_ID,
     region: str = PLACEHOLDER_REGION,
+    *,
+    first_observed: Mapping[str, str] | None = None,
+    resolved: Sequence[Finding] = (),
 ) -> list[dict[str, Any]]:
-    """The ASFF findings of ``report``, active findings first, then the suppressed ones."""
-    return [_finding(report, entry, account_id, region) for entry in entries(report)]
+    """The ASFF findings of ``report``: active findings first, then the suppressed ones,
+    then ``resolved`` (findings of an earlier run that this one no longer has) archived.
+    ``first_observed`` gives, by fingerprint, when an earlier run first saw a finding."""
+    seen = first_observed or {}
+    out = [_finding(report, entry, account_id, region, seen) for entry in entries(report)]
+    for gone in resolved:
+        archived = _finding(report, Entry(gone, None, ()), account_id, region, seen)
+        archived["RecordState"] = "ARCHIVED"
+        archived["Workflow"] = {"Status": "RESOLVED"}
+        out.append(archived)
+    return out
 
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _finding(report: Report, entry: Entry, account_id: str, region: str) -> dict[str, Any]:
+def _finding(
+    report: Report, entry: Entry, account_id: str, region: str, seen: Mapping[str, str]
+) -> dict[str, Any]:
     finding = entry.finding
-    host = report.run.host or "unknown"
-    created = report.run.ended_at
+    updated = report.run.ended_at
+    first = seen.get(finding.fingerprint) or finding.first_seen
     out: dict[str, Any] = {
         "SchemaVersion": SCHEMA_VERSION,
         "Id": f"rba/{finding.rule_id}/{finding_uid(report, finding)}",
@@ -120,10 +161,10 @@ def _finding(report: Report, entry: Entry, account_id: str, region: str) -> dict
         "AwsAccountId": account_id,
         "Region": region,
         "Types": [FINDING_TYPE],
-        "FirstObservedAt": finding.first_seen,
+        "FirstObservedAt": first,
         "LastObservedAt": finding.last_seen,
-        "CreatedAt": created,
-        "UpdatedAt": created,
+        "CreatedAt": first,
+        "UpdatedAt": updated,
         "Severity": {
             "Label": LABELS[finding.severity],
             "Normalized": NORMALIZED[finding.severity],
@@ -133,15 +174,7 @@ def _finding(report: Report, entry: Entry, account_id: str, region: str) -> dict
         "Description": _clip(finding.description, MAX_DESCRIPTION),
         "Remediation": {"Recommendation": {"Text": _clip(finding.recommendation, MAX_TEXT)}},
         "ProductFields": _product_fields(report, entry),
-        "Resources": [
-            {
-                "Type": "Other",
-                "Id": _clip(host, MAX_ID),
-                "Partition": "aws",
-                "Region": region,
-                "Details": {"Other": {"hostname": _clip(host, 1024)}},
-            }
-        ],
+        "Resources": _resources(report, finding, account_id, region),
         "RecordState": "ACTIVE",
         "Workflow": {"Status": "SUPPRESSED" if entry.suppressed else "NEW"},
     }
@@ -149,9 +182,59 @@ def _finding(report: Report, entry: Entry, account_id: str, region: str) -> dict
         out["Note"] = {
             "Text": _clip(entry.note(), MAX_TEXT),
             "UpdatedBy": "rba",
-            "UpdatedAt": created,
+            "UpdatedAt": updated,
         }
-    out |= _process_and_network(finding.evidence)
+    if finding.subject is not None:
+        out |= _process_and_network(finding.subject)
+    return out
+
+
+def _resources(
+    report: Report, finding: Finding, account_id: str, region: str
+) -> list[dict[str, Any]]:
+    """The host (the EC2 instance where the report names one), then any container."""
+    run = report.run
+    host = run.host or "unknown"
+    resource: dict[str, Any]
+    if run.instance_id:
+        details: dict[str, Any] = {}
+        v4 = [ip for ip in run.ips if ":" not in ip]
+        v6 = [ip for ip in run.ips if ":" in ip]
+        if v4:
+            details["IpV4Addresses"] = v4
+        if v6:
+            details["IpV6Addresses"] = v6
+        resource = {
+            "Type": "AwsEc2Instance",
+            "Id": f"arn:aws:ec2:{region}:{account_id}:instance/{run.instance_id}",
+            "Partition": "aws",
+            "Region": region,
+            "Details": {"AwsEc2Instance": details},
+        }
+    else:
+        resource = {
+            "Type": "Other",
+            "Id": _clip(host, MAX_ID),
+            "Partition": "aws",
+            "Region": region,
+            "Details": {"Other": {"hostname": _clip(host, 1024)}},
+        }
+    out = [resource]
+    subject = finding.subject
+    containers = {p.container for p in processes_of(subject) if p.container} if subject else set()
+    for container in sorted(containers, key=lambda c: c.id):
+        details = {"ContainerRuntime": container.runtime, "Name": container.name or container.id}
+        if container.image:
+            details["ImageName"] = _clip(container.image, 1024)
+        out.append(
+            {
+                "Type": "Container",
+                "Id": _clip(container.id, MAX_ID),
+                "Partition": "aws",
+                "Region": region,
+                "Details": {"Container": details},
+            }
+        )
     return out
 
 
@@ -177,28 +260,26 @@ def _product_fields(report: Report, entry: Entry) -> dict[str, str]:
     return {k: _clip(v, MAX_FIELD_VALUE) for k, v in fields.items()}
 
 
-def _process_and_network(ev: Mapping[str, Any]) -> dict[str, Any]:
-    """ASFF's Process and Network objects, where the evidence has them."""
+def _process_and_network(subject: Subject) -> dict[str, Any]:
+    """ASFF's Process and Network objects, where the subject has them."""
     out: dict[str, Any] = {}
-    nested = ev.get("process")
-    proc: Mapping[str, Any] = nested if isinstance(nested, Mapping) else ev
-    if isinstance(proc.get("pid"), int) and proc.get("pid"):
-        process: dict[str, Any] = {"Pid": proc["pid"]}
-        if proc.get("exe"):
-            process["Path"] = _clip(str(proc["exe"]), 512)
-        if proc.get("comm") or proc.get("exe"):
-            process["Name"] = _clip(str(proc.get("comm") or proc["exe"]).rsplit("/", 1)[-1], 128)
+    proc = None if isinstance(subject, FileSubject) else subject.process
+    if proc is not None and proc.pid:
+        process: dict[str, Any] = {"Pid": proc.pid}
+        if proc.exe:
+            process["Path"] = _clip(proc.exe, 512)
+        if proc.comm or proc.exe:
+            process["Name"] = _clip((proc.comm or proc.exe).rsplit("/", 1)[-1], 128)
         out["Process"] = process
-    remote = ev.get("remote")
-    if isinstance(remote, Mapping) and remote.get("address"):
-        address = str(remote["address"])
+    if isinstance(subject, ConnectionSubject) and subject.remote.address:
+        address = subject.remote.address
         key = "DestinationIpV6" if ":" in address else "DestinationIpV4"
         out["Network"] = {
             "Direction": "OUT",
-            "Protocol": str(ev.get("transport", "tcp")).upper(),
+            "Protocol": subject.transport.upper(),
             key: address,
-            "DestinationPort": remote.get("port"),
+            "DestinationPort": subject.remote.port,
         }
-    elif isinstance(ev.get("port"), int) and "bind_addresses" in ev:
-        out["Network"] = {"Direction": "IN", "Protocol": "TCP", "DestinationPort": ev["port"]}
+    elif isinstance(subject, ListenerSubject):
+        out["Network"] = {"Direction": "IN", "Protocol": "TCP", "DestinationPort": subject.port}
     return out

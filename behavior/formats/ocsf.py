@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Mapping
 from typing import Any
 
 from behavior.formats.ecosystem import (
@@ -25,6 +24,15 @@ from behavior.formats.ecosystem import (
     product_version,
 )
 from behavior.interface import Finding, Report, Severity
+from behavior.subjects import (
+    ConnectionSubject,
+    ContainerRef,
+    FileSubject,
+    ListenerSubject,
+    LoginSubject,
+    ModuleSubject,
+    ProcessRef,
+)
 
 OCSF_VERSION = "1.5.0"
 CATEGORY_FINDINGS = 2
@@ -34,6 +42,7 @@ ACTIVITY_CREATE = 1
 STATUS_NEW, STATUS_SUPPRESSED = 1, 3
 DIRECTION_INBOUND, DIRECTION_OUTBOUND = 1, 2
 FILE_REGULAR = 1
+OS_LINUX = 200
 CWE_PROTECTION_FAILURE = {"uid": "CWE-693", "caption": "Protection Mechanism Failure"}
 
 SEVERITY_IDS = {
@@ -101,7 +110,7 @@ def _event(report: Report, entry: Entry) -> dict[str, Any]:
             },
         },
         "finding_info": _finding_info(report, finding, uid),
-        "device": {"type_id": 0, "type": "Unknown", "hostname": host, "name": host},
+        "device": _device(report),
         "resources": _resources(host, finding),
     }
     if entry.note():
@@ -129,19 +138,45 @@ def _finding_info(report: Report, finding: Finding, uid: str) -> dict[str, Any]:
     }
 
 
+def _device(report: Report) -> dict[str, Any]:
+    """The assessed host: name, machine id, OS and addresses (what a lake joins on)."""
+    run = report.run
+    host = run.host or "unknown"
+    device: dict[str, Any] = {"type_id": 0, "type": "Unknown", "hostname": host, "name": host}
+    if run.machine_id:
+        device["uid"] = run.machine_id
+    if run.os_name:
+        device["os"] = {"name": run.os_name, "type_id": OS_LINUX, "type": "Linux"}
+        if run.os_version:
+            device["os"]["version"] = run.os_version
+    if run.instance_id:
+        device["instance_uid"] = run.instance_id
+    if run.ips:
+        device["ip"] = run.ips[0]
+        device["network_interfaces"] = [
+            {"ip": ip, "type_id": 0, "type": "Unknown"} for ip in run.ips
+        ]
+    return device
+
+
 def _resources(host: str, finding: Finding) -> list[dict[str, Any]]:
     resources: list[dict[str, Any]] = [
         {"type": "Host", "uid": host, "name": host, "hostname": host}
     ]
-    path = finding.evidence.get("path")
-    if isinstance(path, str) and path:
+    if isinstance(finding.subject, FileSubject):
+        path = finding.subject.path
         resources.append({"type": "File", "uid": f"{host}:{path}", "name": path})
     return resources
 
 
 def _vulnerability(finding: Finding) -> dict[str, Any]:
     ev = finding.evidence
-    path = str(ev.get("path", ""))
+    subject = finding.subject
+    path = subject.path if isinstance(subject, FileSubject) else ""
+    packages = []
+    if isinstance(subject, FileSubject) and subject.package:
+        # The package database gives the owner's name, not its version: "" says unknown.
+        packages.append({"name": subject.package, "version": "", "path": path})
     return {
         "cwe": CWE_PROTECTION_FAILURE,
         "title": finding.title,
@@ -150,6 +185,7 @@ def _vulnerability(finding: Finding) -> dict[str, Any]:
         "first_seen_time": epoch_ms(finding.first_seen),
         "last_seen_time": epoch_ms(finding.last_seen),
         "affected_code": [{"file": _file(path)}] if path else [],
+        "affected_packages": packages,
         "remediation": {"desc": finding.recommendation},
         "vendor_name": PRODUCT_NAME,
     }
@@ -157,53 +193,61 @@ def _vulnerability(finding: Finding) -> dict[str, Any]:
 
 def _evidence(finding: Finding) -> dict[str, Any]:
     """The process, file and connection of a behaviour finding as OCSF objects."""
-    ev = finding.evidence
+    subject = finding.subject
     out: dict[str, Any] = {}
-    process = ev.get("process")
-    if isinstance(process, Mapping):
-        out["process"] = _process(process)
-    elif "server_pid" in ev:  # insecure-login-accepted
-        out["process"] = _process({"pid": ev["server_pid"], "comm": ev.get("server", "")})
-    elif "pid" in ev:  # root-process-insecure-permissions
-        out["process"] = _process(ev)
-    remote = ev.get("remote")
-    if isinstance(remote, Mapping):
-        out["dst_endpoint"] = _endpoint(str(remote.get("address", "")), remote.get("port"))
-        if ev.get("protocol"):
-            out["dst_endpoint"]["svc_name"] = str(ev["protocol"])
-        out["connection_info"] = _connection(DIRECTION_OUTBOUND, ev.get("transport", "tcp"))
-    elif "bind_addresses" in ev:  # a listener: the local side is where connections arrive
-        addresses = ev.get("bind_addresses") or [""]
-        out["dst_endpoint"] = _endpoint(str(addresses[0]), ev.get("port"))
-        out["connection_info"] = _connection(DIRECTION_INBOUND, "tcp")
-    if isinstance(ev.get("module"), str) and ev["module"]:
-        out["file"] = _file(ev["module"])
-    if ev.get("remote_host"):
-        out["src_endpoint"] = {"hostname": str(ev["remote_host"])}
-    if ev.get("user") and "process" not in ev and "pid" not in ev:
-        out["user"] = {"name": str(ev["user"])}
+    if subject is not None and not isinstance(subject, FileSubject):
+        out["process"] = _process(subject.process)
+        if subject.process.container is not None:  # OCSF's process has no container
+            out["container"] = _container(subject.process.container)
+    if isinstance(subject, ConnectionSubject):
+        out["dst_endpoint"] = _endpoint(subject.remote.address, subject.remote.port)
+        protocol = finding.evidence.get("protocol")
+        if protocol:
+            out["dst_endpoint"]["svc_name"] = str(protocol)
+        out["connection_info"] = _connection(DIRECTION_OUTBOUND, subject.transport)
+    elif isinstance(subject, ListenerSubject):  # the local side is where connections arrive
+        addresses = subject.bind_addresses or ("",)
+        out["dst_endpoint"] = _endpoint(addresses[0], subject.port)
+        out["connection_info"] = _connection(DIRECTION_INBOUND, subject.transport)
+    elif isinstance(subject, ModuleSubject) and subject.module:
+        out["file"] = _file(subject.module)
+    elif isinstance(subject, LoginSubject) and subject.session is not None:
+        if subject.session.remote_host:
+            out["src_endpoint"] = {"hostname": subject.session.remote_host}
+        if subject.session.user:
+            out["user"] = {"name": subject.session.user}
     if not out:  # OCSF needs at least one artifact; the host is always one
         out["device"] = {"type_id": 0, "type": "Unknown", "name": "unknown"}
     return out
 
 
-def _process(proc: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"pid": int(proc.get("pid", 0))}
-    exe = str(proc.get("exe") or "")
-    name = str(proc.get("comm") or "") or posixpath.basename(exe)
+def _process(proc: ProcessRef) -> dict[str, Any]:
+    out: dict[str, Any] = {"pid": proc.pid}
+    name = proc.comm or posixpath.basename(proc.exe)
     if name:
         out["name"] = name
-    if proc.get("cmdline"):
-        out["cmd_line"] = str(proc["cmdline"])
-    if exe:
-        out["file"] = _file(exe)
+    if proc.cmdline:
+        out["cmd_line"] = proc.cmdline
+    if proc.exe:
+        out["file"] = _file(proc.exe)
     user: dict[str, Any] = {}
-    if proc.get("user"):
-        user["name"] = str(proc["user"])
-    if isinstance(proc.get("uid"), int):
-        user["uid"] = str(proc["uid"])
+    if proc.user:
+        user["name"] = proc.user
+    if proc.uid is not None:
+        user["uid"] = str(proc.uid)
     if user:
         out["user"] = user
+    return out
+
+
+def _container(container: ContainerRef) -> dict[str, Any]:
+    out: dict[str, Any] = {"uid": container.id, "runtime": container.runtime}
+    if container.name:
+        out["name"] = container.name
+    if container.image:
+        out["image"] = {"name": container.image, "uid": container.image}
+    if container.pod:
+        out["pod_uuid"] = container.pod
     return out
 
 

@@ -9,12 +9,14 @@ A suppression file (``--suppressions FILE``) and the daemon's configuration hold
     reason = "the health-check endpoint; probed only by the load balancer"
     expires = 2027-01-31          # optional; a TOML date or "2027-01-31"
 
-Match keys (all given ones must match the finding's evidence): ``port`` (listening or
+Match keys (all given ones must match the finding's subject): ``port`` (listening or
 remote port), ``exe`` (the process's executable, exact), ``path`` (a glob over the file,
-module or executable path), ``remote`` (an address or a CIDR), ``package`` (the owning
-package). :func:`apply_suppressions` moves matched findings into ``Report.suppressed``
-with their reason; nothing is dropped. An expired entry stops applying and is listed in
-``Report.expired_suppressions`` with the number of findings it would have matched.
+module or executable path), ``remote`` (an address or a CIDR), ``package`` (a glob over
+the owning package: ``"libpython3*"``; ``"*"`` is any file owned by an OS package, and
+``"unpackaged"`` matches only files no package owns). :func:`apply_suppressions` moves
+matched findings into ``Report.suppressed`` with their reason; nothing is dropped. An
+expired entry stops applying and is listed in ``Report.expired_suppressions`` with the
+number of findings it would have matched.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ from behavior.interface import (
     SuppressedFinding,
     SuppressionInfo,
     UsageError,
+)
+from behavior.subjects import (
+    UNPACKAGED,
+    ConnectionSubject,
+    FileSubject,
+    ListenerSubject,
+    LoginSubject,
+    ModuleSubject,
+    processes_of,
 )
 
 MATCH_KEYS = ("port", "exe", "path", "remote", "package")
@@ -69,7 +80,7 @@ class Suppression:
         """True when the finding is of this rule and every match key fits its evidence."""
         if finding.rule_id != self.rule:
             return False
-        return all(_key_matches(key, value, finding.evidence) for key, value in self.match)
+        return all(_key_matches(key, value, finding) for key, value in self.match)
 
 
 def parse_suppression(
@@ -201,16 +212,24 @@ def apply_suppressions(
     )
 
 
-def _key_matches(key: str, wanted: str | int, evidence: Mapping[str, Any]) -> bool:
-    candidates = list(_subject_values(key, evidence))
-    if key == "port":
-        return wanted in candidates
+def _key_matches(key: str, wanted: str | int, finding: Finding) -> bool:
+    candidates = [c for c in _subject_values(key, finding) if c]
     if key == "path":
         return any(fnmatch.fnmatchcase(str(c), str(wanted)) for c in candidates)
+    if key == "package":
+        return any(_package_matches(str(c), str(wanted)) for c in candidates)
     if key == "remote":
         network = ipaddress.ip_network(str(wanted), strict=False)
         return any(_in_network(str(c), network) for c in candidates)
     return wanted in candidates
+
+
+def _package_matches(package: str, pattern: str) -> bool:
+    """A glob over the owning package; an unpackaged file matches only "unpackaged", so
+    ``"*"`` means "any file an OS package owns"."""
+    if package == UNPACKAGED:
+        return pattern == UNPACKAGED
+    return fnmatch.fnmatchcase(package, pattern)
 
 
 def _in_network(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
@@ -220,28 +239,28 @@ def _in_network(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Net
         return False
 
 
-def _subject_values(key: str, evidence: Mapping[str, Any]) -> Iterator[Any]:
-    """The evidence values a match key is compared with (see RULES.md for the shapes)."""
-    process = evidence.get("process")
-    remote = evidence.get("remote")
+def _subject_values(key: str, finding: Finding) -> Iterator[str | int]:
+    """The subject's fields a match key is compared with (docs/identity.md)."""
+    subject = finding.subject
+    if subject is None:
+        return
     if key == "port":
-        yield evidence.get("port")
-        if isinstance(remote, Mapping):
-            yield remote.get("port")
+        if isinstance(subject, ListenerSubject):
+            yield subject.port
+        elif isinstance(subject, ConnectionSubject):
+            yield subject.remote.port
     elif key in ("exe", "path"):
-        yield evidence.get("exe")
-        yield evidence.get("program")
-        if isinstance(process, Mapping):
-            yield process.get("exe")
-        for user in evidence.get("processes") or ():
-            if isinstance(user, Mapping):
-                yield user.get("exe")
-        if key == "path":
-            yield evidence.get("path")
-            yield evidence.get("module")
+        yield from (p.exe for p in processes_of(subject))
+        if isinstance(subject, LoginSubject):
+            yield subject.program
+        if key == "path" and isinstance(subject, FileSubject):
+            yield subject.path
+        elif key == "path" and isinstance(subject, ModuleSubject):
+            yield subject.module
     elif key == "remote":
-        if isinstance(remote, Mapping):
-            yield remote.get("address")
-        yield evidence.get("remote_host")
-    elif key == "package":
-        yield evidence.get("package")
+        if isinstance(subject, ConnectionSubject):
+            yield subject.remote.address
+        elif isinstance(subject, LoginSubject) and subject.session is not None:
+            yield subject.session.remote_host
+    elif key == "package" and isinstance(subject, FileSubject):
+        yield subject.package or UNPACKAGED

@@ -53,6 +53,8 @@ def _evidence_lines(evidence: dict[str, Any], indent: str) -> list[str]:
 def _finding_lines(finding: Finding) -> list[str]:
     head = f"* {finding.title} [{finding.rule_id}]"
     seen = f"seen {finding.count}x, {finding.first_seen} .. {finding.last_seen}"
+    if finding.fingerprint:
+        seen += f", fingerprint {finding.fingerprint}"
     return [
         *_wrap(head, "  "),
         *_wrap(seen, "    "),

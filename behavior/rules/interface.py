@@ -102,10 +102,20 @@ def with_fingerprints(findings: Iterable[Finding], host: HostFact | None) -> lis
     """The findings with their fingerprints for ``host`` (its machine id, else its name),
     so a replay anywhere fingerprints as the live run on the recorded host did."""
     key = host_key(host.machine_id, host.hostname) if host else host_key("", "")
-    return [
-        replace(f, fingerprint=fingerprint(key, f.rule_id, f.subject)) if f.subject else f
-        for f in findings
-    ]
+    out = []
+    taken: dict[str, int] = {}
+    for f in findings:
+        if f.subject is None:
+            out.append(f)
+            continue
+        # Subjects the identity cannot tell apart (the same port and program in two
+        # namespaces no container names) are numbered in rule order, so each finding of
+        # a report still has its own fingerprint.
+        print_ = fingerprint(key, f.rule_id, f.subject)
+        taken[print_] = taken.get(print_, 0) + 1
+        suffix = f"-{taken[print_]}" if taken[print_] > 1 else ""
+        out.append(replace(f, fingerprint=print_ + suffix))
+    return out
 
 
 def mode_text(mode: int) -> str:

@@ -66,7 +66,19 @@ def file_subject(use: FileUse) -> FileSubject:
             for g in listed
         ),
         process_count=use.count,
+        namespace=file_namespace(use),
     )
+
+
+def file_namespace(use: FileUse) -> str:
+    """Where the file is: "" in the host's mount namespace, else the container of its
+    first user (its image, name or id), else the mount namespace's inode."""
+    if not use.file.mnt_ns:
+        return ""
+    container = next((g.sample.container for g in use.images if g.sample.container), None)
+    if container is not None:
+        return f"container:{container.image or container.name or container.id}"
+    return f"mnt:{use.file.mnt_ns}"
 
 
 def file_finding(info: RuleInfo, use: FileUse, details: dict[str, Any]) -> Finding:

@@ -205,6 +205,7 @@ class Assessment:
             os_name=host.os_name if host else "",
             os_version=host.os_version if host else "",
             ips=host.ips if host else (),
+            instance_id=host.instance_id if host else "",
             rba_version=__version__,
             started_at=iso_time(self.started_at_ns),
             ended_at=iso_time(ended_at_ns),

@@ -72,9 +72,10 @@ def test_replayed_ocsf_marks_the_suppressed_listener_and_validates(
 
 def test_replayed_asff_uses_the_given_account(live: tuple[Path, Path, int]) -> None:
     port = live[2]
-    findings = json.loads(
-        _replay(live, "asff", "--aws-account-id", "123456789012", "--aws-region", "eu-west-1")
-    )
+    text = _replay(live, "asff", "--aws-account-id", "123456789012", "--aws-region", "eu-west-1")
+    batches = [json.loads(line) for line in text.splitlines()]  # one batch of <= 100 a line
+    assert all(0 < len(batch) <= 100 for batch in batches)
+    findings = [f for batch in batches for f in batch]
     ours = [f for f in findings if f["ProductFields"].get("rba/evidence/port") == str(port)]
     assert [f["Workflow"]["Status"] for f in ours] == ["SUPPRESSED"]
     assert {f["AwsAccountId"] for f in findings} == {"123456789012"}

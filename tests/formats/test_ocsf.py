@@ -178,3 +178,39 @@ def test_other_rule_shapes_validate_in_ocsf_and_asff(
     assert event["class_uid"] == (2002 if rule_id.startswith("software-") else 2004)
     (asff,) = asff_findings(single)
     _check_limits(asff)
+
+
+def test_device_package_and_container_for_a_lake(report: Report, ocsf_errors: Validator) -> None:
+    import dataclasses
+
+    from behavior.subjects import ContainerRef, ListenerSubject
+
+    run = dataclasses.replace(
+        report.run,
+        machine_id="3d1219c7c4c5404aaa1f6d2a48adfda4",
+        os_name="Debian GNU/Linux",
+        os_version="12",
+        ips=("198.51.100.7", "2001:db8::7"),
+    )
+    listener = next(f for f in report.findings if isinstance(f.subject, ListenerSubject))
+    assert isinstance(listener.subject, ListenerSubject)
+    boxed = ContainerRef("4f3c2b1a", "podman", "web", "localhost/web:1")
+    subject = dataclasses.replace(
+        listener.subject, process=dataclasses.replace(listener.subject.process, container=boxed)
+    )
+    findings = (*report.findings, dataclasses.replace(listener, subject=subject))
+    events = ocsf_events(Report(run=run, findings=findings))
+    for event in events:
+        assert ocsf_errors(event) == []
+        device = event["device"]
+        assert device["uid"] == run.machine_id and device["hostname"] == "testhost"
+        assert device["os"] == {"name": "Debian GNU/Linux", "type_id": 200, "type": "Linux",
+                                "version": "12"}  # fmt: skip
+        assert [i["ip"] for i in device["network_interfaces"]] == list(run.ips)
+    [dep] = [e for e in events if e["finding_info"]["analytic"]["uid"] == "software-without-dep"]
+    assert dep["vulnerabilities"][0]["affected_packages"][0]["name"] == "acme-app"
+    assert events[-1]["evidences"][0]["container"] == {
+        "uid": "4f3c2b1a", "runtime": "podman", "name": "web",
+        "image": {"name": "localhost/web:1", "uid": "localhost/web:1"},
+    }  # fmt: skip
+    assert all(e["finding_info"]["uid"] == f.fingerprint for e, f in zip(events, findings))
