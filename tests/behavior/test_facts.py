@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,15 +23,19 @@ from behavior.facts.interface import (
     GapFact,
     HostFact,
     PathStat,
+    ProcessFact,
     UserFact,
     fact_from_dict,
     fact_to_dict,
+    uid_view,
+    view_stat,
 )
 from behavior.facts.live import LiveFactSource
 from behavior.facts.packages import PackageIndex
 from behavior.facts.scripts import script_argument
+from probes.containers import ContainerIdentity
 from probes.events import EventArray, Kind, StringTable
-from probes.procfs import parse_maps
+from probes.procfs import IdRange, parse_maps
 from tests.behavior.synth import batch, binary, event, process
 
 
@@ -296,3 +301,86 @@ def test_a_poll_delivered_after_the_exit_it_preceded_is_no_new_image(
     late = event(strings, Kind.PROC_SNAPSHOT, t=polled_at, **snap, **ids)
     result = _gather_rows(strings, batch(*first), batch(late))
     assert len([p for p in result.processes.values() if p.pid == proc.pid]) == images
+
+
+# --- namespaces (issue 14) ----------------------------------------------------------------
+
+
+def _in_container() -> ProcessFact:
+    return replace(
+        process(9, "/usr/sbin/httpd", modules=("/lib/libc.so.6",)),
+        mnt_ns=4026532999,
+        net_ns=4026533001,
+        pid_ns=4026533000,
+        uid_map=(IdRange(0, 100000, 65536),),
+        gid_map=(IdRange(0, 100000, 65536),),
+        container=ContainerIdentity("ab" * 32, "podman", "web", "localhost/web:1", "cd" * 32),
+    )
+
+
+@pytest.mark.parametrize(
+    "fact",
+    [
+        _in_container(),
+        FileFact("/lib/libc.so.6", PathStat(100000, 100000, 0o100755), None, None, mnt_ns=7),
+        DirFact("/lib", PathStat(100000, 100000, 0o40755), mnt_ns=7),
+    ],
+)
+def test_namespaced_facts_round_trip_through_json(fact: object) -> None:
+    text = json.dumps(fact_to_dict(fact))  # type: ignore[arg-type]
+    assert fact_from_dict(json.loads(text)) == fact
+
+
+def test_facts_of_traces_from_before_namespaces_load_as_the_hosts() -> None:
+    old = fact_to_dict(process(5, "/usr/bin/x"))
+    for name in ("mnt_ns", "net_ns", "pid_ns", "uid_map", "gid_map", "container"):
+        old.pop(name)
+    loaded = fact_from_dict(old)
+    assert isinstance(loaded, ProcessFact)
+    assert (loaded.mnt_ns, loaded.uid_map, loaded.container) == (0, (), None)
+    file = fact_to_dict(FileFact("/x", None, None, None))
+    file.pop("mnt_ns")
+    assert fact_from_dict(file) == FileFact("/x", None, None, None)
+
+
+def test_files_are_looked_up_in_the_process_mount_namespace() -> None:
+    host = FileFact("/lib/libc.so.6", PathStat(0, 0, 0o100666), None, None)
+    inside = replace(host, stat=PathStat(0, 0, 0o100755), mnt_ns=4026532999)
+    facts = FactSet.of([host, inside, _in_container()])
+    assert facts.file("/lib/libc.so.6") == host
+    assert facts.file("/lib/libc.so.6", 4026532999) == inside
+    assert facts.process_of(9) == _in_container()
+
+
+def test_owners_are_seen_through_the_user_namespace() -> None:
+    proc = _in_container()
+    assert (proc.inner_uid(100000), proc.inner_uid(101000), proc.inner_uid(0)) == (0, 1000, 65534)
+    assert view_stat(proc, PathStat(100000, 100000, 0o644)) == PathStat(0, 0, 0o644)
+    assert uid_view(proc) == "user namespace (0-65535 = host 100000-165535)"
+    assert view_stat(process(1, "/x"), PathStat(5, 5, 0o644)) == PathStat(5, 5, 0o644)
+
+
+@pytest.mark.root
+def test_live_source_reads_a_bare_mount_namespace_through_its_root(tmp_path: Path) -> None:
+    """A tmpfs mounted only in the process's namespace hides the host's directory: the
+    gatherer sees the namespace's file, keyed by that namespace."""
+    (tmp_path / "hidden").mkdir()
+    host_file = tmp_path / "hidden" / "prog"
+    host_file.write_bytes(Path("/usr/bin/sleep").read_bytes())
+    host_file.chmod(0o755)
+    script = (
+        f"mount -t tmpfs rba-facts {tmp_path}/hidden && cp /usr/bin/sleep {host_file} && "
+        f"chmod 4777 {host_file} && exec {host_file} 5"
+    )
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    result, pid = _gather(argv, str(host_file), LiveFactSource())
+    [fact] = [p for p in result.processes.values() if p.pid == pid]
+    assert fact.exe == str(host_file) and fact.mnt_ns not in (
+        0,
+        os.stat("/proc/self/ns/mnt").st_ino,
+    )
+    assert fact.container is None and fact.net_ns == 0
+    inside = result.file(str(host_file), fact.mnt_ns)
+    assert inside is not None and inside.stat is not None
+    assert inside.stat.mode & 0o7777 == 0o4777  # the namespace's file, not the host's 0755
+    assert result.file(str(host_file)) is None  # the host's twin was never examined
