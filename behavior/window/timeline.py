@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from behavior.interface import Finding, Listener, Observations
+from behavior.subjects import FileSubject, processes_of
 from probes.events import EventArray, Source, StringTable
 from probes.lanes import Lane, LaneArray, classify, grouping
 
@@ -185,11 +186,12 @@ def _flagged_paths(findings: Iterable[Finding]) -> dict[str, list[str]]:
     """Executable paths the findings name, each with the rule ids that name it."""
     paths: dict[str, list[str]] = {}
     for finding in findings:
-        ev = finding.evidence
-        process = ev.get("process")
-        candidates = [ev.get("path"), ev.get("exe")]
-        if isinstance(process, Mapping):
-            candidates.append(process.get("exe"))
+        subject = finding.subject
+        if subject is None:
+            continue
+        candidates = [p.exe for p in processes_of(subject)[:1]]
+        if isinstance(subject, FileSubject):
+            candidates = [subject.path]
         for path in candidates:
             if isinstance(path, str) and path and finding.rule_id not in paths.get(path, []):
                 paths.setdefault(path, []).append(finding.rule_id)
