@@ -13,6 +13,11 @@
    times a second. The daemon's RSS is sampled every --interval seconds. Printed: the
    samples, and the growth over the second half of the window (a leak grows linearly).
 
+``--source-only`` soaks the probe layer alone instead: this process opens the eBPF
+session (content capture on, with polling) and reads it under the same load for
+--minutes, sampling its own RSS, so that what the probes keep is told from what the
+window's evaluation keeps (per distinct process and connection, by design).
+
 Needs root and bcc.
 """
 
@@ -153,14 +158,44 @@ def soak(minutes: float, interval: float) -> None:
         print(f"  {kind:<40}{mb:>8.1f}")
     print(f"  {'total':<40}{sum(split.values()):>8.1f}")
     print(f"daemon RSS over a {minutes:g}-minute window under load (MB):")
+    _print_samples(samples, minutes)
+
+
+def soak_source(minutes: float, interval: float) -> None:
+    from probes.backend import open_session
+    from probes.events import StringTable
+
+    session = open_session("ebpf")
+    load = subprocess.Popen([sys.executable, "-c", LOAD], stdout=subprocess.DEVNULL)
+    samples = []
+    events = 0
+    try:
+        session.start(StringTable())
+        began = time.monotonic()
+        next_sample = began
+        while time.monotonic() < began + minutes * 60:
+            events += len(session.read(0.2))
+            if time.monotonic() >= next_sample:
+                samples.append((time.monotonic() - began, rss_of(os.getpid())))
+                next_sample += interval
+    finally:
+        session.stop()
+        load.kill()
+        load.wait()
+    print(f"probe layer alone ({events} events read), RSS of this process (MB):")
+    _print_samples(samples, minutes)
+
+
+def _print_samples(samples: list[tuple[float, dict[str, float]]], minutes: float) -> None:
     print(f"  {'t s':>7}{'VmRSS':>8}{'anon':>8}{'file':>8}")
     for t, rss in samples:
         print(f"  {t:>7.0f}{rss['VmRSS']:>8.1f}{rss['RssAnon']:>8.1f}{rss['RssFile']:>8.1f}")
     half = [rss["VmRSS"] for t, rss in samples if t >= samples[-1][0] / 2]
     if len(half) >= 2:
         print(
-            f"second half: first {half[0]:.1f}, last {half[-1]:.1f}, max {max(half):.1f}, "
-            f"median {statistics.median(half):.1f} MB; growth {half[-1] - half[0]:+.1f} MB"
+            f"second half of {minutes:g} min: first {half[0]:.1f}, last {half[-1]:.1f}, max "
+            f"{max(half):.1f}, median {statistics.median(half):.1f} MB; "
+            f"growth {half[-1] - half[0]:+.1f} MB"
         )
 
 
@@ -169,9 +204,13 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--interval", type=float, default=30.0, help="seconds")
     parser.add_argument("--split-only", action="store_true")
+    parser.add_argument("--source-only", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (bcc)")
+    if args.source_only:
+        soak_source(args.minutes, args.interval)
+        return 0
     split_by_steps()
     if not args.split_only:
         soak(args.minutes, args.interval)

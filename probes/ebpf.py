@@ -652,7 +652,11 @@ class Attributor:
             if owner is None:
                 self.gaps.add(GAP_UNKNOWN_SOCKET)
                 return
-            self.recent_active.put((saddr, cols.sport[i], daddr, cols.dport[i]), owner.netns)
+            if self._port_shared(cols.dport[i]):
+                # Only then does the passive side need the client's namespace: keeping
+                # every connection here cost ~20 MB once the map was full.
+                key = (saddr, cols.sport[i], daddr, cols.dport[i])
+                self.recent_active.put(key, owner.netns)
         else:
             owner = self._listener_owner(
                 cols.family[i], (saddr, cols.sport[i]), (daddr, cols.dport[i])
@@ -681,6 +685,11 @@ class Attributor:
             self.gaps.add(GAP_UNKNOWN_SOCKET)
             return
         cols.set_owner(i, owner)
+
+    def _port_shared(self, port: int) -> bool:
+        """Do listeners on ``port`` live in more than one network namespace?"""
+        listeners = self.listeners.get(port)
+        return bool(listeners) and len({lst.owner.netns for lst in listeners}) > 1
 
     def _add_listener(self, listener: Listener) -> None:
         entries = [lst for lst in self.listeners[listener.port] if lst.sock != listener.sock]
