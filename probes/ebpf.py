@@ -688,8 +688,8 @@ class Attributor:
 
     def _port_shared(self, port: int) -> bool:
         """Do listeners on ``port`` live in more than one network namespace?"""
-        listeners = self.listeners.get(port)
-        return bool(listeners) and len({lst.owner.netns for lst in listeners}) > 1
+        listeners = self.listeners.get(port, [])
+        return len({lst.owner.netns for lst in listeners}) > 1
 
     def _add_listener(self, listener: Listener) -> None:
         entries = [lst for lst in self.listeners[listener.port] if lst.sock != listener.sock]
