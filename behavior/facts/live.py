@@ -92,6 +92,10 @@ def current_host() -> HostFact:
     )
 
 
+def _layer_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _own_namespaces() -> Namespaces:
     try:
         return read_namespaces("self")
@@ -199,9 +203,13 @@ class LiveFactSource(FactSource):
         self._own_maps = (_id_map("self", "uid_map"), _id_map("self", "gid_map"))
         self._catalog = ContainerCatalog()
         self._root_packages: dict[int, PackageIndex] = {}  # mnt_ns -> its dpkg index
+        # Verdicts of files in other mount namespaces by (inode, size, mtime, ctime): each
+        # container's overlay has its own st_dev, but a file of a shared image layer keeps
+        # its inode and times, so the layer is inspected once, not once per container.
+        self._layer_files: dict[tuple[int, int, int, int], BinaryFacts] = {}
         self._seen_uids: set[int] = set()
         self._packages = packages
-        self._cache = cache or FactsCache()
+        self._cache = cache if cache is not None else FactsCache()  # an empty one is falsy
         self._closed = threading.Event()
         self._busy = 0  # tasks taken but not finished (both threads)
         self._frozen = False
@@ -518,7 +526,7 @@ class LiveFactSource(FactSource):
         try:
             st = os.fstat(fd)
             self._note_owner(st.st_uid)
-            binary, error = self._inspect(f"/proc/self/fd/{fd}", path)
+            binary, error = self._inspect(f"/proc/self/fd/{fd}", path, st if ns else None)
         finally:
             os.close(fd)
         self._emit(
@@ -562,13 +570,22 @@ class LiveFactSource(FactSource):
             index = self._root_packages[ns] = PackageIndex.load_in_root(root)
         return index
 
-    def _inspect(self, opened: str, path: str) -> tuple[BinaryFacts | None, str | None]:
-        """binanalysis's verdicts of the file open at ``opened`` (its stat-keyed cache
-        inspects identical image layers once), named ``path``."""
+    def _inspect(
+        self, opened: str, path: str, layer: os.stat_result | None
+    ) -> tuple[BinaryFacts | None, str | None]:
+        """binanalysis's verdicts of the file open at ``opened`` (through its stat-keyed
+        cache, and for a container's file, ``layer`` given, the layer map), named ``path``."""
+        key = None if layer is None else _layer_key(layer)
+        known = self._layer_files.get(key) if key else None
+        if known is not None:
+            return known.with_path(path), None
         try:
-            return self._cache.get_or_inspect(opened).with_path(path), None
+            found = self._cache.get_or_inspect(opened)
         except BinaryParseError as e:
             return None, str(e)
+        if key:
+            self._layer_files[key] = found
+        return found.with_path(path), None
 
     def _note_owner(self, uid: int) -> None:
         if uid in self._seen_uids:

@@ -168,7 +168,7 @@ def _rootfs(work: Path, shadow_dir: str) -> Path:
     files["/opt/bin/nodep"] = (nodep.read_bytes(), 0o755)
     files["/opt/ww/libww.so"] = (lib.read_bytes(), 0o666)  # world-writable, image only
     files[f"{shadow_dir}/libsafe.so"] = (lib.read_bytes(), 0o755)
-    files[f"{SCRIPT_DIR}/run.sh"] = (b"/bin/busybox sleep 120\n:\n", 0o666)
+    files[f"{SCRIPT_DIR}/run.sh"] = (b"/bin/busybox sleep 300\n:\n", 0o666)
     tar_path = work / "rootfs.tar"
     with tarfile.open(tar_path, "w") as tar:
         dirs = sorted({str(p) for f in files for p in Path(f).parents if str(p) != "/"})

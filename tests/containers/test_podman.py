@@ -22,7 +22,11 @@ from typing import Any
 import pytest
 
 from behavior.facts.interface import ProcessFact
+from behavior.facts.live import LiveFactSource
 from behavior.recording.loading import load_recording
+from binanalysis import FactsCache
+from probes.events import Kind, StringTable
+from tests.behavior.synth import batch, event
 from tests.conftest import RBA, REPO
 from tests.containers.lab import Lab, podman_lab
 from tests.support.assess import AssessRun, Finding, Report, evidence_value
@@ -100,11 +104,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     work = tmp_path_factory.mktemp("containers")
     with podman_lab(work) as lab:
         pids = {
-            "ww": lab.run("ww", "/bin/busybox", "sleep", "120", env={"LD_PRELOAD": lab.ww_lib}),
+            "ww": lab.run("ww", "/bin/busybox", "sleep", "300", env={"LD_PRELOAD": lab.ww_lib}),
             "shadow": lab.run(
-                "shadow", "/bin/busybox", "sleep", "120", env={"LD_PRELOAD": lab.safe_lib}
+                "shadow", "/bin/busybox", "sleep", "300", env={"LD_PRELOAD": lab.safe_lib}
             ),
-            "nodep": lab.run("nodep", lab.nodep, "120000"),
+            "nodep": lab.run("nodep", lab.nodep, "300000"),
             "script": lab.run("script", "/bin/busybox", "sh", lab.script_link),
             "userns": lab.run(
                 "userns",
@@ -117,7 +121,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "httpd": lab.run("httpd", "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/tmp"),
         }
         pod_id = lab.pod("pod")
-        pids["in-pod"] = lab.run("in-pod", "/bin/busybox", "sleep", "120", extra=("--pod", pod_id))
+        pids["in-pod"] = lab.run("in-pod", "/bin/busybox", "sleep", "300", extra=("--pod", pod_id))
         bare, bare_lib = _bare_namespace(work, work / "lib.so")
         try:
             pids["bare"] = bare.pid
@@ -258,3 +262,32 @@ def test_bare_mount_namespace_without_a_runtime(world: World) -> None:
 def test_replay_equals_live(world: World, probes: str) -> None:
     live, replayed = world.live[probes], world.replayed[probes]
     assert live.findings and replayed.findings == live.findings
+
+
+def test_a_shared_image_layer_is_inspected_once(world: World) -> None:
+    """Two containers of one image: their overlays differ (st_dev), their files do not."""
+    names = ("ww", "shadow")
+    cache = FactsCache()
+    source = LiveFactSource(cache=cache)
+    strings = StringTable()
+    execs = [
+        event(strings, Kind.EXEC, pid=world.pids[n], ppid=1, comm="busybox", str_a="/bin/busybox")
+        for n in names
+    ]
+    try:
+        source.observe(batch(*execs), strings)
+        facts = source.facts(timeout=60)
+    finally:
+        source.close()
+    procs = [facts.process_of(world.pids[n]) for n in names]
+    keys, devices = set(), set()
+    for name, proc in zip(names, procs):
+        assert proc is not None and proc.mnt_ns
+        for module in proc.modules:
+            fact = facts.file(module, proc.mnt_ns)
+            assert fact is not None and fact.binary is not None, module
+            st = os.stat(f"/proc/{world.pids[name]}/root{module}")
+            keys.add((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            devices.add((name, st.st_dev))
+    assert len({dev for _, dev in devices}) >= 2  # each container has its own overlay
+    assert cache.hits + cache.misses == len(keys)  # yet each layer file was inspected once
