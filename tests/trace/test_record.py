@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from behavior.commands.trace import render_info
 from behavior.facts.interface import HostFact, ProcessFact
 from behavior.recording.describe import describe
-from behavior.recording.header import RecordingError
+from behavior.recording.header import RecordingError, host_identity
 from behavior.recording.loading import load_recording
 from behavior.recording.recorder import TraceRecorder
 from behavior.window.assess import AssessConfig, WindowEnd
@@ -57,7 +58,9 @@ def test_recording_round_trips_the_run(tmp_path: Path) -> None:
     path = tmp_path / "t.rbt"
     _record(path, redact=False, end=True)
     rec = load_recording(str(path))
-    assert rec.run_id == "r1" and rec.host == HOST and rec.started_at_ns == 10**18
+    # A host fact without a machine id (as before facts had one) takes the header's.
+    recorded_host = replace(HOST, machine_id=host_identity()["machine_id"])
+    assert rec.run_id == "r1" and rec.host == recorded_host and rec.started_at_ns == 10**18
     assert rec.config.rules == frozenset({"insecure-client-login"})
     assert rec.config.duration_s == 30
     assert rec.ended_at_ns == 10**18 + 30 * 10**9 and not rec.partial
