@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 
-from behavior.interface import Report, Severity, UsageError
+from behavior.interface import Finding, Report, Severity, UsageError
 
 DIFF_FORMATS = ("text", "json", "asff")
 
@@ -76,13 +76,6 @@ def run(args: argparse.Namespace) -> int:
         check_account_id,
         check_region,
     )
-    from behavior.formats.diff import (
-        DiffError,
-        diff_reports,
-        render_diff_asff,
-        render_diff_json,
-        render_diff_text,
-    )
     from behavior.formats.output import check_writable, emit
 
     try:
@@ -93,17 +86,46 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if args.output and args.output != "-":
         check_writable(args.output, "diff")
-    try:
-        diff = diff_reports(load(args.old, args.socket), load(args.new, args.socket))
-    except DiffError as e:
-        raise UsageError(str(e)) from None
-    if args.format == "json":
-        text = render_diff_json(diff)
-    elif args.format == "asff":
-        text = render_diff_asff(diff, account, region)
-    else:
-        text = render_diff_text(diff)
+    text, appeared = compare(
+        args.old, args.new, args.socket, args.format, account=account, region=region
+    )
     emit(text, args.output)
-    if fail_on is not None and any(f.severity.rank >= fail_on.rank for f in diff.appeared):
+    if fail_on is not None and any(f.severity.rank >= fail_on.rank for f in appeared):
         return 1
     return 0
+
+
+def compare(
+    old: str,
+    new: str,
+    socket_path: str,
+    fmt: str,
+    *,
+    account: str | None = None,
+    region: str | None = None,
+) -> tuple[str, tuple[Finding, ...]]:
+    """The diff of reports (files or daemon run ids) ``old`` and ``new`` rendered in
+    ``fmt`` (text, json or asff; ASFF's placeholders without ``account``, ``region``),
+    and the new findings."""
+    from behavior.formats.asff import PLACEHOLDER_ACCOUNT_ID, PLACEHOLDER_REGION
+    from behavior.formats.diff import (
+        DiffError,
+        diff_reports,
+        render_diff_asff,
+        render_diff_json,
+        render_diff_text,
+    )
+
+    try:
+        diff = diff_reports(load(old, socket_path), load(new, socket_path))
+    except DiffError as e:
+        raise UsageError(str(e)) from None
+    if fmt == "json":
+        text = render_diff_json(diff)
+    elif fmt == "asff":
+        text = render_diff_asff(
+            diff, account or PLACEHOLDER_ACCOUNT_ID, region or PLACEHOLDER_REGION
+        )
+    else:
+        text = render_diff_text(diff)
+    return text, diff.appeared

@@ -58,3 +58,27 @@ def test_diff_of_two_daemon_runs_by_id(daemon: DaemonProcess, tmp_path: Path) ->
     assert json.loads(again.stdout)["new"] == diff["new"]
     missing = _rba("diff", "r-none", runs[1], "--socket", socket)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_findings_new_since_a_run_or_a_duration(daemon: DaemonProcess) -> None:
+    runs = []
+    for _ in range(2):
+        run_id = daemon.request("run", template="short")
+        assert daemon.wait_finished(run_id)["state"] == "completed"
+        runs.append(run_id)
+    socket = str(daemon.socket)
+    expected = _rba("diff", *runs, "--socket", socket, "--format", "json")
+    by_run = _rba("findings", runs[1], "--new-since", runs[0], "--socket", socket,
+                  "--format", "json")  # fmt: skip
+    assert by_run.returncode == 0, by_run.stderr
+    assert json.loads(by_run.stdout) == json.loads(expected.stdout)
+    # The first run started at least 1 s before the second (each lasts 3 s).
+    by_time = _rba("findings", runs[1], "--new-since", "1s", "--socket", socket,
+                   "--format", "json")  # fmt: skip
+    assert by_time.returncode == 0, by_time.stderr
+    assert json.loads(by_time.stdout)["old_run"]["id"] == runs[0]
+    too_far = _rba("findings", runs[1], "--new-since", "2h", "--socket", socket)
+    assert too_far.returncode == 2 and "no completed run" in too_far.stderr
+    html = _rba("findings", runs[1], "--new-since", runs[0], "--socket", socket,
+                "--format", "html")  # fmt: skip
+    assert html.returncode == 2 and "--new-since gives a diff" in html.stderr
