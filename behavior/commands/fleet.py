@@ -109,6 +109,8 @@ def replay_into_lake(args: argparse.Namespace, options: ReportOptions, observer:
 
     if options.output:
         raise UsageError("--output does not apply with --lake: the reports go into the lake")
+    if options.min_severity is not None:
+        raise UsageError("--min-severity does not apply with --lake: the lake keeps every finding")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be 1 or more")
     task = ReplayTask(args.lake, options.region, options.account_id, options.suppressions)

@@ -25,6 +25,11 @@ from behavior.fleet.schema import DETECTION, RUNS, VULNERABILITY, Source, duckdb
 DAY_MS = 24 * 3600 * 1000
 TOP_SUBJECTS = 20
 MAX_NEW = 1000
+FINDING_COLUMNS = (
+    "rule_uid", "severity", "severity_id", "status_id", "host", "finding_uid", "subject",
+    "package", '"time"',
+)  # fmt: skip
+RUN_COLUMNS = ("host", "run_uid", '"time"')
 _HIVE_TYPES = "{'region': VARCHAR, 'accountId': VARCHAR, 'eventDay': VARCHAR}"
 
 _RULES = """
@@ -93,11 +98,18 @@ def fleet_summary(lake: str, since_ms: int | None = None) -> FleetSummary:
 
 
 def _views(con: Any, lake: str) -> None:
-    """Views ``findings`` (both finding classes) and ``runs`` over the lake's files."""
+    """Tables ``findings`` (both finding classes) and ``runs`` from the lake's files."""
     finding_files = _files(lake, DETECTION) + _files(lake, VULNERABILITY)
     run_files = _files(lake, RUNS)
-    con.execute(f"CREATE VIEW findings AS {_reader(finding_files, DETECTION)}")
-    con.execute(f"CREATE VIEW runs AS {_reader(run_files, RUNS)}")
+    # Each file is opened once: the questions read a few columns, held in memory.
+    con.execute(
+        f"CREATE TEMP TABLE findings AS SELECT {', '.join(FINDING_COLUMNS)} "
+        f"FROM ({_reader(finding_files, DETECTION)})"
+    )
+    con.execute(
+        f"CREATE TEMP TABLE runs AS SELECT {', '.join(RUN_COLUMNS)} "
+        f"FROM ({_reader(run_files, RUNS)})"
+    )
 
 
 def _files(lake: str, source: Source) -> list[str]:

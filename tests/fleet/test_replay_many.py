@@ -80,3 +80,5 @@ def test_many_traces_need_a_lake_and_a_reachable_scheduler(
     lake = str(tmp_path / "lake")
     assert main(["replay", *traces, "--lake", lake, "--output", str(tmp_path / "x")]) == 2
     assert "--output does not apply" in capsys.readouterr().err
+    assert main(["replay", *traces, "--lake", lake, "--min-severity", "high"]) == 2
+    assert "--min-severity does not apply" in capsys.readouterr().err
