@@ -141,6 +141,7 @@ class RunInfo:
     ips: tuple[str, ...] = ()  # the host's non-loopback addresses
     instance_id: str = ""  # the EC2 instance id read from DMI ("" off EC2)
     rba_version: str = ""  # the rba that made the report (behavior.__version__)
+    kernel: str = ""  # the assessed host's kernel release (uname -r; "" when unknown)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from behavior.formats.summary import summarize, summary_to_dict
 from behavior.interface import (
     SCHEMA_VERSION,
     Finding,
@@ -31,6 +32,7 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
         "host": run.host,
         "machine_id": run.machine_id,
         "os": {"name": run.os_name, "version": run.os_version},
+        "kernel": run.kernel,
         "ips": list(run.ips),
         "instance_id": run.instance_id,
         "started_at": run.started_at,
@@ -77,6 +79,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             for e in report.expired_suppressions
         ],
         "timeline": report.timeline,
+        "summary": summary_to_dict(summarize(report)),
     }
 
 
@@ -137,6 +140,7 @@ def _run_from(run: dict[str, Any]) -> RunInfo:
         os_version=str(os_info.get("version", "")),
         ips=tuple(map(str, run.get("ips") or ())),
         instance_id=str(run.get("instance_id", "")),
+        kernel=str(run.get("kernel", "")),
         rba_version=str(run.get("rba_version", "")),
     )
 

@@ -29,9 +29,9 @@ def _escape(match: re.Match[str]) -> str:
     return "".join(f"\\u{ord(c):04x}" if _VALUE.match(c) else c for c in match.group())
 
 
-# The colours rba's own renderers paint with (``rba scan`` on a terminal).
-COLORS = frozenset({"\x1b[0m", "\x1b[31m", "\x1b[32m", "\x1b[33m"})
-_PAINTED = re.compile("\x1b\\[3?[0-3]m|[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# The colours rba's own renderers paint with (``rba scan`` and text reports on a terminal).
+COLORS = frozenset({"\x1b[0m", "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m"})
+_PAINTED = re.compile("\x1b\\[3?[0-6]m|[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _escape_but_colors(match: re.Match[str]) -> str:

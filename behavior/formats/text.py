@@ -1,5 +1,6 @@
-"""The text report: findings grouped by severity, readable in an 80-column terminal,
-ending with a one-line summary."""
+"""The text report, readable in an 80-column terminal: a title line, what to do first (see
+:mod:`behavior.formats.summary`), the findings grouped by severity, then the coverage
+(run facts, rules not run, notes) and a one-line count."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ import textwrap
 from typing import Any
 
 from behavior.durations import format_duration
+from behavior.formats.summary import Summary, shown_evidence, summarize
 from behavior.interface import Finding, Report, Severity
 
 WIDTH = 80
+RESET = "\x1b[0m"
+# High red, Medium yellow, Low cyan, Informational dim (see terminal.COLORS).
+SEVERITY_COLORS = {
+    Severity.HIGH: "\x1b[31m",
+    Severity.MEDIUM: "\x1b[33m",
+    Severity.LOW: "\x1b[36m",
+    Severity.INFORMATIONAL: "\x1b[2m",
+}
 
 
 def _wrap(text: str, indent: str) -> list[str]:
@@ -58,7 +68,7 @@ def _finding_lines(finding: Finding) -> list[str]:
     return [
         *_wrap(head, "  "),
         *_wrap(seen, "    "),
-        *_evidence_lines(finding.evidence, "    "),
+        *_evidence_lines(shown_evidence(finding), "    "),
         *_wrap(f"fix: {finding.recommendation}", "    "),
     ]
 
@@ -81,12 +91,18 @@ def by_rba(version: str) -> str:
     return f" (rba {version})" if version else ""
 
 
-def _header(report: Report) -> list[str]:
+def _title(report: Report) -> list[str]:
+    """The first line: which host, which run, which rba."""
     run = report.run
     kind = "replay of an assessment" if run.replayed else "assessment"
+    return _wrap(f"rba {kind} of {run.host}, run {run.id}{by_rba(run.rba_version)}", "")
+
+
+def _coverage(report: Report) -> list[str]:
+    """What the run could see: window, sources and losses, rules not run, notes, gaps."""
+    run = report.run
     window = f"{run.started_at} .. {run.ended_at} ({format_duration(run.duration_s)})"
     lines = [
-        *_wrap(f"rba {kind} of {run.host}, run {run.id}{by_rba(run.rba_version)}", ""),
         *_wrap(f"window: {window}{', ended early (partial)' if run.partial else ''}", ""),
         *_wrap(
             f"sources: {', '.join(run.sources) or 'none'}; events: {run.events}; "
@@ -105,19 +121,59 @@ def _header(report: Report) -> list[str]:
     return lines
 
 
-def render_text(report: Report) -> str:
-    """The human-readable report."""
-    lines = _header(report)
+def render_text(report: Report, *, color: bool = False) -> str:
+    """The human-readable report: a title line (host, run, rba), what to do first, the
+    findings by severity, the suppressed ones, then the coverage (window, sources, rules
+    not run, notes) and the counts.
+    With ``color`` (the CLI passes it for a terminal without NO_COLOR), severities are
+    painted with the codes :data:`behavior.formats.terminal.COLORS` lets through."""
+    lines = [*_title(report), "", *_summary_lines(summarize(report), color)]
     for severity in Severity:
         group = [f for f in report.findings if f.severity is severity]
         if not group:
             continue
-        lines += ["", f"{severity.value.upper()} ({len(group)})"]
+        lines += ["", _paint(f"{severity.value.upper()} ({len(group)})", severity, color)]
         for finding in group:
             lines += _finding_lines(finding)
     lines += _suppression_lines(report)
+    lines += ["", "COVERAGE", *_coverage(report)]
     lines += ["", summary_line(report)]
     return "\n".join(lines) + "\n"
+
+
+def _paint(text: str, severity: Severity, color: bool) -> str:
+    hue = SEVERITY_COLORS.get(severity, "")
+    return f"{hue}{text}{RESET}" if color and hue else text
+
+
+def _summary_lines(summary: Summary, color: bool) -> list[str]:
+    """What to do first: the High findings, the owners to fix first, the rest by rule."""
+    counts = ", ".join(
+        _paint(f"{n} {sev.value}", sev, color and n > 0) for sev, n in summary.counts
+    )
+    lines = [f"WHAT TO DO FIRST: {summary.total} finding{'s' if summary.total != 1 else ''}"]
+    lines[0] += f" ({counts})" + (
+        f"; {summary.suppressed} suppressed" if summary.suppressed else ""
+    )
+    for line in summary.high:
+        head = _paint("High", Severity.HIGH, color)
+        lines += _wrap(f"{head}: {line.title}: {line.subject} [{line.rule_id}]", "  ")
+    if summary.fix_first:
+        lines += ["  fix first:"]
+    for n, fix in enumerate(summary.fix_first, 1):
+        rules = ", ".join(fix.rule_ids)
+        cleared = f"{fix.count} finding{'s' if fix.count != 1 else ''}"
+        lines += _wrap(f"{n}. {fix.owner.label()}: clears {cleared} ({rules})", "    ")
+    if summary.groups:
+        lines += ["  by rule:"]
+    for group in summary.groups:
+        sev = _paint(group.severity.value, group.severity, color)
+        lines += _wrap(f"{sev} ({group.count}): {group.title} [{group.rule_id}]", "    ")
+        for owner in group.owners:
+            lines += _wrap(owner.text(group.rule_id), "      ")
+        if group.more_owners:
+            lines += _wrap(group.more_text(), "      ")
+    return lines
 
 
 def _suppression_lines(report: Report) -> list[str]:

@@ -207,6 +207,7 @@ class Assessment:
             ips=host.ips if host else (),
             instance_id=host.instance_id if host else "",
             rba_version=__version__,
+            kernel=host.kernel if host else "",
             started_at=iso_time(self.started_at_ns),
             ended_at=iso_time(ended_at_ns),
             duration_s=max(0, ended_at_ns - self.started_at_ns) / 1e9,

@@ -133,8 +133,11 @@ class _Pipe:
         os.close(self._from_chrome)
 
 
-def open_page(html: Path, profile: Path, expressions: tuple[str, ...] = ()) -> PageResult:
-    """Load ``html`` in a fresh headless Chromium profile and report what happened."""
+def open_page(
+    html: Path, profile: Path, expressions: tuple[str, ...] = (), *, width: int = 1100
+) -> PageResult:
+    """Load ``html`` in a fresh headless Chromium profile, ``width`` CSS pixels wide (a
+    phone's viewport below 500), and report what happened."""
     pipe = _Pipe(profile)
     try:
         targets = pipe.call("Target.getTargets")["targetInfos"]
@@ -147,10 +150,10 @@ def open_page(html: Path, profile: Path, expressions: tuple[str, ...] = ()) -> P
         pipe.call(
             "Emulation.setDeviceMetricsOverride",
             session,
-            width=1100,
+            width=width,
             height=900,
             deviceScaleFactor=1,
-            mobile=False,
+            mobile=width < 500,
         )
         pipe.events.clear()
         pipe.call("Page.navigate", session, url=html.as_uri())
@@ -179,3 +182,32 @@ def open_page(html: Path, profile: Path, expressions: tuple[str, ...] = ()) -> P
         return result
     finally:
         pipe.close()
+
+
+def print_to_pdf(html: Path, profile: Path, pdf: Path) -> int:
+    """Print ``html`` with ``chromium --print-to-pdf`` (A4/Letter default, no header or
+    footer) and return the number of pages of the PDF it wrote."""
+    assert CHROMIUM is not None
+    subprocess.run(
+        [
+            CHROMIUM,
+            *(f for f in FLAGS if f != "--remote-debugging-pipe"),
+            f"--user-data-dir={profile}",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf}",
+            html.as_uri(),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=TIMEOUT_S * 2,
+        check=True,
+    )
+    return pdf_pages(pdf.read_bytes())
+
+
+def pdf_pages(data: bytes) -> int:
+    """The page count of a PDF: its ``/Type /Page`` objects (not ``/Pages``)."""
+    import re
+
+    return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", data))
