@@ -55,7 +55,9 @@ class UnsafeOutputError(FileWriteError):
     through a symlink someone else planted in a world-writable directory)."""
 
 
-def _kind(mode: int) -> str | None:
+def file_kind(mode: int) -> str | None:
+    """What a ``st_mode`` that is not a regular file is ("a FIFO", "a symlink"...); None
+    for a regular file. For messages that say why a path was refused."""
     for test, name in _KINDS:
         if test(mode):
             return name
@@ -117,7 +119,7 @@ def _check_target(path: str, dfd: int, name: str) -> None:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
         return
-    kind = _kind(st.st_mode)
+    kind = file_kind(st.st_mode)
     if kind is not None:
         raise UnsafeOutputError(
             f"cannot write {path}: it is {kind}, and rba writes only regular files"
