@@ -94,3 +94,21 @@ def test_events_shows_a_hostile_comm_escaped() -> None:
     assert result.returncode == 0, result.stderr
     _assert_clean(result.stdout)
     assert "x\\u001b]0;own\\u0007" in result.stdout
+
+
+def test_the_text_report_shows_observed_notes_escaped_and_json_keeps_them(
+    tmp_path: Path,
+) -> None:
+    """A trace's end notices reach the report's notes (text, JSON) as they were."""
+    end = {"ended_at_ns": 10**18 + 30 * 10**9, "partial": False, "notices": [HOSTILE],
+           "stats": {"poll": {"events": 0, "lost": 0, "gaps": [HOSTILE]}}}  # fmt: skip
+    trace = tmp_path / "t.rbt"
+    trace.write_bytes(trace_bytes(start_record(), json_chunk(ChunkType.END, end)))
+    text = run_rba("replay", str(trace), timeout=120)
+    assert text.returncode == 0, text.stderr
+    _assert_clean(text.stdout)
+    assert "ev\\u001b]0;owned\\u0007il" in text.stdout
+    as_json = run_rba("replay", str(trace), "--format", "json", timeout=120)
+    _assert_clean(as_json.stdout)
+    notes = json.loads(as_json.stdout)["run"]["notes"]
+    assert any(HOSTILE in note for note in notes), notes
