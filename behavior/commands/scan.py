@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from binanalysis import BinaryFacts, BinaryReadError, FactsCache
 
 CACHE_FILE_NAME = "binary-facts.json"
+MAX_CACHE_BYTES = 256 * 1024 * 1024  # 200,000 entries of a few hundred bytes, with room
 
 
 def default_cache_path() -> str:
@@ -252,12 +253,15 @@ def _load_cache(path: str | None, observer: Observer) -> FactsCache:
 
     if path is None:
         return FactsCache()
+    from probes.reading import FileReadError, read_small_file
+
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
+        text = read_small_file(path, MAX_CACHE_BYTES).decode("utf-8")
+    except FileReadError as e:
+        if not e.missing:
+            observer.notice(f"ignoring unreadable cache {e}")
         return FactsCache()
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
         observer.notice(f"ignoring unreadable cache {path}: {e}")
         return FactsCache()
     try:

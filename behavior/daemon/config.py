@@ -19,12 +19,14 @@ from behavior.durations import parse_duration
 from behavior.formats import Format
 from behavior.formats.suppressions import Suppression, parse_suppression
 from behavior.interface import UsageError
+from probes.reading import FileReadError, read_small_file
 
 DEFAULT_CONFIG = "/etc/rba/rba.toml"
 DEFAULT_STATE_DIR = "/var/lib/rba"
 DEFAULT_SOCKET = "/run/rba/control.sock"
 PROBE_CHOICES = ("auto", "ebpf", "poll")
 FINDINGS_FORMATS: tuple[str, ...] = tuple(f.value for f in Format)
+MAX_CONFIG_BYTES = 1024 * 1024  # a real configuration is a few kilobytes
 MIN_WINDOW_S = 1.0
 MAX_WINDOW_S = 24 * 3600.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -88,18 +90,31 @@ def load_config(path: str, *, known_rules: frozenset[str] | None = None) -> Daem
 
     Raises ConfigError with a one-line message naming the file and the offending key."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: no such file (see docs/daemon.md for an example)") from e
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+        raw = read_small_file(path, MAX_CONFIG_BYTES)
+    except FileReadError as e:
+        if e.missing:
+            raise ConfigError(f"{path}: no such file (see docs/daemon.md for an example)") from None
+        raise ConfigError(str(e)) from None
+    data = parse_toml(raw, path)
     try:
         return parse_config(data, path=path, known_rules=known_rules)
     except UsageError as e:
-        raise ConfigError(f"{path}: {e}") from e
+        raise ConfigError(f"{path}: {e}") from None
+    except RecursionError:  # a value nested past what validation walks
+        raise ConfigError(f"{path}: nested too deeply") from None
+
+
+def parse_toml(raw: bytes, name: str) -> dict[str, Any]:
+    """TOML ``raw`` (UTF-8), or ConfigError naming ``name`` in one line: bad bytes, bad
+    syntax and nesting too deep for the parser alike."""
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{name}: not UTF-8 text (byte {e.start})") from None
+    except ValueError as e:  # TOMLDecodeError, or an integer too long to convert
+        raise ConfigError(f"{name}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: not valid TOML: nested too deeply") from None
 
 
 def parse_config(

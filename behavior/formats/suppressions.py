@@ -47,7 +47,9 @@ from behavior.subjects import (
     ModuleSubject,
     processes_of,
 )
+from probes.reading import FileReadError, read_small_file
 
+MAX_SUPPRESSIONS_BYTES = 1024 * 1024
 MATCH_KEYS = ("port", "exe", "path", "remote", "package")
 _HEADER = re.compile(r"^\s*\[\[\s*suppression\s*\]\]\s*(#.*)?$")
 
@@ -147,8 +149,10 @@ def parse_suppressions(
     """The entries of a suppression file's ``text``; errors name ``name`` and the line."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except ValueError as e:  # TOMLDecodeError, or an integer too long to convert
         raise UsageError(f"{name}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise UsageError(f"{name}: not valid TOML: nested too deeply") from None
     unknown = sorted(set(data) - {"suppression"})
     if unknown:
         raise UsageError(f"{name}: unknown table or key {unknown[0]!r} (only [[suppression]])")
@@ -173,10 +177,9 @@ def load_suppressions(
 ) -> tuple[Suppression, ...]:
     """Read and validate a suppression file (UsageError naming the file and line)."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read the suppressions: {e.strerror}") from None
+        raw = read_small_file(path, MAX_SUPPRESSIONS_BYTES)
+    except FileReadError as e:
+        raise UsageError(f"cannot read the suppressions: {e}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

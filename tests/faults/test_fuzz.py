@@ -13,10 +13,6 @@ import pytest
 from tests.faults import fuzz
 
 SEED = 20261201
-# Deep nesting (RecursionError) still escapes the suppression loader: issue 12 item 5,
-# being fixed with the daemon (its config loader is fixed). Drop this mark when it lands
-# (the corpus then passes; not strict, so CI stays green meanwhile).
-ITEM_5 = pytest.mark.xfail(reason="issue 12 item 5: the suppression loader", strict=False)
 CASES = {"traces": 300, "configs": 150, "suppressions": 150, "cache": 150}
 
 
@@ -71,7 +67,7 @@ def test_fuzzed_traces(tmp_path: Path, victim: Path) -> None:
     ("name", "seed", "exercise"),
     [
         pytest.param("configs", fuzz.CONFIG, fuzz.exercise_config),
-        pytest.param("suppressions", fuzz.SUPPRESSIONS, fuzz.exercise_suppressions, marks=ITEM_5),
+        pytest.param("suppressions", fuzz.SUPPRESSIONS, fuzz.exercise_suppressions),
     ],
 )
 def test_fuzzed_text_inputs(
