@@ -6,7 +6,7 @@ device (``/dev/zero`` never ends) or a huge file. Here the file is opened with
 ``O_NONBLOCK`` (so a FIFO cannot hang the open), checked with ``fstat`` to be a regular
 file no larger than the cap, and read up to one byte past the cap (a file growing while
 read is refused too). Errors are :class:`FileReadError` with a one-line message naming
-the path. Like :mod:`probes.files`, this module imports nothing of rba.
+the path. Like :mod:`probes.files`, this module imports nothing else of rba.
 """
 
 from __future__ import annotations
@@ -15,13 +15,7 @@ import errno
 import os
 import stat
 
-_KINDS = (
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a directory"),
-)
+from probes.files import _kind  # the writer's names for what is not a regular file
 
 
 class FileReadError(Exception):
@@ -43,7 +37,7 @@ def read_small_file(path: str, limit: int) -> bytes:
         ) from None
     try:
         st = os.fstat(fd)
-        kind = next((name for test, name in _KINDS if test(st.st_mode)), None)
+        kind = _kind(st.st_mode)
         if not stat.S_ISREG(st.st_mode):
             raise FileReadError(f"{path}: is {kind or 'not a regular file'}; give a regular file")
         if st.st_size > limit:
