@@ -15,7 +15,7 @@ import errno
 import os
 import stat
 
-from probes.files import _kind  # the writer's names for what is not a regular file
+from probes.files import file_kind
 
 
 class FileReadError(Exception):
@@ -37,7 +37,7 @@ def read_small_file(path: str, limit: int) -> bytes:
         ) from None
     try:
         st = os.fstat(fd)
-        kind = _kind(st.st_mode)
+        kind = file_kind(st.st_mode)
         if not stat.S_ISREG(st.st_mode):
             raise FileReadError(f"{path}: is {kind or 'not a regular file'}; give a regular file")
         if st.st_size > limit:
