@@ -397,6 +397,7 @@ static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64
 static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
                                          const void *buf, u64 len);
 static __always_inline void content_sendmsg(u64 fd, const void *msg);
+static __always_inline u8 udp_send_flags(u8 family, u16 port, const u8 *daddr);
 
 TRACEPOINT_PROBE(syscalls, sys_exit_accept4) {
     if (window_closed())
@@ -427,9 +428,11 @@ static __always_inline void emit_udp(const void *uaddr, u64 len, u8 unknown_is_u
     u8 family = read_inet_sockaddr(uaddr, len, &port, daddr);
     if (!family)
         return;
+    u8 flags = udp_send_flags(family, port, daddr);
     struct rba_event *ev = reserve_task(K_UDP_SEND);
     if (!ev)
         return;
+    ev->flags = flags;
     ev->family = family;
     ev->dport = port;
     __builtin_memcpy(ev->daddr, daddr, 16);
@@ -497,6 +500,7 @@ static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64
 static __always_inline void content_send(u64 fd, const void *uaddr, u64 addrlen,
                                          const void *buf, u64 len) {}
 static __always_inline void content_sendmsg(u64 fd, const void *msg) {}
+static __always_inline u8 udp_send_flags(u8 family, u16 port, const u8 *daddr) { return 0; }
 #else
 #define RBA_PAYLOAD_LEN 64
 #define RBA_CLIENT_WRITES 4
@@ -558,6 +562,26 @@ BPF_PERCPU_ARRAY(connecting, struct rba_connecting, 1);
 BPF_TABLE("lru_hash", u32, u64, accepting, 4096);
 BPF_TABLE("lru_hash", u32, struct rba_read, reading, 4096);
 BPF_TABLE("lru_hash", u64, u8, datagram_seen, 16384);
+
+// Who wrote first between this host and a UDP peer (docs/assess.md, "Server replies"):
+// a datagram sent to a peer whose own datagram was received first is a server's reply,
+// never a client's send. Filled by receives (the peer first) and sends (us first). Not
+// per process: forking servers (in.tftpd) answer from a child that never received.
+struct udp_peer {
+    u16 port;
+    u8 family;
+    u8 pad;
+    u8 addr[16];
+};
+#define PEER_FIRST 1
+#define US_FIRST 2
+BPF_TABLE("lru_hash", struct udp_peer, u8, udp_peers, 16384);
+// tid -> the source-address and data buffers of a datagram receive in flight.
+struct rba_recv_from {
+    u64 addr;
+    u64 buf;
+};
+BPF_TABLE("lru_hash", u32, struct rba_recv_from, receiving_from, 4096);
 
 static __always_inline u64 fd_key(u64 fd) {
     return (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)fd;
@@ -649,6 +673,63 @@ static __always_inline void capture_read(s64 ret) {
     conn_done_check(key, c);
 }
 
+static __always_inline void udp_peer_key(struct udp_peer *k, u8 family, u16 port,
+                                         const u8 *addr) {
+    k->port = port;
+    k->family = family;
+    __builtin_memcpy(k->addr, addr, 16);
+}
+
+static __always_inline int peer_wrote_first(struct udp_peer *k) {
+    u8 *first = udp_peers.lookup(k);
+    return first && *first == PEER_FIRST;
+}
+
+// F_PASSIVE for a reply to a peer that wrote first; otherwise remember that we did.
+static __always_inline u8 udp_send_flags(u8 family, u16 port, const u8 *daddr) {
+    struct udp_peer k = {};
+    udp_peer_key(&k, family, port, daddr);
+    u8 *first = udp_peers.lookup(&k);
+    if (first)
+        return *first == PEER_FIRST ? F_PASSIVE : 0;
+    u8 us = US_FIRST;
+    udp_peers.update(&k, &us);
+    return 0;
+}
+
+// A receive with a source address on a datagram (or pre-window) socket: stash it.
+static __always_inline void stash_recv_from(u64 fd, u64 addr, u64 buf) {
+    if (!addr || (udp_fd_kind(fd) & FD_KIND_MASK) == FD_OTHER)
+        return;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct rba_recv_from r = {.addr = addr, .buf = buf};
+    receiving_from.update(&tid, &r);
+}
+
+// The first datagram received from a peer that had not heard from us: the peer wrote
+// first, and its bytes (a request) are captured as a served client's (PASSIVE).
+static __always_inline void capture_recv_from(s64 ret) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct rba_recv_from *r = receiving_from.lookup(&tid);
+    if (!r)
+        return;
+    u64 addr = r->addr;
+    u64 buf = r->buf;
+    receiving_from.delete(&tid);
+    if (ret <= 0)
+        return;
+    struct rba_conn c = {};
+    if (!read_endpoint((const void *)addr, 28, &c))
+        return;
+    struct udp_peer k = {};
+    udp_peer_key(&k, c.family, c.dport, c.daddr);
+    u8 peer = PEER_FIRST;
+    if (udp_peers.insert(&k, &peer))
+        return;  // known peer: whoever wrote first stays
+    c.role = ROLE_PASSIVE;
+    emit_payload(&c, 0, DIR_CLIENT, PROTO_UDP, 0, (const void *)buf, ret);
+}
+
 // The first datagram a UDP socket sends to an address (sendto/sendmsg).
 // Sockets made in the window are marked in fd_kind (a new socket on the same fd starts
 // unmarked); older ones in datagram_seen.
@@ -665,6 +746,10 @@ static __always_inline void capture_datagram(u64 fd, const void *uaddr, u64 addr
     struct rba_conn c = {};
     if (!read_endpoint(uaddr, addrlen, &c))
         return;
+    struct udp_peer k = {};
+    udp_peer_key(&k, c.family, c.dport, c.daddr);
+    if (peer_wrote_first(&k))
+        return;  // a server's reply: the request it answers was captured instead
     u8 one = 1;
     if (kind)
         *kind |= FD_DATAGRAM_SEEN;
@@ -778,6 +863,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom) {
     if (window_closed())
         return 0;
     stash_read(args->fd, (u64)args->ubuf);
+    stash_recv_from(args->fd, (u64)args->addr, (u64)args->ubuf);
     return 0;
 }
 
@@ -785,6 +871,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom) {
     if (window_closed())
         return 0;
     capture_read(args->ret);
+    capture_recv_from(args->ret);
     return 0;
 }
 
@@ -793,8 +880,19 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg) {
         return 0;
     // struct user_msghdr (UAPI): name, namelen (+pad), iov, iovlen; iovec: base, len.
     u64 key = fd_key(args->fd);
-    if (!conns.lookup(&key))
+    if (!conns.lookup(&key)) {
+        struct {
+            void *name;
+            u64 namelen;
+            void *iov;
+        } head = {};
+        if (read_user(&head, sizeof(head), (const void *)args->msg) || !head.name || !head.iov)
+            return 0;
+        u64 first = 0;
+        read_user(&first, sizeof(first), head.iov);
+        stash_recv_from(args->fd, (u64)head.name, first);
         return 0;
+    }
     void *iov = 0;
     if (read_user(&iov, sizeof(iov), (const char *)args->msg + 16) || !iov)
         return 0;
@@ -808,6 +906,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg) {
     if (window_closed())
         return 0;
     capture_read(args->ret);
+    capture_recv_from(args->ret);
     return 0;
 }
 

@@ -120,6 +120,8 @@ MAPS: tuple[Map, ...] = (
         Map(name, content_only=True, window_state=True)
         for name in ("conns", "accepting", "reading", "datagram_seen")
     ),
+    # who wrote first to each UDP peer, and the datagram receives in flight
+    *(Map(name, content_only=True, window_state=True) for name in ("udp_peers", "receiving_from")),
 )
 
 

@@ -76,6 +76,7 @@ class Kind(enum.IntEnum):
     TCP_CLOSE: sock, addresses and ports; pid attributed as for TCP_ESTABLISHED.
         A listener closing has flags LISTENER.
     UDP_SEND: pid, uid, comm, family, daddr/dport (sendto/sendmsg/connect with a remote).
+        flags PASSIVE: a server's reply, to a peer whose datagram was received first.
     LOGIN: a login session. str_a = user, str_b = tty, str_c = remote host; aux = start
         time (epoch seconds); pid = session leader if known. flags ENDED when it ended.
     PROC_SNAPSHOT: pid, ppid, uid, euid, comm; str_a = exe, str_b = cmdline;

@@ -259,6 +259,10 @@ class Aggregator:
         # accepted connections by (owning pid, netns).
         self._labels: dict[tuple[int, int, int, bytes, int, str], set[str]] = {}
         self._server_labels: dict[tuple[int, int], set[str]] = {}
+        # Of datagrams received from peers that wrote first (UDP services), and the count
+        # of server replies, by (serving pid, netns).
+        self._udp_server_labels: dict[tuple[int, int], set[str]] = {}
+        self._udp_replies: dict[tuple[int, int], int] = {}
 
     def fold(self, events: EventArray, lanes: LaneArray | None = None) -> None:
         """Fold one batch of events (``lanes``: their :func:`classify`, if known)."""
@@ -266,7 +270,7 @@ class Aggregator:
             return
         self.events += len(events)
         lane = _GROUPS[classify(events) if lanes is None else lanes]
-        outbound = np.flatnonzero(lane == _OUTBOUND)
+        outbound = self._without_replies(events, np.flatnonzero(lane == _OUTBOUND))
         if len(outbound):
             kind = events["kind"][outbound]
             transport = (kind == Kind.UDP_SEND).astype(np.uint64)
@@ -294,6 +298,24 @@ class Aggregator:
         if len(labels):
             self._fold_labels(events[labels])
 
+    def _without_replies(
+        self, events: EventArray, outbound: npt.NDArray[np.intp]
+    ) -> npt.NDArray[np.intp]:
+        """``outbound`` less the server replies: datagrams (flag PASSIVE) sent to a peer
+        whose datagram was received first, never a client's send (docs/assess.md)."""
+        if not len(outbound):
+            return outbound
+        flags = events["flags"][outbound]
+        reply = (events["kind"][outbound] == Kind.UDP_SEND) & (flags & Flag.PASSIVE != 0)
+        if not reply.any():
+            return outbound
+        for pid, netns in zip(
+            events["pid"][outbound[reply]].tolist(), events["netns"][outbound[reply]].tolist()
+        ):
+            self._udp_replies[pid, netns] = self._udp_replies.get((pid, netns), 0) + 1
+        kept: npt.NDArray[np.intp] = outbound[~reply]
+        return kept
+
     def _fold_labels(self, rows: EventArray) -> None:
         names = ("pid", "netns", "family", "dport", "aux", "flags", "str_a")
         columns = [rows[name].tolist() for name in names]
@@ -301,7 +323,9 @@ class Aggregator:
         for pid, netns, family, dport, aux, flags, str_a, daddr in zip(*columns):
             label = self._strings.get(str_a)
             self._referenced.add(pid)
-            if flags & Flag.PASSIVE:
+            if flags & Flag.PASSIVE and aux == _IPPROTO_UDP:
+                self._udp_server_labels.setdefault((pid, netns), set()).add(label)
+            elif flags & Flag.PASSIVE:
                 self._server_labels.setdefault((pid, netns), set()).add(label)
             else:
                 transport = "udp" if aux == _IPPROTO_UDP else "tcp"
