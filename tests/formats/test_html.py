@@ -142,7 +142,9 @@ def test_plot_marks_take_their_findings_severity(suppressed_report: Report) -> N
         (7 * 3600, 7200, [0, 7200, 14400, 21600]),
     ],
 )
-def test_ticks_fall_on_round_numbers(window_s: float, step: float, first_ticks: list) -> None:  # type: ignore[type-arg]
+def test_ticks_fall_on_round_numbers(
+    window_s: float, step: float, first_ticks: list[float]
+) -> None:
     assert tick_step(window_s) == step
     assert ticks(window_s) == first_ticks
 
