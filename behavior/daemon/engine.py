@@ -8,20 +8,22 @@ client commands.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from behavior.daemon.config import DaemonConfig, Template
 from behavior.facts.interface import FactSource
 from behavior.formats import Format, render
-from behavior.interface import Report
+from behavior.interface import RbaError, Report
 from behavior.recording.recorder import TraceRecorder
 from behavior.rules import RULE_IDS
 from behavior.window.assess import AssessConfig, Assessment, WindowEnd
 from probes.backend import ProbeSession, open_session
 from probes.events import EventArray, StringTable
+from probes.interface import SourceStats
 
 log = logging.getLogger("rba.daemon")
 
@@ -43,34 +45,67 @@ class RunLogObserver:
 
 @dataclass
 class DaemonRun:
-    """An assessment, the live fact source it owns, and optionally its trace."""
+    """An assessment, the live fact source it owns, and optionally its trace.
+
+    The trace is best-effort: when it cannot be written (a full disk), it is closed with
+    what was flushed, ``trace_error`` says why, and the assessment goes on without it."""
 
     assessment: Assessment
     facts: FactSource
     recorder: TraceRecorder | None = None
+    trace_error: str = ""
 
     def feed(self, events: EventArray) -> None:
         """Fold a batch from the shared session into this run (and its trace)."""
-        if self.recorder is not None:
-            self.recorder.events(events)
+        self._to_trace(lambda recorder: recorder.events(events))
         self.assessment.feed(events)
 
+    def checkpoint(self, stats: Mapping[str, SourceStats]) -> None:
+        """Record the loss counters so far in the trace (at most once a second), so that
+        a run that dies still states its losses up to then."""
+        self._to_trace(lambda recorder: recorder.stats(stats))
+
     def finish(self, end: WindowEnd) -> Report:
-        """Evaluate the rules now and release the fact source (and close the trace)."""
+        """Evaluate the rules now. The trace stays open (call :meth:`close` once the
+        report is stored: findings come first, and facts gathered while finishing still
+        reach the trace)."""
+        self._to_trace(lambda recorder: recorder.end(end))
         try:
-            if self.recorder is not None:
-                self.recorder.end(end)
             return self.assessment.finish(end)
-        finally:
-            self.close()  # after finish: facts gathered while finishing are in the trace
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        """Release the fact source and close the trace (safe to call twice)."""
+        """Release the fact source and close the trace (safe to call twice). A trace
+        that cannot be closed is noted in ``trace_error``, not raised."""
         try:
             self.facts.close()
         finally:
-            if self.recorder is not None:
-                self.recorder.close()
+            recorder, self.recorder = self.recorder, None
+            if recorder is not None:
+                try:
+                    recorder.close()
+                except (RbaError, OSError) as e:
+                    self.trace_error = self.trace_error or str(e)
+
+    def _to_trace(self, write: Callable[[TraceRecorder], None]) -> None:
+        recorder = self.recorder
+        if recorder is None:
+            return
+        try:
+            write(recorder)
+        except RbaError as e:
+            self._drop_trace(e)
+
+    def _drop_trace(self, error: Exception) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        self.trace_error = str(error)
+        log.error("%s; the run goes on without its trace", error)
+        with contextlib.suppress(RbaError, OSError):
+            recorder.close()
 
 
 def known_rules() -> frozenset[str]:

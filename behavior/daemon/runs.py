@@ -8,6 +8,7 @@ late evaluation can no longer overwrite it.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 import time
@@ -167,6 +168,17 @@ class RunTable:
                 else:
                     out.append(RunView(record))
             return out
+
+    def update_counts(self, run: ActiveRun, events: int, lost: int) -> RunRecord | None:
+        """Set a collecting run's event and loss counts so far; the new record, or None
+        when the run's window already ended (or nothing changed)."""
+        with self._lock:
+            old = run.record
+            if run.finisher is not None or (old.events, old.lost_events) == (events, lost):
+                return None
+            run.record = dataclasses.replace(old, events=events, lost_events=lost)
+            self._records[old.id] = run.record
+            return run.record
 
     # --- ending ------------------------------------------------------------------
 

@@ -15,12 +15,14 @@ and keeps the old one when the new one is invalid.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import os
 import queue
 import secrets
+import select
 import signal
 import threading
 import time
@@ -55,7 +57,32 @@ from probes.events import StringTable
 log = logging.getLogger("rba.daemon")
 
 TICK_S = 0.2
+CHECKPOINT_S = 2.0  # how often a collecting run's counts reach its state file
 SHUTDOWN_BUDGET_S = 8.0  # leaves headroom under systemd's and the issue's 10 s
+
+
+class Waker:
+    """Wakes the main loop from a signal handler or another thread. A pipe, not a
+    threading.Event: a handler runs between two bytecodes of the main thread, maybe while
+    that thread holds the Event's (non-reentrant) lock, and setting the Event there
+    deadlocks the daemon (a storm of SIGHUPs did). The pipe lives as long as the daemon:
+    the handlers stay installed after :meth:`Daemon.serve` returns."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def set(self) -> None:
+        """Wake the loop (async-signal-safe: one write(2), no lock)."""
+        with contextlib.suppress(OSError):  # full: a wake-up is already pending
+            os.write(self._write, b"!")
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until woken or ``timeout`` seconds passed; consume pending wake-ups."""
+        with contextlib.suppress(InterruptedError):
+            select.select([self._read], [], [], timeout)
+        with contextlib.suppress(OSError):
+            while os.read(self._read, 4096):
+                pass
 
 
 class Daemon:
@@ -69,10 +96,12 @@ class Daemon:
         self.runs = RunTable()
         self.schedules = Scheduler()
         self._failures: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-        self._wake = threading.Event()
+        self._wake = Waker()
         self._stop_signal: str | None = None
         self._reload_requested = False
         self._started = time.time()
+        self._next_checkpoint = 0.0
+        self._state_lock = threading.Lock()  # state files are written in table order
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -97,8 +126,11 @@ class Daemon:
         try:
             while self._stop_signal is None:
                 self._wake.wait(TICK_S)
-                self._wake.clear()
-                self._tick()
+                try:
+                    self._tick()
+                except Exception as e:  # the daemon stays up; the error is logged
+                    log.exception("daemon: %s", e)
+                    self.probes.health.last_error = f"{type(e).__name__}: {e}"
             notify("STOPPING=1")
             return self._shutdown()
         finally:
@@ -131,7 +163,28 @@ class Daemon:
             self._fail_collecting(run_id, reason)
         for run in self.runs.due(time.monotonic()):
             self._end_window(run, partial=False, state=RunState.COMPLETED, reason="")
+        self._checkpoint()
         self._start_scheduled()
+
+    def _checkpoint(self) -> None:
+        """Keep the losses and event counts of collecting runs on disk as they go: in
+        their traces (each second) and their state files (each CHECKPOINT_S), so that a
+        run the daemon did not live to finish still says what it saw and lost."""
+        runs = [r for r in self.runs.collecting() if r.subscription is not None]
+        if not runs:
+            return
+        counters = self.probes.stats_now()
+        write_state = time.monotonic() >= self._next_checkpoint
+        if write_state:
+            self._next_checkpoint = time.monotonic() + CHECKPOINT_S
+        for run in runs:
+            assert run.subscription is not None
+            delta = run.subscription.delta(counters)
+            run.assessment.checkpoint(delta)
+            lost = sum(s.lost for s in delta.values())
+            record = self.runs.update_counts(run, run.subscription.events, lost)
+            if write_state and record is not None:
+                self._write_state(record, unless_ended=run)
 
     def _shutdown(self) -> int:
         deadline = time.monotonic() + SHUTDOWN_BUDGET_S
@@ -166,6 +219,14 @@ class Daemon:
             new = load_config(self.config.path, known_rules=engine.known_rules())
         except ConfigError as e:
             log.error("config reload refused, keeping the previous configuration: %s", e)
+            return False
+        except Exception as e:  # whatever the file holds, a reload never ends the daemon
+            log.error(
+                "config reload refused, keeping the previous configuration: %s: %s: %s",
+                self.config.path,
+                type(e).__name__,
+                e,
+            )
             return False
         for key in ("socket", "state_dir"):
             if getattr(new, key) != getattr(self.config, key):
@@ -287,6 +348,7 @@ class Daemon:
             uptime_s=time.time() - self._started,
             requests_served=self.server.requests_served,
             requests_refused=self.server.requests_refused,
+            store=self.store.usage(),
         )
         return status_view(facts, self.runs.views(), self.probes, self.schedules)
 
@@ -333,11 +395,12 @@ class Daemon:
                 )
             )
             report = apply_suppressions(report, self.config.suppressions)
-            # JSON last: its presence means every rendering is complete (see recover()).
-            for fmt in sorted(engine.FORMATS, key=lambda f: f == "json"):
-                self.store.save_report(record.id, engine.render_report(report, fmt), fmt)
+            self._store_reports(run, report)  # before the trace is closed: findings first
+            run.assessment.close()
             self._copy_findings(record.id, report)
         except Exception as e:  # one run's failure must not take the daemon down
+            with contextlib.suppress(Exception):
+                run.assessment.close()
             log.exception("run %s: evaluation failed", record.id)
             self.probes.health.last_error = f"run {record.id}: evaluation failed: {e}"
             failed = dataclasses.replace(
@@ -345,9 +408,13 @@ class Daemon:
             )
             self._finish(failed)
             return
+        trace_error = run.assessment.trace_error
         final = dataclasses.replace(
             record,
             state=state,
+            reason="; ".join(
+                r for r in (record.reason, trace_error and f"trace: {trace_error}") if r
+            ),
             findings=len(report.findings),
             events=report.run.events,
             lost_events=report.run.lost_events,
@@ -363,6 +430,28 @@ class Daemon:
             final.lost_events,
             time.monotonic() - began,
         )
+
+    def _store_reports(self, run: ActiveRun, report: Report) -> None:
+        """Store every rendering of ``report``. When the store is full, the findings
+        matter most: the trace and the other renderings are removed to make room for
+        ``report.json``, and only if even that cannot be written does the run fail."""
+        run_id = run.record.id
+        # JSON last: its presence means every rendering is complete (see recover()).
+        rendered = [
+            (fmt, engine.render_report(report, fmt))
+            for fmt in sorted(engine.FORMATS, key=lambda f: f == "json")
+        ]
+        try:
+            for fmt, text in rendered:
+                self.store.save_report(run_id, text, fmt)
+        except StoreError as e:
+            # Room for the reference rendering at least: the others and the trace go.
+            run.assessment.close()
+            self.store.remove_renderings(run_id, keep=("json",))
+            if self.store.remove_trace(run_id):
+                run.assessment.trace_error = f"removed to make room for the findings ({e})"
+            log.error("run %s: %s; keeping only report.json", run_id, e)
+            self.store.save_report(run_id, rendered[-1][1], "json")
 
     def _finish(self, record: RunRecord) -> None:
         """Record a run's final state on disk, apply retention, and only then show it in
@@ -383,7 +472,10 @@ class Daemon:
             return
         self.probes.unsubscribe(run_id)
         self.probes.health.last_error = f"run {run_id}: {reason}"
-        run.assessment.close()
+        try:
+            run.assessment.close()
+        except Exception as e:  # a fact source that will not close must not end the daemon
+            log.error("run %s: closing it failed: %s", run_id, e)
         failed = dataclasses.replace(
             run.record, state=RunState.FAILED, reason=reason, ended_at=_iso_now()
         )
@@ -410,12 +502,15 @@ class Daemon:
         if self.runs.put(record, force=force):
             self._write_state(record)
 
-    def _write_state(self, record: RunRecord) -> None:
-        try:
-            self.store.save(record)
-        except StoreError as e:
-            self.probes.health.last_error = str(e)
-            log.error("%s", e)
+    def _write_state(self, record: RunRecord, *, unless_ended: ActiveRun | None = None) -> None:
+        with self._state_lock:
+            if unless_ended is not None and unless_ended.finisher is not None:
+                return  # a checkpoint that lost the race with the window's end
+            try:
+                self.store.save(record)
+            except StoreError as e:
+                self.probes.health.last_error = str(e)
+                log.error("%s", e)
 
     def _apply_retention(self, *, finished: RunRecord | None = None) -> list[str]:
         return apply_retention(self.store, self.runs, self.config.retention, finished=finished)

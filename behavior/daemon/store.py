@@ -16,9 +16,11 @@ import logging
 import os
 import shutil
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from behavior.daemon.runs import RunRecord, RunState
+from behavior.formats import Format
 from behavior.formats.output import write_atomic
 from behavior.interface import RbaError, UsageError
 
@@ -27,10 +29,27 @@ log = logging.getLogger("rba.daemon")
 STATE_FILE = "state.json"
 REPORT_FILE = "report.json"
 TRACE_FILE = "trace.rbt"  # templates with trace = true
+FULL_BELOW_BYTES = 256 * 1024
+REPORT_FORMATS: tuple[str, ...] = tuple(f.value for f in Format)
 
 
 class StoreError(RbaError):
     """The store cannot be read or written (the message names the path)."""
+
+
+@dataclass(frozen=True)
+class StoreUsage:
+    """The store's file system, for ``rba status``."""
+
+    path: str
+    free_bytes: int
+    total_bytes: int
+    last_error: str = ""
+
+    @property
+    def full(self) -> bool:
+        """Too full for another run's state and report (or a write was just refused)."""
+        return self.free_bytes < FULL_BELOW_BYTES or bool(self.last_error)
 
 
 class RunStore:
@@ -38,6 +57,7 @@ class RunStore:
 
     def __init__(self, state_dir: str) -> None:
         self.runs_dir = os.path.join(state_dir, "runs")
+        self.last_error = ""  # the last write that failed ("" once one succeeds again)
 
     def open(self) -> None:
         """Create the store's directories (mode 0700) if needed."""
@@ -58,14 +78,44 @@ class RunStore:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             write_atomic(os.path.join(directory, STATE_FILE), _dump(record))
         except (OSError, UsageError) as e:
-            raise StoreError(f"cannot save the state of run {record.id}: {e}") from e
+            raise self._failed(f"cannot save the state of run {record.id}: {e}") from e
+        self.last_error = ""
 
     def save_report(self, run_id: str, text: str, fmt: str = "json") -> None:
         """Write the run's report rendered in ``fmt`` (``report.json``, ``report.text``...)."""
         try:
             write_atomic(os.path.join(self.run_dir(run_id), report_file(fmt)), text)
-        except UsageError as e:
-            raise StoreError(f"cannot save the report of run {run_id}: {e}") from e
+        except (OSError, UsageError) as e:
+            raise self._failed(f"cannot save the report of run {run_id}: {e}") from e
+        self.last_error = ""
+
+    def _failed(self, message: str) -> StoreError:
+        self.last_error = message
+        return StoreError(message)
+
+    def remove_renderings(self, run_id: str, *, keep: Collection[str]) -> None:
+        """Delete the run's reports in formats other than ``keep``."""
+        for fmt in REPORT_FORMATS:
+            if fmt not in keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.run_dir(run_id), report_file(fmt)))
+
+    def remove_trace(self, run_id: str) -> bool:
+        """Delete the run's trace (to make room for its findings); False if it has none."""
+        try:
+            os.unlink(os.path.join(self.run_dir(run_id), TRACE_FILE))
+        except OSError:
+            return False
+        return True
+
+    def usage(self) -> StoreUsage:
+        """How full the file system holding the store is, and the last write refused."""
+        try:
+            st = os.statvfs(self.runs_dir)
+        except OSError as e:
+            return StoreUsage(self.runs_dir, 0, 0, self.last_error or e.strerror or str(e))
+        free = st.f_bavail * st.f_frsize
+        return StoreUsage(self.runs_dir, free, st.f_blocks * st.f_frsize, self.last_error)
 
     def read_report(self, run_id: str, fmt: str = "json") -> str | None:
         """The stored report text in ``fmt``, or None when the run has none."""
@@ -87,6 +137,8 @@ class RunStore:
             raise StoreError(f"cannot list {self.runs_dir}: {e.strerror}") from e
         for name in names:
             path = os.path.join(self.runs_dir, name, STATE_FILE)
+            if self._remove_if_unborn(name):
+                continue
             try:
                 with open(path, encoding="utf-8") as f:
                     records.append(_load(json.load(f)))
@@ -94,6 +146,20 @@ class RunStore:
                 log.warning("store: skipping %s: unreadable state file (%s)", name, e)
         records.sort(key=lambda r: (r.started_at, r.id))
         return records
+
+    def _remove_if_unborn(self, name: str) -> bool:
+        """A run directory without a state file, report or trace is a run that died while
+        being created (a kill between mkdir and the first write): remove it."""
+        directory = os.path.join(self.runs_dir, name)
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            return False
+        if any(e in entries for e in (STATE_FILE, REPORT_FILE, TRACE_FILE)):
+            return False
+        shutil.rmtree(directory, ignore_errors=True)
+        log.warning("store: removed %s: a run that died before its state was written", name)
+        return True
 
     def recover(self) -> list[RunRecord]:
         """Load every run, marking those a dead daemon left active as failed (or as
@@ -114,7 +180,10 @@ class RunStore:
                 reason=f"the daemon stopped while the run was {record.state} "
                 "(crash, kill or power loss); no report was written",
             )
-        self.save(settled)
+        try:
+            self.save(settled)
+        except StoreError as e:  # a full disk: the daemon starts all the same
+            log.error("store: %s (it is %s in memory only)", e, settled.state)
         log.warning("store: run %s was interrupted: now %s", record.id, settled.state)
         return settled
 

@@ -16,6 +16,7 @@ from behavior.daemon.config import DaemonConfig, Template
 from behavior.daemon.runs import RunView
 from behavior.daemon.scheduling import Scheduler
 from behavior.daemon.sharing import SharedSession
+from behavior.daemon.store import StoreUsage
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class DaemonFacts:
     uptime_s: float
     requests_served: int
     requests_refused: int
+    store: StoreUsage
 
 
 def status_view(
@@ -43,6 +45,13 @@ def status_view(
             "probes": probe_health(config, probes),
             "requests_served": facts.requests_served,
             "requests_refused": facts.requests_refused,
+            "disk": {
+                "path": facts.store.path,
+                "free_bytes": facts.store.free_bytes,
+                "total_bytes": facts.store.total_bytes,
+                "full": facts.store.full,
+                "last_error": facts.store.last_error,
+            },
         },
         "templates": [_template_entry(t, scheduler, now) for t in config.templates],
         "runs": _run_entries(runs, probes),
