@@ -9,7 +9,7 @@ for an annotated example.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,12 @@ from behavior.compat import tomllib
 from behavior.daemon.schedule import Schedule, parse_schedule
 from behavior.durations import parse_duration
 from behavior.formats import Format
+from behavior.formats.asff import (
+    PLACEHOLDER_ACCOUNT_ID,
+    PLACEHOLDER_REGION,
+    check_account_id,
+    check_region,
+)
 from behavior.formats.suppressions import Suppression, parse_suppression
 from behavior.interface import UsageError
 from probes.reading import FileReadError, read_small_file
@@ -58,10 +64,14 @@ class Retention:
 
 @dataclass(frozen=True)
 class FindingsOutput:
-    """Where findings go besides the store: an optional directory and its formats."""
+    """Where findings go besides the store (an optional directory and its formats, an
+    optional findings lake), and the AWS identity ASFF and the lake stamp on them."""
 
     directory: str | None = None
     formats: tuple[str, ...] = ("json",)
+    lake: str | None = None  # each finished run is added there (behavior.fleet.lake)
+    account: str = PLACEHOLDER_ACCOUNT_ID
+    region: str = PLACEHOLDER_REGION
 
 
 @dataclass(frozen=True)
@@ -216,8 +226,9 @@ def _parse_retention(table: Mapping[str, Any]) -> Retention:
 
 
 def _parse_findings(table: Mapping[str, Any]) -> FindingsOutput:
-    _only_keys("findings", table, {"directory", "formats"})
+    _only_keys("findings", table, {"directory", "formats", "lake", "account", "region"})
     directory = _path(table, "findings", "directory", "") or None
+    lake = _path(table, "findings", "lake", "") or None
     formats = table.get("formats", ["json"])
     if not isinstance(formats, list) or not formats:
         raise UsageError('findings.formats: must be a non-empty list, e.g. ["json"]')
@@ -226,7 +237,21 @@ def _parse_findings(table: Mapping[str, Any]) -> FindingsOutput:
             raise UsageError(
                 f"findings.formats: {fmt!r} is not one of {', '.join(FINDINGS_FORMATS)}"
             )
-    return FindingsOutput(directory=directory, formats=tuple(dict.fromkeys(formats)))
+    return FindingsOutput(
+        directory=directory,
+        formats=tuple(dict.fromkeys(formats)),
+        lake=lake,
+        account=_checked(table, "account", PLACEHOLDER_ACCOUNT_ID, check_account_id),
+        region=_checked(table, "region", PLACEHOLDER_REGION, check_region),
+    )
+
+
+def _checked(table: Mapping[str, Any], key: str, default: str, check: Callable[[str], str]) -> str:
+    value: str = _get(table, "findings", key, str, default)
+    try:
+        return check(value)
+    except ValueError as e:
+        raise UsageError(f"findings.{key}: {e}") from None
 
 
 def _only_keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:

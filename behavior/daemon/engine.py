@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from behavior.daemon.config import DaemonConfig, Template
+from behavior.daemon.config import DaemonConfig, FindingsOutput, Template
 from behavior.facts.interface import FactSource
 from behavior.formats import Format, render
 from behavior.interface import RbaError, Report
@@ -169,6 +169,28 @@ def open_probe_session(choice: str, poll_interval: float, content: bool = True) 
     return open_session(choice, poll_interval, content=content)
 
 
-def render_report(report: Report, fmt: str) -> str:
-    """``report`` in format ``fmt`` (one of :data:`FORMATS`)."""
+def render_report(report: Report, fmt: str, findings: FindingsOutput | None = None) -> str:
+    """``report`` in format ``fmt`` (one of :data:`FORMATS`); ASFF carries the account
+    and region of ``findings`` (the configuration's ``[findings]``)."""
+    if fmt == Format.ASFF.value and findings is not None:
+        from behavior.formats.asff import render_asff
+
+        return render_asff(report, findings.account, findings.region)
     return render(Format(fmt), report)
+
+
+def add_to_lake(report: Report, findings: FindingsOutput) -> None:
+    """Add a finished run's report to the lake of ``[findings] lake`` (nothing without
+    one). The seam to :func:`behavior.fleet.lake.add_reports`, which raises RbaError
+    subclasses (one line) for a lake that cannot be written or a missing extra."""
+    if findings.lake is None:
+        return
+    from behavior.fleet.lake import add_reports
+    from behavior.formats.json_format import report_to_dict
+
+    add_reports(
+        findings.lake,
+        [report_to_dict(report)],
+        region=findings.region,
+        account_id=findings.account,
+    )

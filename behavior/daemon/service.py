@@ -398,6 +398,7 @@ class Daemon:
             self._store_reports(run, report)  # before the trace is closed: findings first
             run.assessment.close()
             self._copy_findings(record.id, report)
+            self._add_to_lake(record.id, report)
         except Exception as e:  # one run's failure must not take the daemon down
             with contextlib.suppress(Exception):
                 run.assessment.close()
@@ -438,7 +439,7 @@ class Daemon:
         run_id = run.record.id
         # JSON last: its presence means every rendering is complete (see recover()).
         rendered = [
-            (fmt, engine.render_report(report, fmt))
+            (fmt, engine.render_report(report, fmt, self.config.findings))
             for fmt in sorted(engine.FORMATS, key=lambda f: f == "json")
         ]
         try:
@@ -490,11 +491,21 @@ class Daemon:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             for fmt in self.config.findings.formats:
                 ext = {"text": "txt"}.get(fmt, fmt)
-                text = engine.render_report(report, fmt)
+                text = engine.render_report(report, fmt, self.config.findings)
                 write_atomic(os.path.join(directory, f"{run_id}.{ext}"), text)
         except (OSError, RbaError) as e:
             self.probes.health.last_error = f"findings copy for {run_id}: {e}"
             log.error("run %s: cannot write findings to %s: %s", run_id, directory, e)
+
+    def _add_to_lake(self, run_id: str, report: Report) -> None:
+        """Best-effort, like the findings copy: the run is stored whatever the lake says."""
+        try:
+            engine.add_to_lake(report, self.config.findings)
+        except (OSError, RbaError) as e:
+            self.probes.health.last_error = f"lake for {run_id}: {e}"
+            log.error(
+                "run %s: cannot add it to the lake %s: %s", run_id, self.config.findings.lake, e
+            )
 
     # --- store and schedule ----------------------------------------------------------
 

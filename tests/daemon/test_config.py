@@ -118,6 +118,10 @@ def test_content_capture_can_be_turned_off(tmp_path: Path) -> None:
         ("[[suppression]]\nrule='x'\nreason='y'\nexpires='soon'\n", "suppression[0].expires"),
         ("[[suppression]]\nrule='x'\nreason='y'\nuser='z'\n", "suppression[0].user: unknown key"),
         ("[findings]\nformats = ['pdf']\n", "findings.formats: 'pdf' is not one of"),
+        ("[findings]\naccount = '12345'\n", "findings.account: AWS account id '12345' must be"),
+        ("[findings]\naccount = 123456789012\n", "findings.account: must be a str"),
+        ("[findings]\nregion = 'Mars-1'\n", "findings.region: AWS region 'Mars-1' is not"),
+        ("[findings]\nlake = 'lake'\n", "findings.lake: must be an absolute path"),
         ("[retention]\nmax_runs = -1\n", "retention.max_runs: must be at least 1"),
         ("template = 3\n", "template: must be an array of tables"),
         ("extra = 1\n", "extra: unknown key"),
@@ -159,6 +163,17 @@ def test_trace_options(tmp_path: Path) -> None:
     path = write(tmp_path, "[[template]]\nname='t'\nduration='1m'\ntrace='yes'\n")
     with pytest.raises(ConfigError, match=r"template\[0\].trace: must be a bool"):
         load_config(path)
+
+
+def test_findings_account_region_and_lake(tmp_path: Path) -> None:
+    text = (
+        "[findings]\naccount = '123456789012'\nregion = 'eu-west-1'\nlake = '/var/lib/rba/lake'\n"
+    )
+    findings = load_config(write(tmp_path, text)).findings
+    assert (findings.account, findings.region) == ("123456789012", "eu-west-1")
+    assert findings.lake == "/var/lib/rba/lake"
+    defaults = load_config(write(tmp_path, "")).findings
+    assert defaults.lake is None and defaults.account == "000000000000"
 
 
 def test_the_documented_example_is_valid(tmp_path: Path) -> None:

@@ -399,3 +399,28 @@ def test_runs_with_a_read_only_system_but_its_two_directories(tmp_path: Path) ->
         assert not (tmp_path / "must-not-be-writable").exists()
     finally:
         proc.close()
+
+
+def test_account_region_and_lake_reach_asff_and_the_lake(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="the lake needs the rba[fleet] extra")
+    lake = tmp_path / "lake"
+    config = (
+        f'[findings]\naccount = "123456789012"\nregion = "eu-west-1"\nlake = "{lake}"\n' + TEMPLATES
+    )
+    idle = listener()  # a finding for the lake and the ASFF rendering
+    proc = DaemonProcess(tmp_path, config)
+    try:
+        proc.start()
+        run_id = proc.request("run", template="short")
+        assert proc.wait_finished(run_id)["state"] == "completed"
+        asff = proc.request("findings", run=run_id, format="asff")
+        batches = [json.loads(line) for line in asff.splitlines()]
+        findings = [f for batch in batches for f in batch]
+        assert findings and {f["AwsAccountId"] for f in findings} == {"123456789012"}
+        assert all(":eu-west-1:" in f["ProductArn"] for f in findings)
+        parts = [p.relative_to(lake).as_posix() for p in lake.rglob("*.parquet")]
+        assert parts and all("region=eu-west-1/accountId=123456789012/" in p for p in parts)
+        assert "cannot add it to the lake" not in proc.log()
+    finally:
+        idle.close()
+        proc.close()
