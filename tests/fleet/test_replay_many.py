@@ -3,6 +3,10 @@ two workers leave the lake a serial replay leaves."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ from behavior.commands.cli import main  # noqa: E402
 from tests.fleet.traces import write_traces  # noqa: E402
 
 TRACES = 100
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def lake_contents(lake: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -30,6 +35,42 @@ def lake_contents(lake: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
     return files, rows
 
 
+CLUSTER_SCRIPT = """
+import sys
+
+import distributed
+
+from behavior.commands.cli import main
+
+if __name__ == "__main__":
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, silence_logs=50,
+    ) as cluster:
+        code = main(["replay", *sys.argv[1:], "--dask", cluster.scheduler_address])
+    sys.exit(code)
+"""
+
+
+def _replay_on_local_cluster(tmp_path: Path, argv: list[str]) -> tuple[int, str]:
+    """``rba replay ARGV --dask`` against a LocalCluster of 2 worker processes, all in a
+    session of their own, killed whole if they outlive the timeout (a cluster that
+    hangs while shutting down must not hang the suite)."""
+    script = tmp_path / "cluster_replay.py"
+    script.write_text(CLUSTER_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *argv], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the LocalCluster replay did not finish in 300 s: {out[-2000:]}")
+    return proc.returncode, out
+
+
 def test_dask_cluster_replay_equals_a_serial_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -40,15 +81,9 @@ def test_dask_cluster_replay_equals_a_serial_one(
         f"{TRACES} of {TRACES} trace(s) replayed into {serial}: 268 finding(s) added, "
         "0 already there\n"
     )  # per host telnet and a listener; every third host (34) a library without DEP, cookies
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:  # fmt: skip
-        code = main(
-            ["replay", *traces, "--lake", str(clustered), "--dask", cluster.scheduler_address]
-        )
-    assert code == 0
-    assert f"{TRACES} of {TRACES} trace(s) replayed" in capsys.readouterr().out
+    code, out = _replay_on_local_cluster(tmp_path, [*traces, "--lake", str(clustered)])
+    assert code == 0, out
+    assert f"{TRACES} of {TRACES} trace(s) replayed" in out
     files, rows = lake_contents(serial)
     assert len(files) == TRACES * 2 + 34  # detection and run per host, + vulnerability
     assert lake_contents(clustered) == (files, rows)
