@@ -336,16 +336,20 @@ def _stack_cookies(elf: _Elf) -> Verdict:
     if elf.segments and not any(s.type == PT_LOAD and s.flags & PF_X for s in elf.segments):
         return Verdict(None, "no executable PT_LOAD: no code to protect")
     dynstr = _dynstr(elf)
+    clean = None  # (file offset, size) of a string table known to name no cookie symbol
     if dynstr is not None:
-        found = _dynamic_cookie(elf, dynstr)
+        offsets = _name_offsets(dynstr)
+        found = _dynamic_cookie(elf, offsets)
         if found:
             return Verdict(True, found)
+        if not offsets:
+            clean = (elf.offset_of(elf.dyn1(DT_STRTAB) or 0, "DT_STRTAB"), len(dynstr))
     sections = _sections(elf)
     if elf.e_type == ET_REL and not any(s.flags & SHF_EXECINSTR and s.size for s in sections):
         return Verdict(None, "no executable sections: no code to protect")
     tables = [s for s in sections if s.type in (SHT_SYMTAB, SHT_DYNSYM)]
     for table in tables:
-        found = _section_cookie(elf, table, sections)
+        found = _section_cookie(elf, table, sections, clean)
         if found:
             return Verdict(True, found)
     if _placeholder_stub(elf, sections):
@@ -467,9 +471,9 @@ def _fortified(strtab: bytes) -> list[str]:
     return sorted(names)
 
 
-def _dynamic_cookie(elf: _Elf, dynstr: bytes) -> str | None:
-    """Reason text if a dynamic symbol names a cookie symbol, found via the hash tables."""
-    offsets = _name_offsets(dynstr)
+def _dynamic_cookie(elf: _Elf, offsets: dict[int, bytes]) -> str | None:
+    """Reason text if a dynamic symbol names a cookie symbol (``offsets``: their names in
+    the dynamic string table), found via the hash tables."""
     if not offsets:
         return None
     symtab = elf.offset_of(elf.dyn1(DT_SYMTAB) or 0, "DT_SYMTAB")
@@ -580,13 +584,17 @@ def _sections(elf: _Elf) -> list[_Section]:
     return [_section_at(elf, i) for i in range(elf.shnum)]
 
 
-def _section_cookie(elf: _Elf, table: _Section, sections: list[_Section]) -> str | None:
+def _section_cookie(
+    elf: _Elf, table: _Section, sections: list[_Section], clean: tuple[int, int] | None
+) -> str | None:
     if table.link >= len(sections):
         raise BinaryParseError("symbol table links to a missing string table")
     strsec = sections[table.link]
     if strsec.size > MAX_STRTAB:
         raise BinaryParseError(f"string table is above the {MAX_STRTAB >> 20} MiB limit")
-    offsets = _name_offsets(elf.r.read(strsec.offset, strsec.size, "string table"))
+    offsets: dict[int, bytes] = {}
+    if (strsec.offset, strsec.size) != clean:  # .dynsym's .dynstr, searched already (node: 5 MB)
+        offsets = _name_offsets(elf.r.read(strsec.offset, strsec.size, "string table"))
     entsize = table.entsize or elf.lay.sym_name.size
     if entsize != elf.lay.sym_name.size:
         raise BinaryParseError(f"symbol table entry size {entsize}, want {elf.lay.sym_name.size}")
@@ -717,7 +725,9 @@ def _eh_frame_functions(
     if exact:
         fdes = {base + pairs[i]: base + pairs[i + 1] for i in range(0, 2 * count, 2)}
         return frames.Functions.from_ranges(_fde_ranges(elf, fdes))
-    starts = sorted({base + loc for loc in pairs[0::2]})
+    # The table is sorted (ld.so binary-searches it), so sorted() is one C pass and
+    # dict.fromkeys drops repeats in order: no Python-level loop over node's 76k entries.
+    starts = list(map(base.__add__, dict.fromkeys(sorted(pairs[0::2]))))
     return frames.Functions(starts, [*starts[1:], END_OF_CODE])  # analyse() clips the last
 
 
