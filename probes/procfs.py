@@ -14,7 +14,6 @@ Only standard modules are imported at load time: ``rba scan`` starts fast.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import socket
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import ctypes
+
     from probes.common import GapCounter
 
 PROC = "/proc"
@@ -398,17 +399,21 @@ _RESOLVE_IN_ROOT = 0x10
 _MAX_LINKS = 40
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
 _openat2_state: list[bool] = []  # [] = not tried yet; [True] / [False] once known
-_libc_handle: list[ctypes.CDLL] = []
+_libc_handle: list[tuple[ctypes.CDLL, type[ctypes.Structure]]] = []
 
 
-def _libc() -> ctypes.CDLL:
+def _libc() -> tuple[ctypes.CDLL, type[ctypes.Structure]]:
+    """libc and struct open_how, made on first use: ctypes costs a warm ``rba scan``
+    (which imports this module) a tenth of its time, and only openat2 needs it."""
     if not _libc_handle:
-        _libc_handle.append(ctypes.CDLL(None, use_errno=True))
+        import ctypes
+
+        class OpenHow(ctypes.Structure):
+            _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                        ("resolve", ctypes.c_uint64)]  # fmt: skip
+
+        _libc_handle.append((ctypes.CDLL(None, use_errno=True), OpenHow))
     return _libc_handle[0]
 
 
@@ -416,8 +421,10 @@ def _openat2(root_fd: int, path: str, flags: int) -> int | None:
     """openat2(root_fd, path, RESOLVE_IN_ROOT); None when the kernel lacks it."""
     if _openat2_state == [False]:
         return None
-    libc = _libc()
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+    import ctypes
+
+    libc, open_how = _libc()
+    how = open_how(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     fd = int(
         libc.syscall(
             ctypes.c_long(_SYS_OPENAT2),

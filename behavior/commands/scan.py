@@ -1,9 +1,10 @@
 """``rba scan``: DEP, stack cookies, ASLR and RELRO of ELF/PE files or running processes.
 
 Start-up matters here (a warm scan of /usr/bin takes ~70 ms), so this module imports only
-light standard modules at load time; everything else is imported inside :func:`run`. A warm
-scan never imports the parsers (nor multiprocessing, nor numpy): it stats each file and
-finds it in the persistent cache.
+light standard modules at load time; everything else is imported inside :func:`run`
+(probes.procfs only for ``--pid`` and ``--all-processes``). A warm scan never imports the
+parsers (nor multiprocessing, nor numpy): it stats each file and finds it in the
+persistent cache.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from behavior.formats.scan import ScanReport, Target, render_json, render_text
-from probes import procfs
 
 if TYPE_CHECKING:
     from behavior.interface import Observer
@@ -86,8 +86,12 @@ def run(args: argparse.Namespace) -> int:
     collected = Collected()
     for path in args.paths:
         _collect_path(path, args.recursive, collected)
-    pids = procfs.pids() if args.all_processes else args.pid
-    collected.own_mount_ns = _mount_ns("self")
+    pids: list[int] = []
+    if args.all_processes or args.pid:  # only process scans pay for probes.procfs
+        from probes import procfs
+
+        pids = procfs.pids() if args.all_processes else args.pid
+        collected.own_mount_ns = _mount_ns("self")
     for pid in pids:
         _collect_process(pid, collected, explicit=not args.all_processes)
     cache_path = None if args.no_cache else (args.cache or default_cache_path())
@@ -207,6 +211,7 @@ def _collect_process(pid: int, out: Collected, *, explicit: bool) -> None:
     """The executable and file-backed mappings of ``pid``. Vanished processes are skipped
     (an error only for a pid the user named); denied reads are stated as gaps."""
     from behavior.interface import UsageError
+    from probes import procfs
 
     try:
         exe = procfs.read_exe(pid)
@@ -239,6 +244,8 @@ def _collect_process(pid: int, out: Collected, *, explicit: bool) -> None:
 
 
 def _mount_ns(pid: int | str) -> int | None:
+    from probes import procfs
+
     try:
         return procfs.namespace_inode(pid, "mnt")
     except procfs.ProcfsError:

@@ -109,21 +109,37 @@ def render_text(report: ScanReport, *, color: bool) -> str:
     """A checksec-style table, one row per file, and the summary line."""
     header = "  ".join(name.ljust(width) for name, width in COLUMNS) + "  FILE"
     lines = [header]
+    cells: dict[tuple[Any, ...], str] = {}  # a few dozen distinct rows among a thousand files
     for target, facts in report.rows:
-        lines.append(_text_row(target, facts, color))
+        lines.append(_text_row(target, facts, color, cells))
     for target, reason in report.unreadable:
         lines.append(_paint(f"unreadable: {reason}", RED, color) + f"  {target.path}")
     lines.append(summary_line(report))
     return "\n".join(lines) + "\n"
 
 
-def _text_row(target: Target, facts: BinaryFacts, color: bool) -> str:
-    from binanalysis import FileFormat, Relro
-
+def _text_row(
+    target: Target, facts: BinaryFacts, color: bool, memo: dict[tuple[Any, ...], str]
+) -> str:
     if facts.error is not None:
         return _paint(f"error: {facts.error}", RED, color) + f"  {target.path}"
-    if facts.format is FileFormat.OTHER:
+    if facts.format.value == "other":
         return _paint("not an ELF or PE file", YELLOW, color) + f"  {target.path}"
+    fortify = facts.extra.get("fortify")
+    cookies = facts.stack_cookies
+    not_needed = cookies.value is None and _not_needed(cookies)
+    fortified = None if fortify is None else fortify.value
+    key = (facts.relro, cookies.value, not_needed, facts.dep.value, facts.aslr.value, fortified)
+    text = memo.get(key)
+    if text is None:
+        text = memo[key] = _cells_text(facts, color)
+    suffix = f" ({facts.format.value}, pids {_pids(target.pids)})" if target.pids else ""
+    return f"{text}  {target.path}{suffix}"
+
+
+def _cells_text(facts: BinaryFacts, color: bool) -> str:
+    from binanalysis import Relro
+
     relro = {Relro.FULL: ("Full RELRO", GREEN), Relro.PARTIAL: ("Partial RELRO", YELLOW),
              Relro.NONE: ("No RELRO", RED), None: ("n/a", RESET)}[facts.relro]  # fmt: skip
     fortify = facts.extra.get("fortify")
@@ -134,17 +150,19 @@ def _text_row(target: Target, facts: BinaryFacts, color: bool) -> str:
         _cell(facts.aslr.value, "PIE enabled", "No PIE"),
         _cell(None if fortify is None else fortify.value, "Yes", "No"),
     ]
-    text = "  ".join(
+    return "  ".join(
         _paint(label.ljust(width), hue, color)
         for (label, hue), (_name, width) in zip(cells, COLUMNS)
     )
-    suffix = f" ({facts.format.value}, pids {_pids(target.pids)})" if target.pids else ""
-    return f"{text}  {target.path}{suffix}"
+
+
+def _not_needed(verdict: Verdict) -> bool:
+    return verdict.reason.startswith("nothing to protect")
 
 
 def _cookie_cell(verdict: Verdict) -> tuple[str, str]:
     """The stack-cookie classes (docs/scan.md): "nothing to protect" is not a finding."""
-    if verdict.value is None and verdict.reason.startswith("nothing to protect"):
+    if verdict.value is None and _not_needed(verdict):
         return "Not needed", RESET
     return _cell(verdict.value, "Canary found", "No canary")
 
