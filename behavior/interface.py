@@ -210,7 +210,8 @@ class Connection:
 
 @dataclass(frozen=True)
 class Listener:
-    """A listening TCP socket during the window (possibly several listen/close cycles)."""
+    """A listening TCP socket, or a bound UDP one, during the window (possibly several
+    listen/close cycles)."""
 
     netns: int
     family: int
@@ -230,6 +231,10 @@ class Listener:
     sources: tuple[str, ...]
     # Protocols seen on connections its owner accepted (eBPF only; per owning process).
     labels: tuple[str, ...] = ()
+    # "udp": a datagram socket bound to a local port, a UDP service (docs/assess.md).
+    transport: str = "tcp"
+    # UDP: remote (non-loopback) peers whose datagrams its owner received first (eBPF).
+    peers: int = 0
 
 
 @dataclass(frozen=True)

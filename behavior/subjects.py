@@ -218,13 +218,14 @@ class ListenerSubject:
         )
 
     def evidence(self) -> dict[str, Any]:
-        """The subject's part of the evidence (``transport`` is implied: TCP)."""
-        return {
-            "port": self.port,
-            "bind_addresses": list(self.bind_addresses),
-            "loopback_only": self.loopback_only,
-            "process": self.process.evidence(),
-        }
+        """The subject's part of the evidence (``transport`` only when not TCP)."""
+        out: dict[str, Any] = {"port": self.port}
+        if self.transport != "tcp":
+            out["transport"] = self.transport
+        out["bind_addresses"] = list(self.bind_addresses)
+        out["loopback_only"] = self.loopback_only
+        out["process"] = self.process.evidence()
+        return out
 
     @classmethod
     def from_evidence(cls, ev: Mapping[str, Any]) -> ListenerSubject:
@@ -234,6 +235,7 @@ class ListenerSubject:
             bind_addresses=tuple(map(str, ev.get("bind_addresses") or ())),
             loopback_only=bool(ev.get("loopback_only")),
             process=ProcessRef.from_evidence(ev.get("process")),
+            transport=str(ev.get("transport") or "tcp"),
         )
 
 

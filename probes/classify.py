@@ -39,6 +39,9 @@ LDAP = "ldap"
 REDIS = "redis"
 RFB = "rfb"
 MQTT = "mqtt"
+TFTP = "tftp"
+# A served datagram of no known protocol: counted (a peer used the service), never a label.
+DATAGRAM_LABEL = "datagram"
 UPGRADED = "+starttls"  # suffix: the cleartext start was upgraded to TLS in-band
 
 # Cleartext protocols with an in-band TLS upgrade, and the client command that asks.
@@ -72,7 +75,10 @@ UNKNOWN = Verdict("", final=True)
 def classify(client: Sequence[bytes], server: bytes, transport: str = "tcp") -> Verdict:
     """The protocol of a connection from its first payloads (see the module doc)."""
     if transport == "udp":
-        return _snmp(client[0]) if client else UNKNOWN
+        if not client:
+            return UNKNOWN
+        snmp = _snmp(client[0])
+        return snmp if snmp.label else _tftp(client[0])
     first = client[0] if client else b""
     for guess in (_encrypted, _telnet, _rcmd, _binary_client, _text_client, _server_banner):
         verdict = guess(first, server, client)
@@ -244,6 +250,19 @@ def _snmp(data: bytes) -> Verdict:
     if data[version[1]] != expected:
         return UNKNOWN
     return Verdict(_SNMP_VERSIONS[version[0]], final=True)
+
+
+_TFTP_REQUEST = re.compile(
+    rb"\x00[\x01\x02][\x21-\x7e][\x20-\x7e]*\x00(netascii|octet|mail)\x00", re.I
+)
+_TFTP_CUT = re.compile(rb"\x00[\x01\x02][\x21-\x7e][\x20-\x7e]*\Z")  # name past the capture
+_CAPTURE_LEN = 64  # bytes of a payload the kernel captures (RBA_PAYLOAD_LEN)
+
+
+def _tftp(data: bytes) -> Verdict:
+    """A TFTP read or write request (RFC 1350): opcode 1 or 2, file name, mode."""
+    cut = len(data) >= _CAPTURE_LEN and _TFTP_CUT.match(data)
+    return Verdict(TFTP, final=True) if cut or _TFTP_REQUEST.match(data) else UNKNOWN
 
 
 # LDAPMessage protocolOp tags ([APPLICATION n]): requests and responses.

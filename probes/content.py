@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probes.classify import MAX_CLIENT_PAYLOADS, classify
+from probes.classify import DATAGRAM_LABEL, MAX_CLIENT_PAYLOADS, classify
 from probes.common import RecentMap
 from probes.events import ADDR_LEN, COMM_LEN, EVENT_SIZE, Flag, Kind, Source, StringTable, empty
 
@@ -87,7 +87,9 @@ class ContentTracker:
         for i, (pid, fd, proto, conn, direction, seq) in enumerate(zip(*columns)):
             payload = data[i * PAYLOAD_LEN : i * PAYLOAD_LEN + lengths[i]]
             if proto == PROTO_UDP:
-                self._hit(raws[i], classify([payload], b"", "udp").label)
+                label = classify([payload], b"", "udp").label
+                served = recs["role"][i] == ROLE_PASSIVE  # a peer's first datagram to us
+                self._hit(raws[i], label or (DATAGRAM_LABEL if served else ""))
                 continue
             key = (pid, fd)
             if (pid, fd, conn) in self._done:

@@ -528,6 +528,7 @@ class _Columns:
 
 
 _ACTIVE = int(Flag.ACTIVE)
+_UDP = 17  # aux of a listener event for a bound UDP socket
 _LISTENER = int(Flag.LISTENER)
 
 
@@ -556,8 +557,8 @@ class Attributor:
         are attributed) and established connections (so their closes are)."""
         for row in batch[(batch["flags"] & Flag.SNAPSHOT) != 0]:
             kind = int(row["kind"])
-            if kind not in (Kind.TCP_LISTEN, Kind.TCP_ESTABLISHED):
-                continue
+            if kind not in (Kind.TCP_LISTEN, Kind.TCP_ESTABLISHED) or row["aux"] == _UDP:
+                continue  # (a bound UDP socket has no TCP connections to attribute)
             owner = Owner(int(row["pid"]), int(row["uid"]), int(row["netns"]), bytes(row["comm"]))
             saddr, sport = bytes(row["saddr"]), int(row["sport"])
             if kind == Kind.TCP_LISTEN:
@@ -598,6 +599,8 @@ class Attributor:
             elif kind == Kind.TCP_LISTEN:
                 owner = cols.owner(i, self._resolve(cols.pid[i]))
                 cols.netns[i] = owner.netns
+                if cols.batch["aux"][i] == _UDP:
+                    continue  # a bound UDP socket (bind): no TCP connections to attribute
                 self.sockets[cols.sock[i]] = owner
                 laddr = cols.addresses(i)[0]
                 self._add_listener(

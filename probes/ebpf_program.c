@@ -476,6 +476,29 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
     return 0;
 }
 
+// A datagram socket made in the window bound to a local port: a UDP service, reported
+// as TCP_LISTEN with aux 17 (docs/assess.md). Older sockets come from the start snapshot.
+TRACEPOINT_PROBE(syscalls, sys_enter_bind) {
+    if (window_closed())
+        return 0;
+    if ((udp_fd_kind(args->fd) & 3) != FD_UDP)
+        return 0;
+    u16 port = 0;
+    u8 addr[16] = {};
+    u8 family = read_inet_sockaddr((const void *)args->umyaddr, args->addrlen, &port, addr);
+    if (!family || !port)
+        return 0;
+    struct rba_event *ev = reserve_task(K_TCP_LISTEN);
+    if (!ev)
+        return 0;
+    ev->family = family;
+    ev->sport = port;
+    ev->aux = PROTO_UDP;
+    __builtin_memcpy(ev->saddr, addr, 16);
+    events.ringbuf_submit(ev, RB_NO_WAKEUP);
+    return 0;
+}
+
 // ---- content: the first payloads of TCP connections and UDP datagrams ---------------
 //
 // Per monitored connection (a connect() or accept4() seen in the window), keyed by

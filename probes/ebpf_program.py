@@ -66,7 +66,9 @@ TRACEPOINTS: tuple[Tracepoint, ...] = (
     ),
     *_tracepoints(Role.EVENTS, "sock", "inet_sock_set_state"),
     *_tracepoints(
-        Role.EVENTS, "syscalls", "sys_enter_sendto", "sys_enter_sendmsg", "sys_enter_connect"
+        Role.EVENTS,
+        "syscalls",
+        *("sys_enter_sendto", "sys_enter_sendmsg", "sys_enter_connect", "sys_enter_bind"),
     ),
     *_tracepoints(
         Role.STATE,

@@ -72,6 +72,7 @@ class Kind(enum.IntEnum):
         attributed owner (the connecting process, or the listener's owner), 0 if unknown.
         For PASSIVE, saddr/sport is the local (listening) side.
     TCP_LISTEN: pid, uid, comm, family, saddr = bind address, sport = port, sock, netns.
+        aux 17: a UDP socket bound to a local port (a UDP service), not a TCP listener.
         flags SNAPSHOT when it was already listening at window start.
     TCP_CLOSE: sock, addresses and ports; pid attributed as for TCP_ESTABLISHED.
         A listener closing has flags LISTENER.

@@ -36,6 +36,7 @@ POLL_CAPABILITIES = Capabilities(
     counts_losses=False,
 )
 
+IPPROTO_UDP = 17  # aux of a listener event for a bound UDP socket
 GAP_VANISHED = "process vanished during a poll"
 GAP_DENIED = "process details denied during a poll"
 GAP_CONNECTIONS_DENIED = "inet connection table denied (owners unknown)"
@@ -85,6 +86,7 @@ class PollSource(EventSource):
         self._conns: dict[ConnKey, _Conn] = {}
         self._foreign: dict[tuple[int, ConnKey], _Conn] = {}  # other network namespaces
         self._logins: set[LoginKey] = set()
+        self._uids: dict[int, int] = {}  # real uid of each process seen: sockets' owners
         self.polls = 0
         self.snapshot: EventArray | None = None
         self._error: BaseException | None = None
@@ -175,6 +177,8 @@ class PollSource(EventSource):
         if info["uids"] is None or info["exe"] is None:
             self._gaps.add(GAP_DENIED)
         uids = info["uids"]
+        if uids:
+            self._uids[proc.pid] = uids.real
         rows.add(
             kind=Kind.PROC_SNAPSHOT,
             flags=flags,
@@ -211,7 +215,7 @@ class PollSource(EventSource):
                 )
         if not initial:
             for key, conn in self._conns.items():
-                if key not in current and conn.kind == socket.SOCK_STREAM:
+                if key not in current and (conn.kind == socket.SOCK_STREAM or not key[4]):
                     self._add_close(rows, key, conn, own_ns)
         self._conns = current
         self._poll_foreign(rows, flags, initial)
@@ -278,14 +282,23 @@ class PollSource(EventSource):
         family, _, laddr, lport, raddr, rport = key
         common: dict[str, Any] = {
             "pid": conn.pid,
+            "uid": self._uids.get(conn.pid, 0),
             "family": family,
             "sock": _sock(key, netns, self._netns.own),
             "netns": netns,
         }
         if conn.kind == socket.SOCK_DGRAM:
-            if not raddr or self.complement:
-                return  # only connected UDP sockets have a remote to report
-            rows.add(kind=Kind.UDP_SEND, daddr=_raw(raddr), dport=rport, flags=flags, **common)
+            if not raddr and lport:  # bound, unconnected: a UDP service (docs/assess.md)
+                rows.add(
+                    kind=Kind.TCP_LISTEN,
+                    saddr=_raw(laddr),
+                    sport=lport,
+                    aux=IPPROTO_UDP,
+                    flags=flags,
+                    **common,
+                )
+            elif raddr and not self.complement:  # connected: a remote to report
+                rows.add(kind=Kind.UDP_SEND, daddr=_raw(raddr), dport=rport, flags=flags, **common)
             return
         if conn.status == psutil.CONN_LISTEN:
             rows.add(kind=Kind.TCP_LISTEN, saddr=_raw(laddr), sport=lport, flags=flags, **common)
@@ -304,8 +317,9 @@ class PollSource(EventSource):
         )
 
     def _add_close(self, rows: EventRows, key: ConnKey, conn: _Conn, netns: int) -> None:
-        family, _, laddr, lport, raddr, rport = key
-        listener = conn.status == psutil.CONN_LISTEN
+        family, kind, laddr, lport, raddr, rport = key
+        udp = kind == socket.SOCK_DGRAM
+        listener = conn.status == psutil.CONN_LISTEN or udp
         rows.add(
             kind=Kind.TCP_CLOSE,
             pid=conn.pid,
@@ -317,6 +331,7 @@ class PollSource(EventSource):
             daddr=_raw(raddr) if raddr else bytes(16),
             dport=rport,
             flags=Flag.LISTENER if listener else Flag.NONE,
+            aux=IPPROTO_UDP if udp else 0,
         )
 
     def _poll_logins(self, rows: EventRows, flags: Flag) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
-from behavior.interface import Severity
+from behavior.interface import Finding, Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding
 from behavior.rules.listener_common import (
     host_listeners_by_port,
@@ -29,9 +30,26 @@ INFO = RuleInfo(
 
 
 def evaluate(inp: RuleInput) -> RuleResult:
-    """One finding per listening port whose port or program says cleartext."""
+    """One finding per listening port (TCP, then UDP) whose content, program or port
+    says cleartext."""
+    findings = [f for transport in ("tcp", "udp") for f in _evaluate(inp, transport)]
+    note = (
+        "polling only: accepted-connection counts can miss short connections and UDP "
+        "datagrams are not counted (usage unknown); protocols identified by port and "
+        "program only (content needs the eBPF probes)"
+    )
+    return RuleResult(tuple(findings), note if inp.polling_only else "")
+
+
+def _usage(inp: RuleInput, transport: str, used: int) -> str:
+    if used:
+        return "used"
+    return "unknown" if transport == "udp" and inp.polling_only else "supported"
+
+
+def _evaluate(inp: RuleInput, transport: str) -> list[Finding]:
     findings = []
-    groups = host_listeners_by_port(inp)
+    groups = host_listeners_by_port(inp, transport)
     ports_of_pid = Counter(pid for _port, pid in groups)
     for (port, pid), listeners in groups.items():
         # Content labels are kept per owning process: they tell a port only when the
@@ -41,20 +59,25 @@ def evaluate(inp: RuleInput) -> RuleResult:
         for s in listeners:
             proc = inp.obs.processes.get(s.pid)
             names = program_names(s.comm, s.exe, proc.cmdline if proc else "")
-            verdict = classify_server(port, names, labels)
+            verdict = classify_server(port, names, labels, transport)
             if verdict is not None or labels:
                 break
         if verdict is None:
             continue
         protocol, basis = verdict
         accepted = sum(s.accepted for s in listeners)
-        details = {
+        # UDP: remote peers that wrote first, per owning process (not summed per socket).
+        peers = max(s.peers for s in listeners)
+        details: dict[str, Any] = {
             "sources": listener_sources(listeners),
             "protocol": protocol.name,
             "basis": basis,
-            "usage": "used" if accepted else "supported",
-            "accepted": accepted,
+            "usage": _usage(inp, transport, accepted or peers),
         }
+        if transport == "udp":
+            details["peers"] = peers
+        else:
+            details["accepted"] = accepted
         first = min(s.started_ns for s in listeners)
         last = max([s.last_accept_ns for s in listeners] + [first])
         findings.append(
@@ -62,16 +85,12 @@ def evaluate(inp: RuleInput) -> RuleResult:
                 INFO,
                 listener_subject(inp, listeners),
                 details,
-                count=max(1, accepted),
+                count=max(1, accepted, peers),
                 first_ns=first,
                 last_ns=last,
             )
         )
-    note = (
-        "polling only: accepted-connection counts can miss short connections; "
-        "protocols identified by port and program only (content needs the eBPF probes)"
-    )
-    return RuleResult(tuple(findings), note if inp.polling_only else "")
+    return findings
 
 
 RULE = Rule(INFO, evaluate)

@@ -7,14 +7,19 @@ from behavior.rules.interface import RuleInput, process_ref
 from behavior.subjects import ListenerSubject
 
 
-def host_listeners_by_port(inp: RuleInput) -> dict[tuple[int, int], list[Listener]]:
-    """The listening sockets of this host's services, grouped by (port, owning pid): one
-    service may listen on several addresses of one port. Services in containers and other
-    network namespaces count too; their process reference names the container."""
+def host_listeners_by_port(
+    inp: RuleInput, transport: str = "tcp"
+) -> dict[tuple[int, int], list[Listener]]:
+    """The listening sockets (of ``transport``: TCP listeners or bound UDP sockets) of
+    this host's services, grouped by (port, owning pid): one service may listen on several
+    addresses of one port. Services in containers and other network namespaces count too;
+    their process reference names the container."""
     host_netns = inp.facts.host.netns if inp.facts.host else 0
     groups: dict[tuple[int, int], list[Listener]] = {}
     unattributed: dict[tuple[int, int], list[Listener]] = {}  # (port, netns)
     for listener in inp.obs.listeners:
+        if listener.transport != transport:
+            continue
         if listener.pid:
             groups.setdefault((listener.port, listener.pid), []).append(listener)
         else:
@@ -43,6 +48,7 @@ def listener_subject(inp: RuleInput, listeners: list[Listener]) -> ListenerSubje
         bind_addresses=tuple(sorted({s.address for s in listeners})),
         loopback_only=all(s.loopback_only for s in listeners),
         process=process_ref(inp, owner.pid, uid=owner.uid, comm=owner.comm),
+        transport=owner.transport,
     )
 
 

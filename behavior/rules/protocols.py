@@ -75,6 +75,9 @@ SERVER_TCP_PORTS: dict[int, Protocol] = {
     **{port: VNC for port in range(5900, 5907)},
 }
 
+# Bound UDP ports (insecure-server-protocol's UDP services).
+SERVER_UDP_PORTS: dict[int, Protocol] = {161: SNMP, 162: SNMP, 69: TFTP, 11211: MEMCACHED}
+
 # Programs that speak only one cleartext protocol, whatever port they use.
 SERVER_PROGRAMS: dict[str, Protocol] = {
     "vsftpd": FTP,
@@ -122,6 +125,7 @@ CONTENT_CLEARTEXT: dict[str, Protocol] = {
     "ldap": LDAP,
     "snmp-v1": SNMP,
     "snmp-v2c": SNMP,
+    "tftp": TFTP,
     "redis": REDIS,
     "rfb": VNC,
     "mqtt": MQTT,
@@ -169,15 +173,17 @@ def classify_client(
 
 
 def classify_server(
-    port: int, names: list[str], labels: tuple[str, ...] = ()
+    port: int, names: list[str], labels: tuple[str, ...] = (), transport: str = "tcp"
 ) -> tuple[Protocol, str] | None:
-    """(protocol, basis) of a TCP listener, or None when not a known cleartext service.
-    Content labels of the connections it accepted, when known, decide over the rest."""
+    """(protocol, basis) of a TCP listener or bound UDP socket, or None when not a known
+    cleartext service. Content labels of the connections it accepted (the datagrams it
+    was sent), when known, decide over the rest."""
     if labels:
         return classify_content(labels)
     for name in names:
         if name in SERVER_PROGRAMS:
             return SERVER_PROGRAMS[name], "program"
-    if port in SERVER_TCP_PORTS:
-        return SERVER_TCP_PORTS[port], "port"
+    table = SERVER_UDP_PORTS if transport == "udp" else SERVER_TCP_PORTS
+    if port in table:
+        return table[port], "port"
     return None

@@ -24,6 +24,7 @@ from behavior.interface import (
     Process,
 )
 from behavior.rules.protocols import program_names
+from probes.classify import DATAGRAM_LABEL
 from probes.events import (
     EVENT_DTYPE,
     EventArray,
@@ -211,6 +212,7 @@ class _ListenerState:
     family: int
     addr: bytes
     port: int
+    transport: str
     pid: int
     uid: int
     comm: str
@@ -247,7 +249,7 @@ class Aggregator:
         self.events = 0
         self._connections = _KeyTable()
         self._accepts = _KeyTable()
-        self._listeners: dict[tuple[int, int, bytes, int], _ListenerState] = {}
+        self._listeners: dict[tuple[int, int, bytes, int, str], _ListenerState] = {}
         self._procs: dict[int, _ProcState] = {}
         self._logins: dict[tuple[int, int, int, int], LoginSession] = {}
         self._login_accepts: list[LoginAccepted] = []
@@ -263,6 +265,7 @@ class Aggregator:
         # of server replies, by (serving pid, netns).
         self._udp_server_labels: dict[tuple[int, int], set[str]] = {}
         self._udp_replies: dict[tuple[int, int], int] = {}
+        self._udp_peers: dict[tuple[int, int], int] = {}  # non-loopback ones
 
     def fold(self, events: EventArray, lanes: LaneArray | None = None) -> None:
         """Fold one batch of events (``lanes``: their :func:`classify`, if known)."""
@@ -324,13 +327,22 @@ class Aggregator:
             label = self._strings.get(str_a)
             self._referenced.add(pid)
             if flags & Flag.PASSIVE and aux == _IPPROTO_UDP:
-                self._udp_server_labels.setdefault((pid, netns), set()).add(label)
+                self._on_served_datagram(pid, netns, family, daddr, label)
             elif flags & Flag.PASSIVE:
                 self._server_labels.setdefault((pid, netns), set()).add(label)
             else:
                 transport = "udp" if aux == _IPPROTO_UDP else "tcp"
                 key = (pid, netns, family, daddr, dport, transport)
                 self._labels.setdefault(key, set()).add(label)
+
+    def _on_served_datagram(
+        self, pid: int, netns: int, family: int, peer: bytes, label: str
+    ) -> None:
+        """The first datagram of a peer that wrote first, received by ``pid``."""
+        if label != DATAGRAM_LABEL:
+            self._udp_server_labels.setdefault((pid, netns), set()).add(label)
+        if not is_loopback(family, peer):
+            self._udp_peers[pid, netns] = self._udp_peers.get((pid, netns), 0) + 1
 
     # --- processes, listeners and logins, in event order ------------------------------
 
@@ -444,7 +456,7 @@ class Aggregator:
     def _on_listen(self, ev: _Ev) -> None:
         self._referenced.add(ev.pid)
         ts = ev.ts_wall
-        key = (ev.netns, ev.family, ev.saddr, ev.sport)
+        key = (ev.netns, ev.family, ev.saddr, ev.sport, _transport(ev.aux))
         source = Source(ev.source).label
         state = self._listeners.get(key)
         snapshot = bool(ev.flags & Flag.SNAPSHOT)
@@ -454,6 +466,7 @@ class Aggregator:
                 family=key[1],
                 addr=key[2],
                 port=key[3],
+                transport=key[4],
                 pid=ev.pid,
                 uid=ev.uid,
                 comm=comm_text(ev.comm),
@@ -475,7 +488,7 @@ class Aggregator:
         state.open_since = ts
 
     def _on_listener_close(self, ev: _Ev) -> None:
-        key = (ev.netns, ev.family, ev.saddr, ev.sport)
+        key = (ev.netns, ev.family, ev.saddr, ev.sport, _transport(ev.aux))
         state = self._listeners.get(key)
         ts = ev.ts_wall
         if state is None or state.open_since is None:
@@ -658,7 +671,8 @@ class Aggregator:
                 total += max(0, hi - lo)
                 begin = lo if begin is None else min(begin, lo)
             count, first, last = 0, 0, 0
-            for (netns, family, addr, _port), (n, f, la) in accepts_by_port.get(state.port, ()):
+            accepts = accepts_by_port.get(state.port, ()) if state.transport == "tcp" else ()
+            for (netns, family, addr, _port), (n, f, la) in accepts:
                 if not _same_netns(netns, state.netns):
                     continue
                 if not _address_accepts(state.family, state.addr, family, addr):
@@ -685,11 +699,24 @@ class Aggregator:
                     first_accept_ns=first,
                     last_accept_ns=last,
                     sources=tuple(sorted(state.sources)),
-                    labels=tuple(sorted(self._server_labels.get((state.pid, state.netns), ()))),
+                    labels=self._listener_labels(state),
+                    transport=state.transport,
+                    peers=self._udp_peers.get((state.pid, state.netns), 0)
+                    if state.transport == "udp"
+                    else 0,
                 )
             )
-        out.sort(key=lambda s: (s.port, s.family, s.address, s.netns))
+        out.sort(key=lambda s: (s.port, s.transport, s.family, s.address, s.netns))
         return tuple(out)
+
+    def _listener_labels(self, state: _ListenerState) -> tuple[str, ...]:
+        table = self._udp_server_labels if state.transport == "udp" else self._server_labels
+        return tuple(sorted(table.get((state.pid, state.netns), ())))
+
+
+def _transport(aux: int) -> str:
+    """A listener event's transport: aux 17 marks a bound UDP socket."""
+    return "udp" if aux == _IPPROTO_UDP else "tcp"
 
 
 def _same_netns(a: int, b: int) -> bool:

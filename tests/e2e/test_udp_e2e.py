@@ -6,6 +6,10 @@ requests come from a non-loopback address. What must hold:
 
 - snmpd's replies (datagrams to the peer's ephemeral port, in answer to the peer) are
   never an insecure *client* finding (docs/assess.md, "Server replies").
+- snmpd (bound before the window: the start snapshot) and in.tftpd (bound inside it:
+  ``bind``) are UDP services: ``insecure-server-protocol`` with ``transport: udp``, by
+  content under eBPF (used, with the peers counted), by port or program under polling.
+- SNMP is judged by what peers sent: a window with only v3 requests is no finding.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.assess import AssessRun, Report, names_any
+from tests.support.assess import AssessRun, Finding, Report, evidence_value
 from tests.support.netns import PeerNamespace, peer_namespace
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
@@ -32,12 +36,22 @@ V3_USER = "rbae2e"
 CLIENT_RULES = ("insecure-client-login", "insecure-client-general")
 
 
+TFTP_PORT = 69
+TFTP_FILE = "boot.txt"
+
+
 @dataclass(frozen=True)
 class Outcome:
     probes: str
     report: Report
     snmpd_pid: int
     answered: tuple[str, ...]  # snmpget versions that got an answer
+    tftpd_pid: int
+    fetched: bool  # the tftp client got the file
+    host_ip: str  # the services' bind address (the host side of the veth)
+
+    def udp_service(self, port: int) -> list[Finding]:
+        return self.report.select("insecure-server-protocol", port=port, transport="udp")
 
 
 def _wait_udp_bound(pid: int, port: int, timeout: float = 10.0) -> None:
@@ -89,11 +103,34 @@ def _snmpget(ns: PeerNamespace, version: str) -> bool:
     return result.returncode == 0 and ".1.5.0 = STRING:" in result.stdout
 
 
+def _tftp_get(ns: PeerNamespace, work: Path) -> bool:
+    """``tftp`` from the peer namespace fetches the served file into ``work``."""
+    target = work / "fetched.txt"
+    argv = ["tftp", ns.host_ip, str(TFTP_PORT), "-m", "octet", "-c", "get", TFTP_FILE]
+    ns.run([*argv, str(target)])
+    return target.exists() and target.read_text() == "rba tftp\n"
+
+
 def _assess(snmpd: tuple[PeerNamespace, int], work: Path, probes: str) -> Outcome:
     ns, pid = snmpd
+    root = work / "tftproot"
+    root.mkdir()
+    (root / TFTP_FILE).write_text("rba tftp\n")
+    root.chmod(0o755)
+    work.chmod(0o755)
+    (root / TFTP_FILE).chmod(0o644)
+    argv = ["in.tftpd", "-L", "-a", f"{ns.host_ip}:{TFTP_PORT}", "-s", str(root)]
     with AssessRun(work, duration=WINDOW_S, probes=probes) as run:
         answered = tuple(v for v in ("2c", "3", "2c") if _snmpget(ns, v))
-    return Outcome(probes, run.report, pid, answered)
+        tftpd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_udp_bound(tftpd.pid, TFTP_PORT)
+            fetched = _tftp_get(ns, work)
+            time.sleep(1.5)  # a poll sees the bound socket
+        finally:
+            tftpd.terminate()
+            tftpd.wait(timeout=10)
+    return Outcome(probes, run.report, pid, answered, tftpd.pid, fetched, ns.host_ip)
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +161,63 @@ def test_snmpd_answered_both_versions(outcome: Outcome) -> None:
     assert set(outcome.answered) == {"2c", "3"}, "snmpd did not answer: the scenario is void"
 
 
-def test_snmpd_replies_are_no_client_finding(outcome: Outcome) -> None:
+def test_servers_replies_are_no_client_finding(outcome: Outcome) -> None:
+    assert outcome.fetched, "in.tftpd did not serve the file: the scenario is void"
+    servers = {outcome.snmpd_pid, outcome.tftpd_pid}
     wrong = [
         f
         for f in outcome.report.findings
-        if f["rule_id"] in CLIENT_RULES and names_any(f, {outcome.snmpd_pid}, "")
+        if f["rule_id"] in CLIENT_RULES
+        and servers & {evidence_value(f, "process.pid"), *(evidence_value(f, "pids") or ())}
     ]
     assert wrong == [], outcome.report.summary()
+
+
+def _only_service(outcome: Outcome, port: int, pid: int) -> Finding:
+    found = outcome.udp_service(port)
+    assert len(found) == 1, outcome.report.summary()
+    assert found[0]["evidence"]["process"]["pid"] == pid
+    return found[0]
+
+
+def test_snmpd_is_an_insecure_udp_service(outcome: Outcome) -> None:
+    f = _only_service(outcome, SNMP_PORT, outcome.snmpd_pid)
+    ev = f["evidence"]
+    assert ev["protocol"] == "snmp" and ev["bind_addresses"] == [outcome.host_ip]
+    if outcome.probes == "ebpf":
+        # Identified by what the peers sent (community versions); one peer endpoint per
+        # snmpget run.
+        assert (ev["basis"], ev["usage"], ev["peers"]) == ("content", "used", 3)
+    else:
+        assert (ev["basis"], ev["usage"]) == ("port", "unknown")
+
+
+def test_tftpd_bound_in_the_window_is_an_insecure_udp_service(outcome: Outcome) -> None:
+    f = _only_service(outcome, TFTP_PORT, outcome.tftpd_pid)
+    ev = f["evidence"]
+    assert ev["protocol"] == "tftp"
+    assert ev["process"]["user"] == "root" and ev["process"]["comm"] == "in.tftpd"
+    if outcome.probes == "ebpf":
+        assert (ev["basis"], ev["usage"], ev["peers"]) == ("content", "used", 1)
+        assert ev["sources"] == ["ebpf"]
+    else:
+        assert (ev["basis"], ev["usage"]) == ("program", "unknown")
+
+
+def test_unused_listening_port_stays_tcp(outcome: Outcome) -> None:
+    for port in (SNMP_PORT, TFTP_PORT):
+        assert outcome.report.select("unused-listening-port", port=port) == []
+
+
+def test_snmp_v3_only_is_no_server_finding(
+    snmpd: tuple[PeerNamespace, int], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.conftest import BPF_MISSING
+
+    if BPF_MISSING:
+        pytest.skip(f"eBPF unavailable: {BPF_MISSING}")
+    ns, _pid = snmpd
+    with AssessRun(tmp_path_factory.mktemp("udp-v3"), duration=6, probes="ebpf") as run:
+        assert _snmpget(ns, "3")
+    found = run.report.select("insecure-server-protocol", port=SNMP_PORT, transport="udp")
+    assert found == [], run.report.summary()
