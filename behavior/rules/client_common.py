@@ -14,7 +14,7 @@ from behavior.rules.interface import (
     listed_pids,
     process_ref,
 )
-from behavior.rules.protocols import classify_client, program_names
+from behavior.rules.protocols import Protocol, classify_client, program_names
 from behavior.subjects import ConnectionSubject, Endpoint
 
 UNSPECIFIED = frozenset({"0.0.0.0", "::"})
@@ -27,17 +27,25 @@ POLLING_NOTE = (
 def evaluate_clients(info: RuleInfo, inp: RuleInput, *, login: bool) -> RuleResult:
     """Findings for cleartext client connections whose protocol carries logins (or not)."""
     groups: dict[tuple[str, str, int, str], list[tuple[Connection, str, str]]] = {}
-    names_of: dict[tuple[int, str], list[str]] = {}  # one process has many connections
+    # A window has far fewer distinct (program, port) pairs than connections: the verdict
+    # of a connection without content labels depends on nothing else.
+    verdicts: dict[tuple[str, str, str, int, str], tuple[Protocol, str] | None] = {}
+    processes = inp.obs.processes
     for conn in inp.obs.connections:
-        if not conn.remote or conn.remote_loopback or conn.remote in UNSPECIFIED:
+        if conn.remote_loopback or not conn.remote or conn.remote in UNSPECIFIED:
             continue  # connecting to the unspecified address reaches this host too
-        proc = inp.obs.processes.get(conn.pid)
-        exe = proc.exe if proc else ""
-        names = names_of.get((conn.pid, conn.comm))
-        if names is None:
-            names = program_names(conn.comm, exe, proc.cmdline if proc else "")
-            names_of[conn.pid, conn.comm] = names
-        verdict = classify_client(conn.port, conn.transport, names, conn.labels)
+        proc = processes.get(conn.pid)
+        exe, cmdline = (proc.exe, proc.cmdline) if proc else ("", "")
+        if conn.labels:
+            names = program_names(conn.comm, exe, cmdline)
+            verdict = classify_client(conn.port, conn.transport, names, conn.labels)
+        else:
+            asked = (conn.comm, exe, cmdline, conn.port, conn.transport)
+            if asked in verdicts:
+                verdict = verdicts[asked]
+            else:
+                names = program_names(conn.comm, exe, cmdline)
+                verdict = verdicts[asked] = classify_client(conn.port, conn.transport, names)
         if verdict is None or verdict[0].login != login:
             continue
         key = (exe or conn.comm, conn.remote, conn.port, conn.transport)
