@@ -39,7 +39,7 @@ from behavior.rules import RULES, select
 from behavior.rules.interface import RuleInput, iso_time, with_fingerprints
 from behavior.rules.protocols import CLIENT_TCP_PORTS, CLIENT_UDP_PORTS
 from behavior.window.aggregate import Aggregator
-from behavior.window.own_process import OwnProcessFilter, own_file_of, own_install_roots
+from behavior.window.own_process import OwnProcessFilter
 from behavior.window.timeline import TimelineCounter
 from probes.events import EventArray, StringTable
 from probes.interface import ProbeError, SourceStats
@@ -92,7 +92,6 @@ class AssessConfig:
     poll_interval: float = 1.0
     content: bool = True  # identify protocols by first payloads (eBPF only)
     own_pid: int | None = None  # rba's own process: it and its children are set aside
-    own_roots: tuple[str, ...] = ()  # rba's installed files: never reported
 
 
 @dataclass(frozen=True)
@@ -219,8 +218,6 @@ class Assessment:
             result = rule.evaluate(inp)
             statuses.append(RuleStatus(rule.info.id, ran=True, reason=result.note))
             findings.extend(result.findings)
-        kept = [f for f in findings if not own_file_of(f, self.config.own_roots)]
-        own_files, findings = len(findings) - len(kept), kept
         host = self._host or facts.host
         findings = with_fingerprints(findings, host)
         run = RunInfo(
@@ -241,18 +238,15 @@ class Assessment:
             lost_events=sum(s.lost for s in source_stats.values()),
             rules=tuple(statuses),
             partial=end.partial,
-            notes=tuple(_run_notes(self._notices(end, own_files), source_stats, facts)),
+            notes=tuple(_run_notes(self._notices(end), source_stats, facts)),
         )
         with self._lock:
             timeline = self._timeline.build(obs, findings, self.strings)
         ordered = tuple(sorted(findings, key=_finding_order))
         return Report(run=run, findings=ordered, timeline=timeline)
 
-    def _notices(self, end: WindowEnd, own_files: int) -> tuple[str, ...]:
-        own = [] if self._own is None else [self._own.note()]
-        if own_files:
-            roots = ", ".join(self.config.own_roots)
-            own.append(f"{own_files} finding(s) about rba's own files (under {roots}) not reported")
+    def _notices(self, end: WindowEnd) -> tuple[str, ...]:
+        own = () if self._own is None else (self._own.note(),)
         return (*own, *end.notices)
 
 
@@ -297,7 +291,7 @@ def run_assessment(
     from probes.backend import open_session
 
     if config.own_pid is None:
-        config = dataclasses.replace(config, own_pid=os.getpid(), own_roots=own_install_roots())
+        config = dataclasses.replace(config, own_pid=os.getpid())
     strings = StringTable()
     try:
         session = open_session(config.probes, config.poll_interval, content=config.content)
