@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import socket
+import struct
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,12 @@ POLL_CAPABILITIES = Capabilities(
 )
 
 IPPROTO_UDP = 17  # aux of a listener event for a bound UDP socket
+WTMP = "/var/log/wtmp"
+# struct utmp (x86-64 glibc, 384 bytes): type, pid, line, id, user, host, exit, session,
+# tv_sec, tv_usec, addr_v6, unused.
+_UTMP = struct.Struct("<h2xi32s4s32s256s4siii16s20s")
+_USER_PROCESS, _DEAD_PROCESS = 7, 8
+MAX_WTMP_READ = 1 << 20  # bytes of new wtmp records read per poll
 GAP_VANISHED = "process vanished during a poll"
 GAP_DENIED = "process details denied during a poll"
 GAP_CONNECTIONS_DENIED = "inet connection table denied (owners unknown)"
@@ -87,6 +95,9 @@ class PollSource(EventSource):
         self._foreign: dict[tuple[int, ConnKey], _Conn] = {}  # other network namespaces
         self._logins: set[LoginKey] = set()
         self._uids: dict[int, int] = {}  # real uid of each process seen: sockets' owners
+        self.wtmp = WTMP
+        self._wtmp_offset: int | None = None  # records before the window are not ours
+        self._wtmp_open: dict[tuple[str, int], LoginKey] = {}  # (tty, pid) -> session
         self.polls = 0
         self.snapshot: EventArray | None = None
         self._error: BaseException | None = None
@@ -334,7 +345,38 @@ class PollSource(EventSource):
             aux=IPPROTO_UDP if udp else 0,
         )
 
+    def _poll_wtmp(self, rows: EventRows, flags: Flag) -> None:
+        """Sessions logged to wtmp since the window opened: where there is no utmp file
+        (Debian 12 without systemd), psutil.users() is empty but login still logs to
+        wtmp, with the user, tty, remote host and the session leader's pid."""
+        try:
+            with open(self.wtmp, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if self._wtmp_offset is None or size < self._wtmp_offset:
+                    self._wtmp_offset = size  # the start, or a rotated file
+                    return
+                f.seek(self._wtmp_offset)
+                data = f.read(min(size - self._wtmp_offset, MAX_WTMP_READ))
+        except OSError:
+            return
+        whole = len(data) - len(data) % _UTMP.size
+        self._wtmp_offset += whole
+        for rec in _UTMP.iter_unpack(data[:whole]):
+            kind, pid, line, _id, user, host = rec[:6]
+            tty = line.split(b"\0", 1)[0].decode(errors="replace")
+            name = user.split(b"\0", 1)[0].decode(errors="replace")
+            if kind == _USER_PROCESS and not name.startswith("."):  # ".telnet": no login yet
+                remote = host.split(b"\0", 1)[0].decode(errors="replace")
+                key = (name, tty, remote, float(rec[8]), pid)
+                self._wtmp_open[tty, pid] = key
+                rows.add(kind=Kind.LOGIN, flags=flags, **self._login_fields(key))
+            elif kind == _DEAD_PROCESS:
+                ended = self._wtmp_open.pop((tty, pid), None)
+                if ended is not None:
+                    rows.add(kind=Kind.LOGIN, flags=Flag.ENDED, **self._login_fields(ended))
+
     def _poll_logins(self, rows: EventRows, flags: Flag) -> None:
+        self._poll_wtmp(rows, flags)
         current: set[LoginKey] = set()
         for user in psutil.users():
             current.add(
