@@ -21,6 +21,7 @@ from behavior.interface import RbaError, Report
 from behavior.recording.recorder import TraceRecorder
 from behavior.rules import RULE_IDS
 from behavior.window.assess import AssessConfig, Assessment, WindowEnd
+from behavior.window.own_process import own_install_roots
 from probes.backend import ProbeSession, open_session
 from probes.events import EventArray, StringTable
 from probes.interface import SourceStats
@@ -137,6 +138,7 @@ def new_run(
         probes=config.probes,
         poll_interval=config.poll_interval_s,
         own_pid=os.getpid(),
+        own_roots=own_install_roots(),
     )
     try:
         assessment = Assessment(

@@ -103,6 +103,7 @@ class TraceHeader:
     rules: tuple[str, ...] | None  # None: every rule
     redact_cmdline: bool
     own_pid: int | None = None  # rba's own process, set aside (None before rba 0.2)
+    own_roots: tuple[str, ...] = ()  # where rba's own files were: not reported
 
     def to_dict(self) -> dict[str, Any]:
         """The start record as the trace stores it."""
@@ -122,6 +123,7 @@ class TraceHeader:
                 "rules": None if self.rules is None else list(self.rules),
                 "redact_cmdline": self.redact_cmdline,
                 "own_pid": self.own_pid,
+                "own_roots": list(self.own_roots),
             },
         }
 
@@ -149,6 +151,7 @@ class TraceHeader:
                 rules=None if rules is None else tuple(map(str, rules)),
                 redact_cmdline=bool(options.get("redact_cmdline", False)),
                 own_pid=_optional_int(options.get("own_pid")),
+                own_roots=tuple(map(str, options.get("own_roots", ()))),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"malformed start record ({e!r})") from e

@@ -51,6 +51,7 @@ def load_recording(path: str) -> Recording:
         poll_interval=header.poll_interval,
         content=header.content,
         own_pid=header.own_pid,
+        own_roots=header.own_roots,
     )
     facts, stats, problems = read_records(index)
     end = read_end(index, problems)

@@ -81,6 +81,7 @@ class TraceRecorder:
             rules=None if config.rules is None else tuple(sorted(config.rules)),
             redact_cmdline=self._redactor is not None,
             own_pid=config.own_pid,
+            own_roots=config.own_roots,
         )
         try:
             writer = TraceWriter(self.path, header.to_dict(), strings, redact=self._redactor)

@@ -11,14 +11,12 @@ talks to an :class:`~behavior.interface.Observer`.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,7 +37,7 @@ from behavior.rules import RULES, select
 from behavior.rules.interface import RuleInput, iso_time, with_fingerprints
 from behavior.rules.protocols import CLIENT_TCP_PORTS, CLIENT_UDP_PORTS
 from behavior.window.aggregate import Aggregator
-from behavior.window.own_process import OwnProcessFilter
+from behavior.window.own_process import OwnProcessFilter, own_file_of, own_install_roots
 from behavior.window.timeline import TimelineCounter
 from probes.events import EventArray, StringTable
 from probes.interface import ProbeError, SourceStats
@@ -62,22 +60,6 @@ _CANDIDATE_TCP = frozenset(CLIENT_TCP_PORTS)
 _CANDIDATE_UDP = frozenset(CLIENT_UDP_PORTS)
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector. Evaluation (and a replay's fold) allocate
-    millions of acyclic objects, a record per connection, process or finding, and each
-    full collection walks all of them again: with it running, replaying 1M events spent
-    40 % of its CPU in the collector (bench/trace_replay.py). Reference counting still
-    frees everything dropped, so memory stays bounded by the window's distinct keys."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 class AssessError(RbaError):
     """The assessment could not run (the probes could not start, for example)."""
 
@@ -92,6 +74,7 @@ class AssessConfig:
     poll_interval: float = 1.0
     content: bool = True  # identify protocols by first payloads (eBPF only)
     own_pid: int | None = None  # rba's own process: it and its children are set aside
+    own_roots: tuple[str, ...] = ()  # rba's installed files: never reported
 
 
 @dataclass(frozen=True)
@@ -199,10 +182,6 @@ class Assessment:
 
     def finish(self, end: WindowEnd) -> Report:
         """Evaluate the rules over the window and return the report."""
-        with collector_paused():
-            return self._finish(end)
-
-    def _finish(self, end: WindowEnd) -> Report:
         ended_at_ns, source_stats = end.ended_at_ns, end.source_stats
         facts = self._facts.facts(timeout=FACTS_TIMEOUT_S)
         with self._lock:
@@ -218,6 +197,8 @@ class Assessment:
             result = rule.evaluate(inp)
             statuses.append(RuleStatus(rule.info.id, ran=True, reason=result.note))
             findings.extend(result.findings)
+        kept = [f for f in findings if not own_file_of(f, self.config.own_roots)]
+        own_files, findings = len(findings) - len(kept), kept
         host = self._host or facts.host
         findings = with_fingerprints(findings, host)
         run = RunInfo(
@@ -238,15 +219,18 @@ class Assessment:
             lost_events=sum(s.lost for s in source_stats.values()),
             rules=tuple(statuses),
             partial=end.partial,
-            notes=tuple(_run_notes(self._notices(end), source_stats, facts)),
+            notes=tuple(_run_notes(self._notices(end, own_files), source_stats, facts)),
         )
         with self._lock:
             timeline = self._timeline.build(obs, findings, self.strings)
         ordered = tuple(sorted(findings, key=_finding_order))
         return Report(run=run, findings=ordered, timeline=timeline)
 
-    def _notices(self, end: WindowEnd) -> tuple[str, ...]:
-        own = () if self._own is None else (self._own.note(),)
+    def _notices(self, end: WindowEnd, own_files: int) -> tuple[str, ...]:
+        own = [] if self._own is None else [self._own.note()]
+        if own_files:
+            roots = ", ".join(self.config.own_roots)
+            own.append(f"{own_files} finding(s) about rba's own files (under {roots}) not reported")
         return (*own, *end.notices)
 
 
@@ -291,7 +275,7 @@ def run_assessment(
     from probes.backend import open_session
 
     if config.own_pid is None:
-        config = dataclasses.replace(config, own_pid=os.getpid())
+        config = dataclasses.replace(config, own_pid=os.getpid(), own_roots=own_install_roots())
     strings = StringTable()
     try:
         session = open_session(config.probes, config.poll_interval, content=config.content)

@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from behavior.window.own_process import OwnProcessFilter
-from probes.events import EventArray, Kind, empty
+from behavior.interface import NullObserver
+from behavior.window.assess import AssessConfig, Assessment, WindowEnd
+from behavior.window.own_process import OwnProcessFilter, own_install_roots
+from probes.events import EventArray, Kind, StringTable, empty
+from tests.behavior.synth import ROOT_FILE, T0, FixedFacts, binary, facts_with, process
 from tests.conftest import RBA, REPO, run_rba
 
 
@@ -56,6 +60,30 @@ def test_polling_snapshots_of_children_join_the_tree() -> None:
     assert len(kept) == 0 and own.helpers == {150}
 
 
+def test_findings_about_rbas_own_files_are_not_reported() -> None:
+    own, other = "/opt/rba/venv/lib/libown.so", "/opt/vendor/lib/libother.so"
+    facts = facts_with(
+        [process(10, "/opt/vendor/bin/app", euid=1000, modules=(own, other))],
+        {path: (ROOT_FILE, binary(path, dep=False), None) for path in (own, other)},
+    )
+    config = AssessConfig(duration_s=60, rules=frozenset({"software-without-dep"}),
+                          own_roots=("/opt/rba/venv",))  # fmt: skip
+    window = Assessment(config, strings=StringTable(), facts=FixedFacts(facts),
+                        observer=NullObserver(), started_at_ns=T0)  # fmt: skip
+    report = window.finish(WindowEnd(T0 + 10**9, False, {}, ("ebpf",), ()))
+    assert [f.evidence["path"] for f in report.findings] == [other]
+    assert "1 finding(s) about rba's own files (under /opt/rba/venv) not reported" in (
+        report.run.notes
+    )
+
+
+def test_the_install_roots_are_rbas_packages_and_its_venv() -> None:
+    roots = own_install_roots()
+    assert str(REPO / "behavior") in roots and str(REPO / "probes") in roots
+    if sys.prefix != sys.base_prefix:
+        assert sys.prefix in roots
+
+
 def _pids_in(value: Any) -> set[int]:
     if isinstance(value, dict):
         found = {value["pid"]} if isinstance(value.get("pid"), int) else set()
@@ -83,6 +111,10 @@ def test_a_live_window_and_its_replay_never_name_rbas_own_process(tmp_path: Path
         assert any(n.startswith(note) for n in data["run"]["notes"]), data["run"]["notes"]
         named = set().union(*(_pids_in(f["evidence"]) for f in data["findings"]))
         assert own_pid not in named
+        paths = [
+            str(f["evidence"].get("path") or f["evidence"].get("module")) for f in data["findings"]
+        ]
+        assert not [p for p in paths if p.startswith((sys.prefix + "/", str(REPO / "behavior")))]
     assert [f["evidence"] for f in live["findings"]] == [
         f["evidence"] for f in replayed["findings"]
     ]
