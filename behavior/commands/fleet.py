@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a date or time (2026-11-30, 2026-11-30T12:00Z) or a duration before now "
         "(36h); default: 24h before the newest run in the lake",
     )
-    parser.add_argument("--format", default="text", help=f"{', '.join(FORMATS)}")
-    parser.add_argument("--output", metavar="FILE", help="write to FILE (mode 0600)")
+    parser.add_argument("--format", default="text", type=str.lower, help=", ".join(FORMATS))
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (mode 0600)")
 
 
 def run(args: argparse.Namespace) -> int:
