@@ -85,7 +85,7 @@ def test_report_that_cannot_be_written_at_the_end_goes_to_stdout(
     target.parent.mkdir()
     args = argparse.Namespace(
         format="json", output=str(target), fail_on=None, suppressions=None,
-        aws_account_id=None, aws_region=None,
+        aws_account_id=None, aws_region=None, min_severity=None,
     )  # fmt: skip
     options = report_options(args)
     target.parent.rmdir()
