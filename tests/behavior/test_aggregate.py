@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from behavior.window.aggregate import Aggregator
-from probes.events import Flag, Kind, Source, StringTable
-from tests.behavior.synth import SEC, T0, accept, batch, connect, event, listen
+from probes.events import Family, Flag, Kind, Source, StringTable, empty, format_address
+from tests.behavior.synth import HOST_NETNS, SEC, T0, accept, batch, connect, event, listen
 
 WINDOW = (T0, T0 + 60 * SEC)
 
@@ -181,3 +185,59 @@ def test_exited_processes_nobody_refers_to_are_dropped(strings: StringTable) -> 
     procs = _obs(agg).processes
     assert list(procs) == [7]  # the client's entry outlives its exit: evidence names it
     assert procs[7].exe == "/usr/bin/curl" and procs[7].last_ns == T0 + SEC
+
+
+def test_connection_list_equals_a_merge_row_by_row(strings: StringTable) -> None:
+    """The vectorised merge gives what merging every outbound event one by one in a dict
+    gives: connect and established of a key count once (max), sources unite, and the
+    list is ordered by (first, pid, remote, port, transport)."""
+    rng = np.random.default_rng(19)
+    n = 6000
+    ev = empty(n)
+    ev["ts_wall"] = T0 + rng.permutation(n).astype(np.uint64) * 1000
+    ev["kind"] = rng.choice([Kind.TCP_CONNECT, Kind.TCP_ESTABLISHED, Kind.UDP_SEND], n)
+    ev["flags"] = np.where(ev["kind"] == Kind.TCP_ESTABLISHED, Flag.ACTIVE, 0)
+    ev["source"] = rng.choice([Source.EBPF, Source.POLL], n)
+    ev["pid"] = rng.integers(1, 40, n)
+    ev["uid"] = ev["pid"] * 10
+    ev["comm"] = np.char.add(b"p", ev["pid"].astype("S3"))
+    ev["netns"] = rng.choice([HOST_NETNS, HOST_NETNS + 1], n)
+    ev["dport"] = rng.choice([21, 23, 80, 443], n)
+    v6 = rng.random(n) < 0.3
+    ev["family"] = np.where(v6, Family.INET6, Family.INET)
+    ev["daddr"][:, 0] = np.where(v6, 0x20, rng.choice([127, 198, 203], n))
+    ev["daddr"][:, 3] = rng.integers(1, 4, n)
+    ev["daddr"][:, 15] = rng.integers(0, 2, n)  # beyond an IPv4 address: a key apart
+    agg = Aggregator(strings)
+    for i in range(0, n, 1000):
+        agg.fold(ev[i : i + 1000])
+    merged: dict[tuple[Any, ...], list[Any]] = {}
+    for row in ev:
+        transport = "udp" if row["kind"] == Kind.UDP_SEND else "tcp"
+        family, raw = int(row["family"]), bytes(row["daddr"])
+        key = (int(row["pid"]), int(row["netns"]), family, raw, int(row["dport"]), transport)
+        part = (int(row["kind"]) == Kind.TCP_ESTABLISHED, int(row["source"]))
+        total = merged.setdefault(key, [{}, set(), []])
+        total[0][part] = total[0].get(part, 0) + 1
+        total[1].add(Source(int(row["source"])).label)
+        total[2].append(int(row["ts_wall"]))
+    expected = sorted(
+        (
+            min(ts),
+            pid,
+            format_address(family, raw),
+            port,
+            transport,
+            max(counts.values()),
+            max(ts),
+            tuple(sorted(sources)),
+            netns,
+        )
+        for (pid, netns, family, raw, port, transport), (counts, sources, ts) in merged.items()
+    )
+    got = [
+        (c.first_ns, c.pid, c.remote, c.port, c.transport, c.count, c.last_ns, c.sources, c.netns)
+        for c in _obs(agg).connections
+    ]
+    assert got == expected
+    assert all(c.comm == f"p{c.pid}" and c.uid == c.pid * 10 for c in _obs(agg).connections)
