@@ -235,6 +235,8 @@ class Listener:
     transport: str = "tcp"
     # UDP: remote (non-loopback) peers whose datagrams its owner received first (eBPF).
     peers: int = 0
+    # Of ``accepted``: connections polling saw only closing (TIME_WAIT, CLOSE_WAIT, ...).
+    leftovers: int = 0
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ class Flag(enum.IntFlag):
     SNAPSHOT = 4  # state that already existed when the window started
     LISTENER = 8  # TCP_CLOSE of a listening socket
     ENDED = 16  # LOGIN session ended
+    LEFTOVER = 32  # polled PASSIVE TCP_ESTABLISHED seen only closing (TIME_WAIT, ...)
 
 
 def empty(n: int = 0) -> EventArray:

@@ -314,8 +314,13 @@ class PollSource(EventSource):
         if conn.status == psutil.CONN_LISTEN:
             rows.add(kind=Kind.TCP_LISTEN, saddr=_raw(laddr), sport=lport, flags=flags, **common)
             return
-        if not raddr or conn.status != psutil.CONN_ESTABLISHED:
+        leftover = conn.status in _LEFTOVER_STATES
+        if not raddr or (conn.status != psutil.CONN_ESTABLISHED and not leftover):
             return
+        if leftover:
+            if flags & Flag.SNAPSHOT or lport not in listening_ports:
+                return  # closed before the window, or a client's connection
+            flags |= Flag.LEFTOVER  # accepted and closed between two polls
         direction = Flag.PASSIVE if lport in listening_ports else Flag.ACTIVE
         rows.add(
             kind=Kind.TCP_ESTABLISHED,
@@ -398,6 +403,18 @@ class PollSource(EventSource):
             "pid": pid,
         }
 
+
+# What the kernel still shows of a connection that closed: it was established.
+_LEFTOVER_STATES = frozenset(
+    {
+        psutil.CONN_TIME_WAIT,
+        psutil.CONN_FIN_WAIT1,
+        psutil.CONN_FIN_WAIT2,
+        psutil.CONN_CLOSE_WAIT,
+        psutil.CONN_LAST_ACK,
+        psutil.CONN_CLOSING,
+    }
+)
 
 _TCP_STATES = {
     procfs.TCP_LISTEN: psutil.CONN_LISTEN,

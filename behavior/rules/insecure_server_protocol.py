@@ -78,6 +78,9 @@ def _evaluate(inp: RuleInput, transport: str) -> list[Finding]:
             details["peers"] = peers
         else:
             details["accepted"] = accepted
+            leftovers = sum(s.leftovers for s in listeners)
+            if leftovers:  # polling saw them only closing: accepted between two polls
+                details["seen_as_leftovers"] = leftovers
         first = min(s.started_ns for s in listeners)
         last = max([s.last_accept_ns for s in listeners] + [first])
         findings.append(
