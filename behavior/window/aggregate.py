@@ -127,6 +127,13 @@ class _Ev(NamedTuple):
     saddr: bytes
 
 
+# The process kinds as plain ints: comparing with an enum member costs an attribute
+# lookup on its class per event.
+_EXEC, _FORK, _EXIT = int(Kind.EXEC), int(Kind.FORK), int(Kind.EXIT)
+_PROC_SNAPSHOT = int(Kind.PROC_SNAPSHOT)
+MAX_CACHED = 4096  # distinct comms and images whose derived values are memoised
+
+
 class _KeyTable:
     """Event counters per distinct key: count, first and last wall time, and the first
     event of the key as its representative (which carries every field of the key).
@@ -187,23 +194,14 @@ class _KeyTable:
             self.reps[fresh] = events[idx[order[starts[new]]]]
             self.first[fresh] = np.iinfo(np.uint64).max
             self.size += len(new)
-            # Both parts are sorted: the stable sort merges two runs in linear time.
-            merged_fp = np.concatenate((self._sorted_fp, keys[new]))
-            merged_slot = np.concatenate((self._sorted_slot, fresh))
-            by_fp = np.argsort(merged_fp, kind="stable")
-            self._sorted_fp, self._sorted_slot = merged_fp[by_fp], merged_slot[by_fp]
+            # Both parts are sorted and disjoint: insert the new keys where they belong
+            # (a copy of the index per batch, where sorting it again cost a sort).
+            at = np.searchsorted(self._sorted_fp, keys[new])
+            self._sorted_fp = np.insert(self._sorted_fp, at, keys[new])
+            self._sorted_slot = np.insert(self._sorted_slot, at, fresh)
         self.count[slots] += counts
         self.first[slots] = np.minimum(self.first[slots], first)
         self.last[slots] = np.maximum(self.last[slots], last)
-
-
-@dataclass
-class _ConnTotal:
-    rep: np.void
-    count: int
-    first: int
-    last: int
-    sources: set[str]
 
 
 @dataclass
@@ -252,6 +250,8 @@ class Aggregator:
         self._leftovers = _KeyTable()  # polled accepts seen only closing (TIME_WAIT...)
         self._listeners: dict[tuple[int, int, bytes, int, str], _ListenerState] = {}
         self._procs: dict[int, _ProcState] = {}
+        self._comms: dict[bytes, str] = {}  # memo of comm_text, at most MAX_CACHED
+        self._protocols: dict[tuple[str, int, int], str | None] = {}  # of _login_protocol
         self._logins: dict[tuple[int, int, int, int], LoginSession] = {}
         self._login_accepts: list[LoginAccepted] = []
         # Pids that evidence names (connections, listeners, logins): their process entry
@@ -352,15 +352,16 @@ class Aggregator:
     def _fold_rare(self, rows: EventArray) -> None:
         columns = [rows[name].tolist() for name in _Ev._fields[:-1]]
         columns.append(np.ascontiguousarray(rows["saddr"]).view("V16").ravel().tolist())
+        make = tuple.__new__  # _Ev._make without its Python-level frame, once per event
         for values in zip(*columns):
-            ev = _Ev._make(values)
+            ev: _Ev = make(_Ev, values)
             kind = ev.kind
-            if kind in (Kind.EXEC, Kind.PROC_SNAPSHOT):
-                self._on_image(ev)
-            elif kind == Kind.FORK:
-                self._on_fork(ev)
-            elif kind == Kind.EXIT:
+            if kind == _EXIT:
                 self._on_exit(ev)
+            elif kind in (_EXEC, _PROC_SNAPSHOT):
+                self._on_image(ev)
+            elif kind == _FORK:
+                self._on_fork(ev)
             elif kind == Kind.TCP_LISTEN:
                 self._on_listen(ev)
             elif kind == Kind.TCP_CLOSE:
@@ -376,7 +377,7 @@ class Aggregator:
         proc = _ProcState(
             pid=pid,
             ppid=ev.ppid,
-            comm=comm_text(ev.comm),
+            comm=self._comm(ev.comm),
             exe=ev.str_a,
             cmdline=ev.str_b,
             uid=ev.uid,
@@ -407,7 +408,7 @@ class Aggregator:
         pid, ppid, ts = ev.pid, ev.ppid, ev.ts_wall
         parent = self._procs.get(ppid)
         if parent is None:
-            self._procs[pid] = _ProcState(pid, ppid, comm_text(ev.comm), 0, 0, 0, 0, ts, ts)
+            self._procs[pid] = _ProcState(pid, ppid, self._comm(ev.comm), 0, 0, 0, 0, ts, ts)
         else:
             self._procs[pid] = _ProcState(
                 pid,
@@ -421,13 +422,31 @@ class Aggregator:
                 ts,
             )
 
+    def _comm(self, raw: bytes) -> str:
+        """:func:`comm_text` of ``raw``, memoised: a window's processes share few comms."""
+        text = self._comms.get(raw)
+        if text is None:
+            if len(self._comms) >= MAX_CACHED:
+                self._comms.clear()
+            text = self._comms[raw] = comm_text(raw)
+        return text
+
     def _names(self, proc: _ProcState) -> list[str]:
         exe = self._strings.get(proc.exe) if proc.exe else ""
         return program_names(proc.comm, exe, self._strings.get(proc.cmdline))
 
     def _login_protocol(self, proc: _ProcState) -> str | None:
-        """The cleartext login protocol ``proc`` serves, if it is a login server."""
-        return next((LOGIN_SERVERS[n] for n in self._names(proc) if n in LOGIN_SERVERS), None)
+        """The cleartext login protocol ``proc`` serves, if it is a login server (asked of
+        every exec's parent: memoised per image, as many processes share one)."""
+        image = (proc.comm, proc.exe, proc.cmdline)
+        if image in self._protocols:
+            return self._protocols[image]
+        if len(self._protocols) >= MAX_CACHED:
+            self._protocols.clear()
+        names = self._names(proc)
+        protocol = next((LOGIN_SERVERS[n] for n in names if n in LOGIN_SERVERS), None)
+        self._protocols[image] = protocol
+        return protocol
 
     def _check_login_program(self, proc: _ProcState) -> None:
         parent = self._procs.get(proc.ppid)
@@ -592,51 +611,123 @@ class Aggregator:
 
     def _connection_list(self) -> tuple[Connection, ...]:
         table = self._connections
-        merged: dict[tuple[int, int, int, bytes, int, str], _ConnTotal] = {}
-        labels = {int(s): s.label for s in Source}
-        for i in range(table.size):
-            rep = table.reps[i]
-            family, raw = int(rep["family"]), bytes(rep["daddr"])
-            transport = "udp" if int(rep["kind"]) == Kind.UDP_SEND else "tcp"
-            key = (int(rep["pid"]), int(rep["netns"]), family, raw, int(rep["dport"]), transport)
-            count, first, last = int(table.count[i]), int(table.first[i]), int(table.last[i])
-            source = labels[int(rep["source"])]
-            total = merged.get(key)
-            if total is None:
-                merged[key] = _ConnTotal(rep, count, first, last, {source})
-            else:
-                total.count = max(total.count, count)
-                total.first = min(total.first, first)
-                total.last = max(total.last, last)
-                total.sources.add(source)
-        # Many connections share a remote: format each address once.
-        remotes: dict[tuple[int, bytes], tuple[str, bool]] = {}
-        for _pid, _netns, family, raw, _port, _transport in merged:
-            if (family, raw) not in remotes:
-                remotes[family, raw] = (format_address(family, raw), is_loopback(family, raw))
-        out = [
-            Connection(
-                pid=pid,
-                comm=comm_text(bytes(t.rep["comm"])),
-                uid=int(t.rep["uid"]),
-                netns=netns,
-                family=family,
-                remote=remotes[family, raw][0],
-                remote_loopback=remotes[family, raw][1],
-                port=port,
-                transport=transport,
-                count=t.count,
-                first_ns=t.first,
-                last_ns=t.last,
-                sources=tuple(sorted(t.sources)),
-                labels=tuple(
-                    sorted(self._labels.get((pid, netns, family, raw, port, transport), ()))
-                ),
+        n = table.size
+        if not n:
+            return ()
+        reps = table.reps[:n]
+        # One connection per (pid, netns, family, remote, port, transport): the table's
+        # rows of one key (its connect and established variants, its sources) merge with
+        # the max of their counts, the min of their firsts and the max of their lasts.
+        # Grouped with an exact sort, as a dict would, but without a Python loop per row.
+        udp = (reps["kind"] == Kind.UDP_SEND).astype(np.uint64)
+        addr = np.ascontiguousarray(reps["daddr"]).view("<u8").reshape(-1, 2)
+        meta = (
+            reps["family"].astype(np.uint64)
+            | (reps["dport"].astype(np.uint64) << np.uint64(8))
+            | (udp << np.uint64(24))
+            | (reps["netns"].astype(np.uint64) << np.uint64(32))
+        )
+        pid = reps["pid"].astype(np.uint64)
+        # lexsort is stable: a key's rows stay in slot order, the first is its head.
+        order = np.lexsort((addr[:, 1], addr[:, 0], meta, pid))
+        columns = (pid[order], meta[order], addr[order, 0], addr[order, 1])
+        is_start = np.zeros(n, dtype=bool)
+        is_start[0] = True
+        for column in columns:
+            is_start[1:] |= column[1:] != column[:-1]
+        starts = np.flatnonzero(is_start)
+        head = order[starts]  # in key order
+        count = np.maximum.reduceat(table.count[:n][order], starts)
+        first = np.minimum.reduceat(table.first[:n][order], starts)
+        last = np.maximum.reduceat(table.last[:n][order], starts)
+        bits = np.left_shift(np.uint64(1), reps["source"][order].astype(np.uint64))
+        source_bits = np.bitwise_or.reduceat(bits, starts)
+        remote, loopback, remote_rank = _remotes(reps["family"][head], addr[head])
+        # The order of the list: (first, pid, remote, port, transport), ties in the order
+        # the keys were first seen.
+        ranked = np.lexsort(
+            (head, udp[head], reps["dport"][head], remote_rank, reps["pid"][head], first)
+        )
+        picked = ranked.tolist()
+        return tuple(
+            self._connections_of(
+                reps[head[ranked]],
+                count=count[ranked],
+                first=first[ranked],
+                last=last[ranked],
+                source_bits=source_bits[ranked],
+                remote=[remote[i] for i in picked],
+                loopback=[loopback[i] for i in picked],
             )
-            for (pid, netns, family, raw, port, transport), t in merged.items()
+        )
+
+    def _connections_of(
+        self,
+        heads: EventArray,
+        *,
+        count: U64,
+        first: U64,
+        last: U64,
+        source_bits: U64,
+        remote: list[str],
+        loopback: list[bool],
+    ) -> list[Connection]:
+        """The Connection records of merged keys (``heads``: each key's first row)."""
+        sources_of: dict[int, tuple[str, ...]] = {}
+        for bits in set(source_bits.tolist()):
+            sources_of[bits] = tuple(sorted(s.label for s in Source if bits >> int(s) & 1))
+        comms: dict[bytes, str] = {}
+        for raw in set(heads["comm"].tolist()):
+            comms[raw] = comm_text(raw)
+        transports = np.where(heads["kind"] == Kind.UDP_SEND, "udp", "tcp").tolist()
+        labels: list[tuple[str, ...]]
+        if self._labels:
+            raws_list = np.ascontiguousarray(heads["daddr"]).view("V16").ravel().tolist()
+            keys = zip(
+                heads["pid"].tolist(),
+                heads["netns"].tolist(),
+                heads["family"].tolist(),
+                raws_list,
+                heads["dport"].tolist(),
+                transports,
+            )
+            labels = [tuple(sorted(self._labels.get(key, ()))) for key in keys]
+        else:
+            labels = [()] * len(heads)
+        return [
+            Connection(
+                pid=p,
+                comm=comms[c],
+                uid=u,
+                netns=ns,
+                family=fam,
+                remote=r,
+                remote_loopback=lb,
+                port=port,
+                transport=t,
+                count=k,
+                first_ns=f,
+                last_ns=la,
+                sources=sources_of[b],
+                labels=lab,
+            )
+            for p, c, u, ns, fam, r, lb, port, t, k, f, la, b, lab in zip(
+                heads["pid"].tolist(),
+                heads["comm"].tolist(),
+                heads["uid"].tolist(),
+                heads["netns"].tolist(),
+                heads["family"].tolist(),
+                remote,
+                loopback,
+                heads["dport"].tolist(),
+                transports,
+                count.tolist(),
+                first.tolist(),
+                last.tolist(),
+                source_bits.tolist(),
+                labels,
+            )
         ]
-        out.sort(key=lambda c: (c.first_ns, c.pid, c.remote, c.port, c.transport))
-        return tuple(out)
 
     def _accept_totals(
         self, table: _KeyTable | None = None
@@ -727,6 +818,31 @@ class Aggregator:
 def _transport(aux: int) -> str:
     """A listener event's transport: aux 17 marks a bound UDP socket."""
     return "udp" if aux == _IPPROTO_UDP else "tcp"
+
+
+def _remotes(
+    family: npt.NDArray[np.uint8], addr: U64
+) -> tuple[list[str], list[bool], npt.NDArray[np.intp]]:
+    """Text, loopback-ness and sort rank (by text) of each row's remote address (``addr``:
+    the 16 address bytes as two words). Each distinct address is formatted once."""
+    fam = family.astype(np.uint64)
+    order = np.lexsort((addr[:, 1], addr[:, 0], fam))
+    is_start = np.zeros(len(order), dtype=bool)
+    is_start[:1] = True
+    for column in (fam[order], addr[order, 0], addr[order, 1]):
+        is_start[1:] |= column[1:] != column[:-1]
+    distinct = order[is_start]
+    inverse = np.empty(len(order), dtype=np.intp)
+    inverse[order] = np.cumsum(is_start) - 1
+    texts, loops = [], []
+    for f, lo, hi in zip(fam[distinct].tolist(), *addr[distinct].T.tolist()):
+        raw = np.array([lo, hi], dtype="<u8").tobytes()
+        texts.append(format_address(f, raw))
+        loops.append(is_loopback(f, raw))
+    rank_of = {text: i for i, text in enumerate(sorted(set(texts)))}
+    ranks = np.array([rank_of[t] for t in texts], dtype=np.intp)
+    rows = inverse.tolist()
+    return [texts[i] for i in rows], [loops[i] for i in rows], ranks[inverse]
 
 
 def _same_netns(a: int, b: int) -> bool:
