@@ -1,6 +1,7 @@
 """Replay throughput and trace size: the rba trace format against JSON lines.
 
     .venv/bin/python bench/trace_replay.py [--events 10000000] [--json-events 1000000]
+    .venv/bin/python bench/trace_replay.py --e2e-only --mix processes --e2e-events 2000000
 
 Writes a synthetic trace of a realistic mix of kinds (bench/trace_workload.py) with the
 real TraceWriter, then times ReplaySource draining it (open + CRC-checked index + every
@@ -8,6 +9,11 @@ event decoded into numpy batches, as ``rba replay`` does). The same events are e
 JSON lines (one object per event, strings inline) and decoded back into the same numpy
 records, on a prefix of ``--json-events`` (JSON is too slow for 10M in a sane time).
 Also prints bytes per event with and without compression. Medians of --repeat runs.
+
+The whole of ``rba replay`` (fold, facts, rules, and rendering the report as JSON and
+text) runs on an ``--e2e-events`` trace of the workload ``--mix`` (realistic, connections
+or processes: bench/trace_workload.py), timed in wall and in CPU seconds of the process
+(its inflating threads included), since a loaded machine distorts CPU time least.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from bench.trace_workload import WALL_START_NS, generate
+from bench.trace_workload import MIXES, WALL_START_NS, generate
 from probes.events import EVENT_DTYPE, StringTable, comm_text
 from probes.replay import ReplaySource
 from probes.trace import TraceWriter
@@ -49,11 +56,11 @@ START = {
 }
 
 
-def write_trace(path: str, n: int, *, compress: bool) -> StringTable:
+def write_trace(path: str, n: int, *, compress: bool, mix: str = "realistic") -> StringTable:
     strings = StringTable()
     w = TraceWriter(path, START, strings, compress=compress, flush_interval=3600)
     for i in range(0, n, PIECE):
-        ev = generate(min(PIECE, n - i), seed=i, strings=strings)
+        ev = generate(min(PIECE, n - i), seed=i, strings=strings, mix=mix)
         for j in range(0, len(ev), 4096):  # the size of a live read() batch
             w.add_events(ev[j : j + 4096])
     end = {"ended_at_ns": WALL_START_NS + 3600 * 10**9, "partial": False, "events": n,
@@ -73,30 +80,85 @@ def replay_rate(path: str) -> tuple[float, int]:
 
 
 class FedAt:
-    """An observer that notes when replay has fed every event (progress reaches total)."""
+    """An observer that notes when replay has fed every event (progress reaches total):
+    the wall and CPU clocks then."""
 
     def __init__(self) -> None:
         self.at = 0.0
+        self.cpu_at = 0.0
 
     def progress(self, done: float, total: float, detail: str) -> None:
         if done >= total and not self.at:
-            self.at = time.perf_counter()
+            self.at, self.cpu_at = time.perf_counter(), time.process_time()
 
     def notice(self, message: str) -> None:
         pass
 
 
-def assessment_rates(path: str) -> tuple[float, float]:
-    """The whole of ``rba replay`` on ``path``: (events/s through aggregation, seconds
-    of evaluation at the end, which depend on distinct keys, not on events)."""
+@dataclass(frozen=True)
+class EndToEnd:
+    """One whole replay: events, and the wall and CPU seconds of its three phases."""
+
+    events: int
+    findings: int
+    fold_s: float
+    fold_cpu_s: float
+    evaluate_s: float
+    evaluate_cpu_s: float
+    render_s: float
+    render_cpu_s: float
+
+    @property
+    def total_cpu_s(self) -> float:
+        return self.fold_cpu_s + self.evaluate_cpu_s + self.render_cpu_s
+
+
+def end_to_end(path: str) -> EndToEnd:
+    """The whole of ``rba replay`` on ``path``, rendering included."""
+    from behavior.formats import Format, render
     from behavior.recording.loading import load_recording
     from behavior.recording.replay import replay
 
     fed = FedAt()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = replay(load_recording(path), fed)
-    done = time.perf_counter()
-    return report.run.events / (fed.at - t0), done - fed.at
+    t1, c1 = time.perf_counter(), time.process_time()
+    render(Format.JSON, report)
+    render(Format.TEXT, report)
+    t2, c2 = time.perf_counter(), time.process_time()
+    return EndToEnd(
+        events=report.run.events,
+        findings=len(report.findings),
+        fold_s=fed.at - t0,
+        fold_cpu_s=fed.cpu_at - c0,
+        evaluate_s=t1 - fed.at,
+        evaluate_cpu_s=c1 - fed.cpu_at,
+        render_s=t2 - t1,
+        render_cpu_s=c2 - c1,
+    )
+
+
+def print_end_to_end(runs: list[EndToEnd], mix: str) -> None:
+    """The medians of ``runs``, as events/s of CPU and of wall time."""
+
+    def med(name: str) -> float:
+        return statistics.median(getattr(r, name) for r in runs)
+
+    events = runs[0].events
+    print(
+        f"whole rba replay, {mix} mix, {events} events, {runs[0].findings} findings, "
+        f"median of {len(runs)} (load {os.getloadavg()[0]:.1f}):"
+    )
+    print(f"{'phase':10s} {'CPU s':>8s} {'wall s':>8s}")
+    for phase in ("fold", "evaluate", "render"):
+        print(f"{phase:10s} {med(phase + '_cpu_s'):>8.2f} {med(phase + '_s'):>8.2f}")
+    total_cpu = med("total_cpu_s")
+    total = med("fold_s") + med("evaluate_s") + med("render_s")
+    print(f"{'total':10s} {total_cpu:>8.2f} {total:>8.2f}")
+    print(
+        f"end to end: {events / total_cpu / 1e6:.2f} M events per CPU second, "
+        f"{events / total / 1e6:.2f} M events per wall second"
+    )
 
 
 def to_json_lines(ev: np.ndarray, strings: StringTable) -> bytes:
@@ -136,8 +198,17 @@ def main() -> None:
     parser.add_argument("--json-events", type=int, default=1_000_000)
     parser.add_argument("--e2e-events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--mix", choices=sorted(MIXES), default="realistic")
+    parser.add_argument("--e2e-only", action="store_true", help="only the whole replay")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rba-bench-") as tmp:
+        path = os.path.join(tmp, "e2e.rbt")
+        write_trace(path, args.e2e_events, compress=True, mix=args.mix)
+        e2e_runs = [end_to_end(path) for _ in range(args.repeat)]
+        os.unlink(path)
+        if args.e2e_only:
+            print_end_to_end(e2e_runs, args.mix)
+            return
         rows = []
         for compress in (True, False):
             path = os.path.join(tmp, f"bench-{compress}.rbt")
@@ -157,12 +228,6 @@ def main() -> None:
                 )
             )
             os.unlink(path)
-        path = os.path.join(tmp, "e2e.rbt")
-        write_trace(path, args.e2e_events, compress=True)
-        e2e_runs = [assessment_rates(path) for _ in range(args.repeat)]
-        e2e = statistics.median(r[0] for r in e2e_runs)
-        e2e_finish = statistics.median(r[1] for r in e2e_runs)
-        os.unlink(path)
         strings = StringTable()
         ev = generate(args.json_events, seed=0, strings=strings)
         t0 = time.perf_counter()
@@ -188,10 +253,7 @@ def main() -> None:
             f"{label:26s} {n:>10d} {per:>12.1f} {rate / 1e6:>13.2f} {wrate / 1e6:>12.2f} "
             f"{rate / json_rate:>14.0f}x"
         )
-    print(
-        f"whole rba replay of {args.e2e_events} events (zlib trace): fed through the "
-        f"aggregator at {e2e / 1e6:.2f} M events/s, then {e2e_finish:.1f}s of evaluation"
-    )
+    print_end_to_end(e2e_runs, args.mix)
 
 
 if __name__ == "__main__":

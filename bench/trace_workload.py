@@ -26,6 +26,24 @@ PROGRAMS = [
 ]
 SERVER_PORTS = np.array([80, 443, 5432, 6379, 8080, 22, 25, 21], dtype=np.uint16)
 WALL_START_NS = 1_790_000_000_000_000_000
+KINDS = [
+    Kind.TCP_CONNECT,
+    Kind.TCP_ESTABLISHED,
+    Kind.TCP_CLOSE,
+    Kind.FORK,
+    Kind.EXEC,
+    Kind.EXIT,
+    Kind.UDP_SEND,
+    Kind.TCP_LISTEN,
+    Kind.PROC_SNAPSHOT,
+]
+# Shares of KINDS per workload: a realistic host, one busy with connections (a proxy, a
+# crawler) and one busy with short processes (a build, a CI runner).
+MIXES = {
+    "realistic": [0.17, 0.30, 0.30, 0.06, 0.06, 0.06, 0.03, 0.005, 0.015],
+    "connections": [0.30, 0.30, 0.30, 0.02, 0.02, 0.02, 0.03, 0.0025, 0.0075],
+    "processes": [0.03, 0.03, 0.03, 0.29, 0.29, 0.29, 0.01, 0.005, 0.025],
+}
 MONO_START_NS = 86_400_000_000_000
 
 
@@ -40,8 +58,10 @@ def make_strings(strings: StringTable, rng: np.random.Generator, n_cmdlines: int
     return ids
 
 
-def generate(n: int, seed: int = 7, strings: StringTable | None = None) -> EventArray:
-    """``n`` events in a realistic mix, in time order."""
+def generate(
+    n: int, seed: int = 7, strings: StringTable | None = None, mix: str = "realistic"
+) -> EventArray:
+    """``n`` events in the mix ``mix`` (a key of MIXES), in time order."""
     rng = np.random.default_rng(seed)
     table = strings if strings is not None else StringTable()
     cmd_ids = make_strings(table, rng, max(16, n // 2000))
@@ -49,21 +69,7 @@ def generate(n: int, seed: int = 7, strings: StringTable | None = None) -> Event
     gaps = rng.exponential(40_000, n).astype(np.uint64) + 1000
     ev["ts_mono"] = MONO_START_NS + np.cumsum(gaps)
     ev["ts_wall"] = ev["ts_mono"] - MONO_START_NS + WALL_START_NS
-    kinds = rng.choice(
-        [
-            Kind.TCP_CONNECT,
-            Kind.TCP_ESTABLISHED,
-            Kind.TCP_CLOSE,
-            Kind.FORK,
-            Kind.EXEC,
-            Kind.EXIT,
-            Kind.UDP_SEND,
-            Kind.TCP_LISTEN,
-            Kind.PROC_SNAPSHOT,
-        ],
-        size=n,
-        p=[0.17, 0.30, 0.30, 0.06, 0.06, 0.06, 0.03, 0.005, 0.015],
-    ).astype(np.uint8)
+    kinds = rng.choice(KINDS, size=n, p=MIXES[mix]).astype(np.uint8)
     ev["kind"] = kinds
     ev["source"] = Source.EBPF
     prog = rng.integers(0, len(PROGRAMS), n)
