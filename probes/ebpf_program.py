@@ -68,7 +68,8 @@ TRACEPOINTS: tuple[Tracepoint, ...] = (
     *_tracepoints(
         Role.EVENTS,
         "syscalls",
-        *("sys_enter_sendto", "sys_enter_sendmsg", "sys_enter_connect", "sys_enter_bind"),
+        *("sys_enter_sendto", "sys_enter_sendmsg", "sys_enter_sendmmsg"),
+        *("sys_enter_connect", "sys_enter_bind"),
     ),
     *_tracepoints(
         Role.STATE,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -221,3 +222,54 @@ def test_snmp_v3_only_is_no_server_finding(
         assert _snmpget(ns, "3")
     found = run.report.select("insecure-server-protocol", port=SNMP_PORT, transport="udp")
     assert found == [], run.report.summary()
+
+
+# One sendmmsg() of two SNMP v2c requests to the peer's UDP 161 (nothing answers).
+SENDMMSG_CLIENT = r"""
+import ctypes, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+class msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+class mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+addr = bytes([2, 0, 0, 161]) + socket.inet_aton(sys.argv[1]) + bytes(8)
+name = ctypes.create_string_buffer(addr, len(addr))
+data = bytes.fromhex("302602010104067262616532650419a0170204")
+buf = ctypes.create_string_buffer(data, len(data))
+iov = iovec(ctypes.cast(buf, ctypes.c_void_p), len(data))
+msgs = (mmsghdr * 2)()
+for m in msgs:
+    m.hdr.name = ctypes.cast(name, ctypes.c_void_p)
+    m.hdr.namelen = len(addr)
+    m.hdr.iov = ctypes.pointer(iov)
+    m.hdr.iovlen = 1
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sent = libc.sendmmsg(s.fileno(), msgs, 2, 0)
+sys.exit(0 if sent == 2 else 1)
+"""
+
+
+def test_sendmmsg_is_a_udp_send(
+    snmpd: tuple[PeerNamespace, int], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.conftest import BPF_MISSING
+
+    if BPF_MISSING:
+        pytest.skip(f"eBPF unavailable: {BPF_MISSING}")
+    ns, _pid = snmpd
+    with AssessRun(tmp_path_factory.mktemp("udp-mmsg"), duration=5, probes="ebpf") as run:
+        client = subprocess.run(
+            [sys.executable, "-c", SENDMMSG_CLIENT, ns.peer_ip], timeout=10, check=False
+        )
+        assert client.returncode == 0
+    found = [
+        f
+        for f in run.report.select("insecure-client-general", remote__port=SNMP_PORT)
+        if f["evidence"]["remote"]["address"] == ns.peer_ip
+    ]
+    assert len(found) == 1 and found[0]["evidence"]["transport"] == "udp", run.report.summary()
