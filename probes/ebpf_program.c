@@ -467,21 +467,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
     return 0;
 }
 
-// sendmmsg: struct mmsghdr (UAPI) starts with a user_msghdr, whose msg_name comes first.
-// The first message's address stands for the batch (one UDP_SEND, as for sendmsg).
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg) {
-    if (window_closed())
-        return 0;
-    struct {
-        void *name;
-        int namelen;
-    } head = {};
-    if (!args->vlen || (args->flags & MSG_FASTOPEN_) || read_user(&head, sizeof(head), args->mmsg))
-        return 0;
-    emit_udp(head.name, head.namelen, 1, udp_fd_kind(args->fd));
-    return 0;
-}
-
 TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
     if (window_closed())
         return 0;
@@ -809,19 +794,26 @@ static __always_inline void content_new_socket(u64 key) {
 // a failed connect whose thread migrated while another connect used that CPU's slot
 // leaves its entry until the LRU evicts it or the fd is reused by a socket, and a
 // connect() repeated while the first is in progress (EALREADY) ends the capture.
+// Every connect() claims the slot, followed or not: a successful connect leaves it set,
+// so a later failed connect the thread does not follow (telnet's AF_UNIX one to nscd)
+// would otherwise delete the followed connection.
 static __always_inline void content_connect_enter(u64 fd, const void *uaddr, u64 len, u8 kind) {
-    if ((kind & FD_KIND_MASK) == FD_UDP)
-        return;
-    u64 key = fd_key(fd);
+    // The slot is looked up only once the tracepoint arguments are read: clang would
+    // otherwise keep a ctx pointer plus offset across the lookup, which the verifier refuses.
+    int zero = 0;
     struct rba_conn c = {};
-    if (!read_endpoint(uaddr, len, &c))
+    if ((kind & FD_KIND_MASK) == FD_UDP || !read_endpoint(uaddr, len, &c)) {
+        struct rba_connecting *slot = connecting.lookup(&zero);
+        if (slot)
+            slot->tid = 0;
         return;
+    }
+    u64 key = fd_key(fd);
     c.id = bpf_ktime_get_ns();
     c.role = ROLE_ACTIVE;
     c.sent_max = RBA_CLIENT_WRITES;
     c.received_max = 1;
     conns.update(&key, &c);
-    int zero = 0;
     struct rba_connecting *slot = connecting.lookup(&zero);
     if (slot) {
         slot->tid = (u32)bpf_get_current_pid_tgid();

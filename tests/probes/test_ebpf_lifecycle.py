@@ -141,3 +141,40 @@ def test_a_failed_connects_fd_reused_by_a_file_captures_nothing(tmp_path: Path) 
     events = concat(batches)
     assert len(select(events, kind=Kind.TCP_CONNECT, dport=port, pid=os.getpid())) == 1
     assert not len(select(events, kind=Kind.PROTO_LABEL, dport=port))
+
+
+def test_a_failed_unfollowed_connect_leaves_the_followed_connection_captured(
+    tmp_path: Path,
+) -> None:
+    """telnet connects, then its resolver's AF_UNIX connect() to nscd fails: that exit must
+    not drop the TCP connection the thread connected before (the per-CPU slot of the last
+    followed connect), so the request written afterwards is still labelled."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    source = EbpfSource()
+    strings = StringTable()
+    source.start(strings)
+    source.seed(empty())
+    try:
+        client = socket.create_connection(("127.0.0.1", port))
+        peer = server.accept()[0]
+        with socket.socket(socket.AF_UNIX) as local, pytest.raises(FileNotFoundError):
+            local.connect(str(tmp_path / "no-such-socket"))
+        client.sendall(b"GET / HTTP/1.0\r\nHost: example\r\n\r\n")
+        peer.recv(4096)
+        peer.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+        client.recv(4096)
+        peer.close()
+        client.close()
+        time.sleep(0.2)
+    finally:
+        server.close()
+        source.stop()
+    batches = []
+    while len(batch := source.read(0.0)):
+        batches.append(batch)
+    events = concat(batches)
+    labels = select(events, kind=Kind.PROTO_LABEL, dport=port, pid=os.getpid())
+    assert [strings.get(int(e["str_a"])) for e in labels] == ["http"]
