@@ -467,6 +467,21 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
     return 0;
 }
 
+// sendmmsg: struct mmsghdr (UAPI) starts with a user_msghdr, whose msg_name comes first.
+// The first message's address stands for the batch (one UDP_SEND, as for sendmsg).
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg) {
+    if (window_closed())
+        return 0;
+    struct {
+        void *name;
+        int namelen;
+    } head = {};
+    if (!args->vlen || (args->flags & MSG_FASTOPEN_) || read_user(&head, sizeof(head), args->mmsg))
+        return 0;
+    emit_udp(head.name, head.namelen, 1, udp_fd_kind(args->fd));
+    return 0;
+}
+
 TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
     if (window_closed())
         return 0;
