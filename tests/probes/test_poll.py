@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,41 @@ def test_poll_interval_must_be_positive() -> None:
         PollSource(interval=0)
     with pytest.raises(ValueError, match="unknown probe choice"):
         open_session("kprobe")
+
+
+def _utmp_record(kind: int, pid: int, tty: str, user: str, host: str, *, when: int) -> bytes:
+    from probes.poll import _UTMP
+
+    fields = (kind, pid, tty.encode(), b"", user.encode(), host.encode(), b"", 0, when, 0)
+    return _UTMP.pack(*fields, b"", b"")
+
+
+def test_wtmp_sessions_of_the_window_are_logins(tmp_path: Path) -> None:
+    """A host without a utmp file logs sessions only to wtmp: records appended after the
+    window opened are LOGIN events (user, tty, remote host, leader pid), ended by their
+    DEAD_PROCESS record; records from before the window are not."""
+    from probes.common import EventRows
+
+    wtmp = tmp_path / "wtmp"
+    wtmp.write_bytes(_utmp_record(7, 10, "pts/9", "before", "192.0.2.9", when=1))
+    strings = StringTable()
+    source = PollSource()
+    source._strings = strings
+    source.wtmp = str(wtmp)
+    first = EventRows()
+    source._poll_wtmp(first, Flag.SNAPSHOT)
+    with wtmp.open("ab") as f:
+        f.write(_utmp_record(7, 4242, "pts/3", ".telnet", "198.51.100.2", when=5))
+        f.write(_utmp_record(7, 4243, "pts/3", "alice", "198.51.100.2", when=6))
+        f.write(_utmp_record(8, 4243, "pts/3", "", "", when=9)[:-10])  # cut: read next time
+    rows = EventRows()
+    source._poll_wtmp(rows, Flag.NONE)
+    with wtmp.open("ab") as f:
+        f.write(_utmp_record(8, 4243, "pts/3", "", "", when=9)[-10:])
+    source._poll_wtmp(rows, Flag.NONE)
+    assert len(first.to_array()) == 0
+    events = rows.to_array()
+    assert [strings.get(int(e["str_a"])) for e in events] == ["alice", "alice"]
+    assert [strings.get(int(e["str_c"])) for e in events] == ["198.51.100.2"] * 2
+    assert events["pid"].tolist() == [4243, 4243]
+    assert [bool(e["flags"] & Flag.ENDED) for e in events] == [False, True]
