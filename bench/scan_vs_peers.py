@@ -4,13 +4,20 @@ and RELRO (and, for information, the canary).
 
     bash bench/setup_peers.sh                      # once: the peers' venv (gitignored)
     .venv/bin/python bench/scan_vs_peers.py [--dir /usr/bin] [--runs 5] [--peer-runs 1]
+                                            [--peers checksec.py,pwntools,checksec.sh]
 
 - *cold*: no rba facts cache (deleted before each run); *warm*: the cache the cold run left.
   The OS page cache is warm for every tool (each reads the tree once before timing).
 - rba runs with ``--jobs`` chosen automatically, and also with ``--jobs 1`` and ``--jobs 2``
   (interleaved rounds), so the automatic choice can be checked against both.
 - *single file*: ``rba scan --no-cache /usr/bin/ls``, start-up included.
-- Times are wall-clock medians of whole commands, Python start-up included.
+- checksec.py runs once per round, interleaved with rba's variants, so every ratio to it
+  is measured under the same load; the slow peers (pwntools, checksec.sh) run
+  ``--peer-runs`` times after the rounds.
+- Times are medians of whole commands, Python start-up included: wall clock, and CPU
+  (user + system of the command and its children, from ``getrusage``), which a loaded
+  machine disturbs far less. *paired* is the median over rounds of checksec.py's time in
+  that round divided by rba's.
 """
 
 from __future__ import annotations
@@ -19,13 +26,13 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,12 +68,25 @@ print(json.dumps(out))
 Verdicts = dict[str, dict[str, object]]  # path -> {"nx", "pie", "relro", "canary"}
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
+class Run:
+    """One command's wall and CPU seconds, and its output."""
+
+    def __init__(self, wall: float, cpu: float, stdout: str) -> None:
+        self.wall, self.cpu, self.stdout = wall, cpu, stdout
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str]) -> Run:
+    cpu, start = _children_cpu(), time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=ENV, check=False)
+    wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"{cmd[:3]} failed: {done.stderr.strip()[-500:]}")
-    return time.perf_counter() - start, done.stdout
+    return Run(wall, _children_cpu() - cpu, done.stdout)
 
 
 def relro(value: object) -> str:
@@ -125,17 +145,37 @@ def agreement(name: str, ours: Verdicts, theirs: Verdicts) -> int:
     return hard
 
 
-def median_of(runs: int, fn: Callable[[], float]) -> tuple[float, list[float]]:
-    times = [fn() for _ in range(runs)]
-    return statistics.median(times), times
+def report(runs: dict[str, list[Run]]) -> None:
+    """The table: medians of wall and CPU seconds, and checksec.py's over each."""
+    base = runs["checksec.py"]
+    wall0 = statistics.median(r.wall for r in base)
+    cpu0 = statistics.median(r.cpu for r in base)
+    print(f"{'tool':30s} {'runs':>4s} {'wall s':>7s} {'cpu s':>7s}   checksec.py / tool: "
+          f"{'wall':>6s} {'cpu':>6s} {'paired wall':>11s} {'paired cpu':>10s}")  # fmt: skip
+    for name, rs in runs.items():
+        wall, cpu = statistics.median(r.wall for r in rs), statistics.median(r.cpu for r in rs)
+        paired = ""
+        if len(rs) == len(base):
+            pw = statistics.median(b.wall / r.wall for b, r in zip(base, rs))
+            pc = statistics.median(b.cpu / max(r.cpu, 1e-3) for b, r in zip(base, rs))
+            paired = f"{pw:10.1f}x {pc:9.1f}x"
+        print(f"{name:30s} {len(rs):4d} {wall:7.3f} {cpu:7.3f}   {'':19s} "
+              f"{wall0 / wall:5.1f}x {cpu0 / max(cpu, 1e-3):5.1f}x {paired}")  # fmt: skip
+    for name, rs in runs.items():
+        walls = " ".join(f"{r.wall:.3f}" for r in rs)
+        cpus = " ".join(f"{r.cpu:.3f}" for r in rs)
+        print(f"{name}: wall {walls}; cpu {cpus}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="/usr/bin")
     parser.add_argument("--runs", type=int, default=5, help="rba rounds")
-    parser.add_argument("--peer-runs", type=int, default=1, help="runs of each peer")
+    parser.add_argument("--peer-runs", type=int, default=1, help="runs of the slow peers")
+    parser.add_argument("--peers", default="checksec.py,pwntools,checksec.sh",
+                        help="comma-separated; checksec.py runs in every round")  # fmt: skip
     args = parser.parse_args()
+    wanted = set(args.peers.split(","))
     if not PEERS.exists():
         print("the peers' venv is missing: bash bench/setup_peers.sh", file=sys.stderr)
         return 2
@@ -143,48 +183,42 @@ def main() -> int:
     cache = work / "facts.json"
     scan = [RBA, "scan", "-r", args.dir, "--output", str(work / "out.txt")]
     timed([*scan, "--no-cache"])  # page cache and bytecode, for every tool below too
-    cold: dict[str, list[float]] = {"auto": [], "1": [], "2": []}
-    warm: list[float] = []
+    checksec_py = [str(PEERS), "-c", CHECKSEC_PY, args.dir]
+    runs: dict[str, list[Run]] = {
+        **{f"rba scan -r (cold, --jobs {j})": [] for j in ("auto", "1", "2")},
+        "rba scan -r (warm cache)": [], "rba scan one file (cold)": [], "checksec.py": [],
+    }  # fmt: skip
+    load = [os.getloadavg()[0]]
     for _ in range(args.runs):  # interleaved, so load changes hit every variant alike
-        for jobs, times in cold.items():
+        for jobs in ("auto", "1", "2"):
             cache.unlink(missing_ok=True)
             extra = [] if jobs == "auto" else ["--jobs", jobs]
-            times.append(timed([*scan, "--cache", str(cache), *extra])[0])
-        warm.append(timed([*scan, "--cache", str(cache)])[0])
-    single = [timed([RBA, "scan", "--no-cache", "/usr/bin/ls"])[0] for _ in range(args.runs)]
-    peers: dict[str, tuple[list[float], Verdicts]] = {}
-    commands = {
-        "checksec.py": ([str(PEERS), "-c", CHECKSEC_PY, args.dir], checksec_py_verdicts),
+            runs[f"rba scan -r (cold, --jobs {jobs})"].append(
+                timed([*scan, "--cache", str(cache), *extra])
+            )
+        runs["rba scan -r (warm cache)"].append(timed([*scan, "--cache", str(cache)]))
+        runs["rba scan one file (cold)"].append(timed([RBA, "scan", "--no-cache", "/usr/bin/ls"]))
+        runs["checksec.py"].append(timed(checksec_py))
+        load.append(os.getloadavg()[0])
+    peers: dict[str, Verdicts] = {
+        "checksec.py": checksec_py_verdicts(runs["checksec.py"][-1].stdout)
+    }
+    slow = {
         "pwntools": ([str(PEERS), "-c", PWNTOOLS, args.dir], pwntools_verdicts),
         "checksec.sh": (["checksec", f"--dir={args.dir}", "--output=json"], checksec_sh_verdicts),
     }
-    for name, (cmd, parse) in commands.items():
-        if name == "checksec.sh" and shutil.which("checksec") is None:
+    for name, (cmd, parse) in slow.items():
+        if name not in wanted or (name == "checksec.sh" and shutil.which("checksec") is None):
             continue
-        times, text = [], ""
-        for _ in range(args.peer_runs):
-            seconds, text = timed(cmd)
-            times.append(seconds)
-        peers[name] = (times, parse(text))
-    ours = rba_verdicts(timed([RBA, "scan", "-r", args.dir, "--no-cache", "--format", "json"])[1])
+        runs[name] = [timed(cmd) for _ in range(args.peer_runs)]
+        peers[name] = parse(runs[name][-1].stdout)
+    ours = rba_verdicts(
+        timed([RBA, "scan", "-r", args.dir, "--no-cache", "--format", "json"]).stdout
+    )
     shutil.rmtree(work)
-    base = statistics.median(peers["checksec.py"][0]) if "checksec.py" in peers else None
-    print(f"{'tool':30s} {'median s':>9s} {'runs':>5s} {'checksec.py / tool':>19s}")
-    rows = [
-        (f"rba scan -r (cold, --jobs {j})", statistics.median(t), len(t)) for j, t in cold.items()
-    ]
-    rows.append(("rba scan -r (warm cache)", statistics.median(warm), len(warm)))
-    rows.append(("rba scan one file (cold)", statistics.median(single), len(single)))
-    rows += [(name, statistics.median(t), len(t)) for name, (t, _v) in peers.items()]
-    for name, seconds, n in rows:
-        ratio = f"{base / seconds:18.1f}x" if base else ""
-        print(f"{name:30s} {seconds:9.3f} {n:5d} {ratio}")
-    for jobs, times in cold.items():
-        print(f"cold --jobs {jobs}: {' '.join(f'{x:.3f}' for x in times)}")
-    print(f"warm: {' '.join(f'{x:.3f}' for x in warm)}")
-    print(f"one file: {' '.join(f'{x:.3f}' for x in single)}")
-    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at the end")
-    hard = sum(agreement(name, ours, verdicts) for name, (_t, verdicts) in peers.items())
+    report(runs)
+    print(f"cpus {os.cpu_count()}, load average {min(load):.1f} to {max(load):.1f} over the rounds")
+    hard = sum(agreement(name, ours, verdicts) for name, verdicts in peers.items())
     print(f"\nNX/PIE/RELRO disagreements with any peer: {hard}")
     return 0
 
