@@ -9,6 +9,7 @@ content-only ones are compiled only with content capture.
 
 from __future__ import annotations
 
+import atexit
 import enum
 import os
 import threading
@@ -173,7 +174,17 @@ def preload(content: bool) -> None:
     """Start compiling and loading the default program now, when it will probably be
     needed (as root); :func:`take_preloaded` hands it over. Without root, nothing."""
     if not _preloads and os.geteuid() == 0:
+        atexit.register(_wait_for_untaken)
         _preloads.append(_Preload(cflags(DEFAULT_RINGBUF_PAGES, content)))
+
+
+def _wait_for_untaken() -> None:
+    """At exit, wait for a compile nobody took (the command failed on its arguments, say):
+    an interpreter torn down under a running LLVM crashes the process ("pure virtual
+    method called", SIGSEGV) instead of exiting with its status. The program is left to
+    the kernel, which unloads it when the process's descriptors close."""
+    while _preloads:
+        _preloads.pop().take()
 
 
 def take_preloaded(ringbuf_pages: int, content: bool) -> Any:
