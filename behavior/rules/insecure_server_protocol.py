@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from behavior.interface import Finding, Severity
+from behavior.interface import Finding, Process, Severity
 from behavior.rules.interface import Rule, RuleInfo, RuleInput, RuleResult, finding
 from behavior.rules.listener_common import (
     host_listeners_by_port,
@@ -41,6 +41,22 @@ def evaluate(inp: RuleInput) -> RuleResult:
     return RuleResult(tuple(findings), note if inp.polling_only else "")
 
 
+MAX_LISTED = 5
+
+
+def _serving_programs(
+    children: dict[int, list[Process]], inp: RuleInput, pid: int
+) -> list[tuple[str, list[str]]]:
+    """(exe, names) of the programs a listener's owner started with another image: the
+    ones serving its accepted connections (inetd, socket activation)."""
+    owner = inp.obs.processes.get(pid)
+    out = []
+    for child in children.get(pid, ()):
+        if child.exe and (owner is None or child.exe != owner.exe):
+            out.append((child.exe, program_names(child.comm, child.exe, child.cmdline)))
+    return out
+
+
 def _usage(inp: RuleInput, transport: str, used: int) -> str:
     if used:
         return "used"
@@ -51,6 +67,9 @@ def _evaluate(inp: RuleInput, transport: str) -> list[Finding]:
     findings = []
     groups = host_listeners_by_port(inp, transport)
     ports_of_pid = Counter(pid for _port, pid in groups)
+    children: dict[int, list[Process]] = {}
+    for child in inp.obs.processes.values():
+        children.setdefault(child.ppid, []).append(child)
     for (port, pid), listeners in groups.items():
         # Content labels are kept per owning process: they tell a port only when the
         # process listens on that one port.
@@ -61,6 +80,11 @@ def _evaluate(inp: RuleInput, transport: str) -> list[Finding]:
             names = program_names(s.comm, s.exe, proc.cmdline if proc else "")
             verdict = classify_server(port, names, labels, transport)
             if verdict is not None or labels:
+                break
+        served = _serving_programs(children, inp, pid) if pid and ports_of_pid[pid] == 1 else []
+        for _exe, names in served if verdict is None else ():
+            verdict = classify_server(port, names, (), transport)
+            if verdict is not None:
                 break
         if verdict is None:
             continue
@@ -74,6 +98,8 @@ def _evaluate(inp: RuleInput, transport: str) -> list[Finding]:
             "basis": basis,
             "usage": _usage(inp, transport, accepted or peers),
         }
+        if served:  # inetd-style: the programs serving the owner's accepted connections
+            details["serving_programs"] = sorted({exe for exe, _ in served})[:MAX_LISTED]
         if transport == "udp":
             details["peers"] = peers
         else:

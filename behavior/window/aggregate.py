@@ -54,6 +54,7 @@ LOGIN_SERVERS = {
 }
 LOGIN_PROGRAMS = frozenset({"login"})
 MAX_LOGIN_ANCESTRY = 4  # session leader -> login -> telnetd child -> telnetd
+MAX_SERVED = 1024  # programs started by listener owners kept past their exit, per window
 
 _TCP, _UDP = 0, 1
 _IPPROTO_UDP = 17
@@ -248,6 +249,8 @@ class Aggregator:
         self._connections = _KeyTable()
         self._accepts = _KeyTable()
         self._leftovers = _KeyTable()  # polled accepts seen only closing (TIME_WAIT...)
+        self._listener_owners: set[int] = set()  # of TCP listeners
+        self._served: set[int] = set()  # programs they started (see _keep_served)
         self._listeners: dict[tuple[int, int, bytes, int, str], _ListenerState] = {}
         self._procs: dict[int, _ProcState] = {}
         self._comms: dict[bytes, str] = {}  # memo of comm_text, at most MAX_CACHED
@@ -395,6 +398,17 @@ class Aggregator:
         self._procs[pid] = proc
         if is_new_exec:
             self._check_login_program(proc)
+            self._keep_served(proc)
+
+    def _keep_served(self, proc: _ProcState) -> None:
+        """Keep a program a listener's owner started (inetd's in.telnetd, a socket
+        activated service): it serves that owner's accepted connections."""
+        if proc.ppid not in self._listener_owners or len(self._served) >= MAX_SERVED:
+            return
+        parent = self._procs.get(proc.ppid)
+        if parent is not None and parent.exe != proc.exe:
+            self._served.add(proc.pid)
+            self._referenced.add(proc.pid)
 
     def _on_exit(self, ev: _Ev) -> None:
         if ev.pid not in self._referenced:
@@ -479,6 +493,8 @@ class Aggregator:
         self._referenced.add(ev.pid)
         ts = ev.ts_wall
         key = (ev.netns, ev.family, ev.saddr, ev.sport, _transport(ev.aux))
+        if key[4] == "tcp":
+            self._listener_owners.add(ev.pid)
         source = Source(ev.source).label
         state = self._listeners.get(key)
         snapshot = bool(ev.flags & Flag.SNAPSHOT)

@@ -38,7 +38,10 @@ def test_telnet_login_to_this_host_is_an_accepted_insecure_login(tmp_path: Path)
         if f["rule_id"].startswith("insecure-client")
         and session.pid in (f["evidence"].get("pids") or [])
     ]
-    # The listener is the inetd-style accept loop (python) on a high port: it is not
-    # identified as telnet; the login it led to is the evidence.
-    assert report.select("insecure-server-protocol", port=port) == []
+    # The listener is the inetd-style accept loop (python) on a high port: the telnetd it
+    # started serves the connection and names the protocol (issue 15).
+    [served] = report.select("insecure-server-protocol", port=port)
+    assert served["evidence"]["protocol"] == "telnet"
+    assert served["evidence"]["serving_programs"] == ["/usr/sbin/telnetd"]
+    assert served["evidence"]["process"]["pid"] == telnetd.pid
     assert telnetd.pid
