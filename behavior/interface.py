@@ -121,7 +121,7 @@ class RuleStatus:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """Run-level facts every report states (RULES.md, 'Run-level facts')."""
+    """Run-level facts every report states (docs/rules.md, 'Run-level facts')."""
 
     id: str
     host: str

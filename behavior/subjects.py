@@ -413,7 +413,7 @@ SUBJECT_TYPES: tuple[type[Any], ...] = (
 )
 _BY_KIND: dict[str, Any] = {cls.kind: cls for cls in SUBJECT_TYPES}
 
-# Which subject each rule names (RULES.md ids). A rule not listed has no typed subject.
+# Which subject each rule names (docs/rules.md ids). A rule not listed has no typed subject.
 RULE_SUBJECTS: dict[str, str] = {
     "insecure-client-login": "connection",
     "insecure-client-general": "connection",

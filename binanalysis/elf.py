@@ -7,7 +7,7 @@ bytes from :class:`~binanalysis.reader.FileBytes`. pyelftools' high-level ``ELFF
 structures is what makes a cold ``rba scan /usr/bin`` beat checksec by 50x (BENCHMARKS.md).
 The tests cross-check these readers against pyelftools on every built binary.
 
-Semantics (RULES.md):
+Semantics (docs/rules.md):
 - DEP: the *last* ``PT_GNU_STACK`` decides (the kernel honours the last one); none means an
   executable stack; a writable and executable ``PT_LOAD`` is reported as well.
 - Stack cookies: ``__stack_chk_fail``, ``__stack_chk_fail_local``, ``__stack_chk_guard`` or

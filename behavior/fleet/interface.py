@@ -1,7 +1,7 @@
 """The fleet layer's interface: its error, the extra it needs, and the records its
 queries return.
 
-The fleet layer turns rba JSON reports (the public contract of DESIGN.md) into a findings
+The fleet layer turns rba JSON reports (the public contract of docs/design.md) into a findings
 lake: OCSF findings as Parquet in Amazon Security Lake's layout, which DuckDB reads here and
 Athena, Trino, Spark or ClickHouse read at fleet scale. pyarrow, DuckDB and Dask come from
 the optional extra ``rba[fleet]``; :func:`require_fleet_extra` says in one line what to

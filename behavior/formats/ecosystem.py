@@ -17,7 +17,7 @@ from behavior.interface import Finding, Report, SuppressionInfo
 PRODUCT_NAME = "rba"
 PRODUCT_VENDOR = "rba project"
 
-# The four rules that judge files rather than behaviour (RULES.md, "File rules").
+# The four rules that judge files rather than behaviour (docs/rules.md, "File rules").
 BINARY_RULES = frozenset(
     {
         "software-without-dep",

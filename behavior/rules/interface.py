@@ -1,5 +1,5 @@
 """The rules layer's interface: a rule is a pure function from (observations, facts) to
-findings, plus the metadata RULES.md gives it and a statement of when it cannot run.
+findings, plus the metadata docs/rules.md gives it and a statement of when it cannot run.
 
 Rules never touch the live system: everything comes in through :class:`RuleInput`, so a
 replayed trace and a live run give the same findings by construction.

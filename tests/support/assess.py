@@ -4,7 +4,7 @@ Usage::
 
     with AssessRun(workdir, duration=8, probes="ebpf") as run:
         ...drive clients and servers...     # between start-of-window and its end
-    report = run.report                     # parsed JSON (DESIGN.md's contract)
+    report = run.report                     # parsed JSON (docs/design.md's contract)
     report.select("insecure-client-login", pid=client.pid)
 
 Readiness: the scenario must start only once the window is open and the probes are

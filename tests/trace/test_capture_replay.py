@@ -124,7 +124,7 @@ def workdir() -> Iterator[Path]:
 
 
 def _subject(finding: dict[str, Any]) -> tuple[Any, ...]:
-    """What a finding is about (RULES.md, 'Subject of a finding'), without times."""
+    """What a finding is about (docs/rules.md, 'Subject of a finding'), without times."""
     ev = finding["evidence"]
     remote = ev.get("remote") or {}
     return (
